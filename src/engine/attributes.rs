@@ -1,0 +1,489 @@
+//! Attributes: the typed values matchers look at, and the coercions applied to them.
+//!
+//! Where the official SDKs disagree on how an attribute of an unexpected type is read, splitkit
+//! follows the JavaScript SDK: numbers are read from numeric strings, booleans and `null`
+//! (`true` is 1, `null` is 0); strings are read from numbers and booleans; sets are read from
+//! lists only; booleans from booleans or the strings `"true"`/`"false"` in any case.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeValue {
+    /// JSON `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating point number.
+    Float(f64),
+    /// A string.
+    String(String),
+    /// A point in time, in milliseconds since the Unix epoch (UTC), for `DATETIME` matchers.
+    DateTime(i64),
+    /// A list (a set, for the set matchers).
+    List(Vec<AttributeValue>),
+    /// A JSON object (only useful as a key object with a `matchingKey`).
+    Object(BTreeMap<String, AttributeValue>),
+}
+
+/// The attributes of an evaluation: name to value.
+///
+/// # Examples
+/// ```
+/// use splitkit::{Attributes, AttributeValue};
+/// let mut attrs = Attributes::new();
+/// attrs.insert("plan", "pro");
+/// attrs.insert("age", 42);
+/// attrs.insert("beta", true);
+/// attrs.insert("tags", vec!["a", "b"]);
+/// attrs.insert("signup", AttributeValue::DateTime(1_700_000_000_000));
+/// assert_eq!(attrs.get("plan"), Some(&AttributeValue::String("pro".into())));
+///
+/// let from_json = Attributes::from_json(&serde_json::json!({"plan": "pro", "age": 42}))?;
+/// assert_eq!(from_json.len(), 2);
+/// # Ok::<(), splitkit::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes {
+    map: HashMap<String, AttributeValue>,
+}
+
+impl Attributes {
+    /// No attributes.
+    pub fn new() -> Attributes {
+        Attributes::default()
+    }
+
+    /// Sets an attribute, replacing any previous value of that name.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<AttributeValue>) {
+        self.map.insert(name.into(), value.into());
+    }
+
+    /// Builder form of [`Attributes::insert`].
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<AttributeValue>) -> Self {
+        self.insert(name, value);
+        self
+    }
+
+    /// The value of an attribute.
+    pub fn get(&self, name: &str) -> Option<&AttributeValue> {
+        self.map.get(name)
+    }
+
+    /// Number of attributes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when there are no attributes.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Iterates over the attributes.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Builds attributes from a JSON object.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] when `value` is not a JSON object (or `null`, which
+    /// gives no attributes).
+    pub fn from_json(value: &serde_json::Value) -> crate::Result<Attributes> {
+        match value {
+            serde_json::Value::Null => Ok(Attributes::new()),
+            serde_json::Value::Object(obj) => Ok(Attributes {
+                map: obj
+                    .iter()
+                    .map(|(k, v)| (k.clone(), AttributeValue::from(v)))
+                    .collect(),
+            }),
+            other => Err(crate::Error::InvalidInput(format!(
+                "attributes must be a JSON object, got {other}"
+            ))),
+        }
+    }
+}
+
+impl<K: Into<String>, V: Into<AttributeValue>> FromIterator<(K, V)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Attributes {
+            map: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+}
+
+impl From<&serde_json::Value> for AttributeValue {
+    fn from(v: &serde_json::Value) -> Self {
+        use serde_json::Value;
+        match v {
+            Value::Null => AttributeValue::Null,
+            Value::Bool(b) => AttributeValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => AttributeValue::Int(i),
+                None => AttributeValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => AttributeValue::String(s.clone()),
+            Value::Array(items) => AttributeValue::List(items.iter().map(Into::into).collect()),
+            Value::Object(obj) => AttributeValue::Object(
+                obj.iter()
+                    .map(|(k, v)| (k.clone(), AttributeValue::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl From<serde_json::Value> for AttributeValue {
+    fn from(v: serde_json::Value) -> Self {
+        AttributeValue::from(&v)
+    }
+}
+
+macro_rules! from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for AttributeValue {
+            fn from(v: $t) -> Self { AttributeValue::Int(i64::from(v)) }
+        }
+    )*};
+}
+from_int!(i8, i16, i32, i64, u8, u16, u32);
+
+impl From<f64> for AttributeValue {
+    fn from(v: f64) -> Self {
+        AttributeValue::Float(v)
+    }
+}
+impl From<f32> for AttributeValue {
+    fn from(v: f32) -> Self {
+        AttributeValue::Float(f64::from(v))
+    }
+}
+impl From<bool> for AttributeValue {
+    fn from(v: bool) -> Self {
+        AttributeValue::Bool(v)
+    }
+}
+impl From<&str> for AttributeValue {
+    fn from(v: &str) -> Self {
+        AttributeValue::String(v.to_string())
+    }
+}
+impl From<String> for AttributeValue {
+    fn from(v: String) -> Self {
+        AttributeValue::String(v)
+    }
+}
+impl From<std::time::SystemTime> for AttributeValue {
+    fn from(v: std::time::SystemTime) -> Self {
+        let ms = match v.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        AttributeValue::DateTime(ms)
+    }
+}
+impl<T: Into<AttributeValue>> From<Vec<T>> for AttributeValue {
+    fn from(v: Vec<T>) -> Self {
+        AttributeValue::List(v.into_iter().map(Into::into).collect())
+    }
+}
+impl<T: Into<AttributeValue>> From<HashSet<T>> for AttributeValue {
+    fn from(v: HashSet<T>) -> Self {
+        AttributeValue::List(v.into_iter().map(Into::into).collect())
+    }
+}
+
+// ---- coercions (JavaScript SDK semantics) ----
+
+/// The value as a number, or `None` when it is not one (`NaN` in JavaScript).
+pub(crate) fn to_number(v: &AttributeValue) -> Option<f64> {
+    let n = match v {
+        AttributeValue::Int(i) => *i as f64,
+        AttributeValue::Float(f) => *f,
+        AttributeValue::DateTime(ms) => *ms as f64,
+        AttributeValue::Bool(b) => f64::from(u8::from(*b)),
+        AttributeValue::Null => 0.0,
+        AttributeValue::String(s) => js_string_to_number(s),
+        AttributeValue::List(_) => js_string_to_number(&join_for_primitive(v)),
+        AttributeValue::Object(_) => f64::NAN,
+    };
+    if n.is_nan() { None } else { Some(n) }
+}
+
+/// The value as a string, or `None` when it gives an empty string or cannot be one.
+pub(crate) fn to_str(v: &AttributeValue) -> Option<Cow<'_, str>> {
+    let s: Cow<'_, str> = match v {
+        AttributeValue::String(s) => Cow::Borrowed(s.as_str()),
+        AttributeValue::Null => return None,
+        AttributeValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        AttributeValue::Int(i) => Cow::Owned(i.to_string()),
+        AttributeValue::Float(f) => Cow::Owned(js_number_to_string(*f)),
+        AttributeValue::DateTime(ms) => Cow::Owned(ms.to_string()),
+        AttributeValue::List(items) => {
+            // Only the string items show, joined by commas.
+            let parts: Vec<&str> = items
+                .iter()
+                .map(|i| match i {
+                    AttributeValue::String(s) => s.as_str(),
+                    _ => "",
+                })
+                .collect();
+            Cow::Owned(parts.join(","))
+        }
+        AttributeValue::Object(obj) => match obj.get("matchingKey") {
+            Some(inner @ AttributeValue::String(_)) => return to_str(inner),
+            _ => return None,
+        },
+    };
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// The value as a set of strings, or `None` unless it is a non-empty list.
+pub(crate) fn to_set(v: &AttributeValue) -> Option<Vec<Cow<'_, str>>> {
+    let AttributeValue::List(items) = v else {
+        return None;
+    };
+    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(items.len());
+    for item in items {
+        let s = js_concat_string(item);
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    if out.is_empty() { None } else { Some(out) }
+}
+
+/// The value as a boolean: a boolean, or the string `true`/`false` in any case.
+pub(crate) fn to_bool(v: &AttributeValue) -> Option<bool> {
+    match v {
+        AttributeValue::Bool(b) => Some(*b),
+        AttributeValue::String(s) => {
+            if s.eq_ignore_ascii_case("true") {
+                Some(true)
+            } else if s.eq_ignore_ascii_case("false") {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `value + ''` in JavaScript.
+fn js_concat_string(v: &AttributeValue) -> Cow<'_, str> {
+    match v {
+        AttributeValue::String(s) => Cow::Borrowed(s.as_str()),
+        AttributeValue::Null => Cow::Borrowed("null"),
+        AttributeValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        AttributeValue::Int(i) => Cow::Owned(i.to_string()),
+        AttributeValue::Float(f) => Cow::Owned(js_number_to_string(*f)),
+        AttributeValue::DateTime(ms) => Cow::Owned(ms.to_string()),
+        AttributeValue::List(_) => Cow::Owned(join_for_primitive(v)),
+        AttributeValue::Object(_) => Cow::Borrowed("[object Object]"),
+    }
+}
+
+/// `Array.prototype.join(",")`, as used when an array is converted to a primitive
+/// (`null` items become empty strings).
+fn join_for_primitive(v: &AttributeValue) -> String {
+    match v {
+        AttributeValue::List(items) => items
+            .iter()
+            .map(|i| match i {
+                AttributeValue::Null => Cow::Borrowed(""),
+                other => js_concat_string(other),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => js_concat_string(other).into_owned(),
+    }
+}
+
+/// `Number(s)` in JavaScript.
+pub(crate) fn js_string_to_number(s: &str) -> f64 {
+    let t = s.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    if t.is_empty() {
+        return 0.0;
+    }
+    let radix = |prefix: &[&str], radix: u32| -> Option<f64> {
+        let rest = prefix.iter().find_map(|p| t.strip_prefix(p))?;
+        if rest.is_empty() || !rest.chars().all(|c| c.is_digit(radix)) {
+            return Some(f64::NAN);
+        }
+        Some(
+            rest.chars()
+                .filter_map(|c| c.to_digit(radix))
+                .fold(0f64, |acc, d| acc * f64::from(radix) + f64::from(d)),
+        )
+    };
+    if let Some(n) = radix(&["0x", "0X"], 16)
+        .or_else(|| radix(&["0o", "0O"], 8))
+        .or_else(|| radix(&["0b", "0B"], 2))
+    {
+        return n;
+    }
+    let (sign, body) = match t.as_bytes()[0] {
+        b'+' => (1.0, &t[1..]),
+        b'-' => (-1.0, &t[1..]),
+        _ => (1.0, t),
+    };
+    if body == "Infinity" {
+        return sign * f64::INFINITY;
+    }
+    if !is_decimal_literal(body) {
+        return f64::NAN;
+    }
+    body.parse::<f64>().map(|n| sign * n).unwrap_or(f64::NAN)
+}
+
+/// `digits [. digits] [e[+-]digits]` or `. digits [exponent]`, as JavaScript's StrDecimalLiteral.
+fn is_decimal_literal(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let int_digits = {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        i - start
+    };
+    let mut frac_digits = 0;
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac_digits = i - start;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// `String(n)` for a JavaScript number.
+pub(crate) fn js_number_to_string(n: f64) -> String {
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if n == 0.0 {
+        return "0".into();
+    }
+    // Shortest round-trip digits and decimal exponent, from Rust's `{:e}` formatting.
+    let sci = format!("{:e}", n.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let k = digits.len() as i32;
+    let point = exp + 1; // position of the decimal point relative to the digits
+    let sign = if n < 0.0 { "-" } else { "" };
+    let body = if k <= point && point <= 21 {
+        format!("{digits}{}", "0".repeat((point - k) as usize))
+    } else if 0 < point && point <= 21 {
+        let (a, b) = digits.split_at(point as usize);
+        format!("{a}.{b}")
+    } else if -6 < point && point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else {
+        let e = point - 1;
+        let esign = if e < 0 { "-" } else { "+" };
+        let (a, b) = digits.split_at(1);
+        if b.is_empty() {
+            format!("{a}e{esign}{}", e.abs())
+        } else {
+            format!("{a}.{b}e{esign}{}", e.abs())
+        }
+    };
+    format!("{sign}{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_like_javascript() {
+        assert_eq!(js_string_to_number(" 42 "), 42.0);
+        assert_eq!(js_string_to_number(""), 0.0);
+        assert_eq!(js_string_to_number("0x1F"), 31.0);
+        assert_eq!(js_string_to_number("1e3"), 1000.0);
+        assert_eq!(js_string_to_number(".5"), 0.5);
+        assert_eq!(js_string_to_number("5."), 5.0);
+        assert_eq!(js_string_to_number("-Infinity"), f64::NEG_INFINITY);
+        assert!(js_string_to_number("inf").is_nan());
+        assert!(js_string_to_number("12abc").is_nan());
+        assert!(js_string_to_number("-0x10").is_nan());
+        assert_eq!(to_number(&AttributeValue::Bool(true)), Some(1.0));
+        assert_eq!(to_number(&AttributeValue::Null), Some(0.0));
+        assert_eq!(to_number(&AttributeValue::from(vec!["7"])), Some(7.0));
+        assert_eq!(to_number(&AttributeValue::List(vec![])), Some(0.0));
+        assert_eq!(to_number(&AttributeValue::from(vec![1, 2])), None);
+    }
+
+    #[test]
+    fn strings_like_javascript() {
+        assert_eq!(js_number_to_string(5.0), "5");
+        assert_eq!(js_number_to_string(1.5), "1.5");
+        assert_eq!(js_number_to_string(-0.25), "-0.25");
+        assert_eq!(js_number_to_string(1e21), "1e+21");
+        assert_eq!(js_number_to_string(1e-7), "1e-7");
+        assert_eq!(js_number_to_string(123456.789), "123456.789");
+        assert_eq!(js_number_to_string(0.000001), "0.000001");
+        assert_eq!(js_number_to_string(1.5e-10), "1.5e-10");
+        assert_eq!(to_str(&AttributeValue::Int(5)).as_deref(), Some("5"));
+        assert_eq!(to_str(&AttributeValue::Bool(true)).as_deref(), Some("true"));
+        assert_eq!(to_str(&AttributeValue::String(String::new())), None);
+        assert_eq!(to_str(&AttributeValue::Null), None);
+        assert_eq!(
+            to_str(&AttributeValue::List(vec![
+                "a".into(),
+                AttributeValue::Int(1),
+                "b".into()
+            ]))
+            .as_deref(),
+            Some("a,,b")
+        );
+    }
+
+    #[test]
+    fn sets_and_booleans() {
+        let v = AttributeValue::List(vec![
+            "a".into(),
+            AttributeValue::Int(1),
+            "a".into(),
+            AttributeValue::Null,
+        ]);
+        let set = to_set(&v).unwrap();
+        assert_eq!(set, vec!["a", "1", "null"]);
+        assert_eq!(to_set(&AttributeValue::List(vec![])), None);
+        assert_eq!(to_set(&AttributeValue::String("a".into())), None);
+        assert_eq!(to_bool(&AttributeValue::String("TRUE".into())), Some(true));
+        assert_eq!(to_bool(&AttributeValue::Int(1)), None);
+    }
+}

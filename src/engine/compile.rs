@@ -1,0 +1,745 @@
+//! Compilation: wire definitions turned, once per update, into the form evaluation reads
+//! without parsing or allocating (regexes built, sets hashed, versions parsed, dates truncated).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::bucket::{HashAlgo, seed_of};
+use super::labels::Label;
+use super::semver::Semver;
+use crate::error::Error;
+use crate::model::{Condition, FeatureFlag, MatcherDef, RuleBasedSegment};
+
+/// Above this many entries, a string list is looked up through a hash set.
+const SMALL_SET: usize = 8;
+
+/// A list of strings looked up by membership.
+#[derive(Debug)]
+pub(crate) enum StrSet {
+    Small(Box<[Box<str>]>),
+    Large(HashSet<Box<str>>),
+}
+
+impl StrSet {
+    fn new(items: &[String]) -> StrSet {
+        let mut uniq: Vec<Box<str>> = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
+        for i in items {
+            if seen.insert(i.as_str()) {
+                uniq.push(i.as_str().into());
+            }
+        }
+        if uniq.len() <= SMALL_SET {
+            StrSet::Small(uniq.into_boxed_slice())
+        } else {
+            StrSet::Large(uniq.into_iter().collect())
+        }
+    }
+
+    pub(crate) fn contains(&self, s: &str) -> bool {
+        match self {
+            StrSet::Small(items) => items.iter().any(|i| &**i == s),
+            StrSet::Large(set) => set.contains(s),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            StrSet::Small(items) => items.len(),
+            StrSet::Large(set) => set.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            StrSet::Small(items) => Box::new(items.iter().map(|s| &**s)),
+            StrSet::Large(set) => Box::new(set.iter().map(|s| &**s)),
+        }
+    }
+
+    pub(crate) fn all_in(&self, values: &[std::borrow::Cow<'_, str>]) -> bool {
+        self.iter().all(|r| values.iter().any(|v| v == r))
+    }
+}
+
+/// How a `DATETIME` value is truncated before comparing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Truncate {
+    /// `NUMBER`: compared as is.
+    None,
+    /// Truncated to the UTC day (`EQUAL_TO`).
+    Day,
+    /// Truncated to the UTC minute (`GREATER_THAN_OR_EQUAL_TO`, `LESS_THAN_OR_EQUAL_TO`, `BETWEEN`).
+    Minute,
+}
+
+impl Truncate {
+    /// Applies the truncation to epoch milliseconds, as JavaScript's `Date` does; `None` when
+    /// the value is outside the range of a date.
+    pub(crate) fn apply(self, ms: f64) -> Option<f64> {
+        let unit = match self {
+            Truncate::None => return Some(ms),
+            Truncate::Day => 86_400_000.0,
+            Truncate::Minute => 60_000.0,
+        };
+        if !ms.is_finite() || ms.abs() > 8.64e15 {
+            return None;
+        }
+        let t = ms.trunc();
+        Some(t - t.rem_euclid(unit))
+    }
+}
+
+/// The compiled form of one matcher.
+#[derive(Debug)]
+pub(crate) enum MatcherKind {
+    AllKeys,
+    InSegment(Box<str>),
+    InRuleBasedSegment(Box<str>),
+    Whitelist(StrSet),
+    EqualTo(f64, Truncate),
+    GreaterOrEqual(f64, Truncate),
+    LessOrEqual(f64, Truncate),
+    Between(f64, f64, Truncate),
+    EqualToSet(StrSet),
+    ContainsAnyOfSet(StrSet),
+    ContainsAllOfSet(StrSet),
+    PartOfSet(StrSet),
+    StartsWith(Box<[Box<str>]>),
+    EndsWith(Box<[Box<str>]>),
+    ContainsString(Box<[Box<str>]>),
+    /// `None` when the pattern does not compile (the matcher is then always false).
+    MatchesString(Option<Regex>),
+    Dependency {
+        flag: Box<str>,
+        treatments: Box<[Box<str>]>,
+    },
+    EqualToBoolean(bool),
+    /// The semver matchers hold `None` when the rule value is not a version (always false).
+    SemverEqual(Option<Semver>),
+    SemverGreaterOrEqual(Option<Semver>),
+    SemverLessOrEqual(Option<Semver>),
+    SemverBetween(Option<(Semver, Semver)>),
+    SemverInList(Option<HashSet<String>>),
+}
+
+/// A compiled matcher: what it looks at, whether it is negated, and what it checks.
+#[derive(Debug)]
+pub(crate) struct CompiledMatcher {
+    /// Attribute to read; `None` reads the matching key.
+    pub(crate) attribute: Option<Box<str>>,
+    pub(crate) negate: bool,
+    pub(crate) kind: MatcherKind,
+}
+
+/// A compiled targeting rule.
+#[derive(Debug)]
+pub(crate) struct CompiledCondition {
+    pub(crate) rollout: bool,
+    pub(crate) matchers: Vec<CompiledMatcher>,
+    /// Treatments with the cumulative size reached at their end.
+    pub(crate) partitions: Vec<(Arc<str>, i64)>,
+    pub(crate) label: Label,
+}
+
+/// A compiled feature flag.
+#[derive(Debug)]
+pub(crate) struct CompiledFlag {
+    pub(crate) name: Arc<str>,
+    pub(crate) traffic_type: Arc<str>,
+    pub(crate) killed: bool,
+    pub(crate) default_treatment: Arc<str>,
+    pub(crate) change_number: i64,
+    pub(crate) algo: HashAlgo,
+    pub(crate) traffic_allocation: i64,
+    pub(crate) traffic_allocation_seed: i32,
+    pub(crate) seed: i32,
+    pub(crate) conditions: Vec<CompiledCondition>,
+    pub(crate) configurations: HashMap<Box<str>, Arc<str>>,
+    pub(crate) sets: Vec<String>,
+    pub(crate) impressions_disabled: bool,
+    pub(crate) prerequisites: Vec<(Box<str>, Box<[Box<str>]>)>,
+    /// Treatments named anywhere in the definition (for the manager), in first-seen order.
+    pub(crate) treatments: Vec<String>,
+    /// Segment names referenced by the flag's matchers.
+    pub(crate) segments: Vec<String>,
+    /// True when a matcher was unsupported and the rules were replaced (§2.6).
+    pub(crate) unsupported: bool,
+}
+
+/// A compiled rule-based segment.
+#[derive(Debug)]
+pub(crate) struct CompiledRuleBasedSegment {
+    pub(crate) excluded_keys: HashSet<String>,
+    /// `(name, kind)` of excluded segments.
+    pub(crate) excluded_segments: Vec<(String, ExcludedKind)>,
+    /// The conditions' matcher lists; the key is in the segment when any list matches.
+    pub(crate) conditions: Vec<Vec<CompiledMatcher>>,
+    pub(crate) change_number: i64,
+    pub(crate) segments: Vec<String>,
+}
+
+/// The kind of an excluded segment of a rule-based segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExcludedKind {
+    Standard,
+    RuleBased,
+    Large,
+}
+
+/// Why a matcher could not be compiled.
+struct Unsupported {
+    field: String,
+    message: String,
+}
+
+fn strings(v: &Option<Vec<String>>) -> &[String] {
+    v.as_deref().unwrap_or(&[])
+}
+
+fn boxed_list(items: &[String]) -> Box<[Box<str>]> {
+    items.iter().map(|s| s.as_str().into()).collect()
+}
+
+fn compile_matcher(
+    m: &MatcherDef,
+    path: &str,
+    segments: &mut Vec<String>,
+) -> Result<CompiledMatcher, Unsupported> {
+    let missing = |field: &str| Unsupported {
+        field: format!("{path}.{field}"),
+        message: format!(
+            "matcher {} needs {field}, which is missing",
+            m.matcher_type
+        ),
+    };
+    let whitelist = || -> Result<&[String], Unsupported> {
+        m.whitelist_matcher_data
+            .as_ref()
+            .and_then(|w| w.whitelist.as_deref())
+            .ok_or_else(|| missing("whitelistMatcherData"))
+    };
+    let segment_name = || -> Result<&str, Unsupported> {
+        m.user_defined_segment_matcher_data
+            .as_ref()
+            .and_then(|s| s.segment_name.as_deref())
+            .ok_or_else(|| missing("userDefinedSegmentMatcherData"))
+    };
+    let unary = || -> Result<(f64, bool), Unsupported> {
+        let d = m
+            .unary_numeric_matcher_data
+            .as_ref()
+            .ok_or_else(|| missing("unaryNumericMatcherData"))?;
+        let v = d
+            .value
+            .as_ref()
+            .and_then(serde_json::Number::as_f64)
+            .ok_or_else(|| missing("unaryNumericMatcherData.value"))?;
+        Ok((v, d.data_type.as_deref() == Some("DATETIME")))
+    };
+    let string_data = || -> Result<&str, Unsupported> {
+        m.string_matcher_data
+            .as_deref()
+            .ok_or_else(|| missing("stringMatcherData"))
+    };
+    let kind = match m.matcher_type.as_str() {
+        "ALL_KEYS" => MatcherKind::AllKeys,
+        "IN_SEGMENT" => {
+            let name = segment_name()?;
+            segments.push(name.to_string());
+            MatcherKind::InSegment(name.into())
+        }
+        "IN_RULE_BASED_SEGMENT" => MatcherKind::InRuleBasedSegment(segment_name()?.into()),
+        "WHITELIST" => MatcherKind::Whitelist(StrSet::new(whitelist()?)),
+        "EQUAL_TO" => {
+            let (v, dt) = unary()?;
+            let t = if dt { Truncate::Day } else { Truncate::None };
+            MatcherKind::EqualTo(t.apply(v).unwrap_or(f64::NAN), t)
+        }
+        "GREATER_THAN_OR_EQUAL_TO" | "LESS_THAN_OR_EQUAL_TO" => {
+            let (v, dt) = unary()?;
+            let t = if dt { Truncate::Minute } else { Truncate::None };
+            let v = t.apply(v).unwrap_or(f64::NAN);
+            if m.matcher_type == "GREATER_THAN_OR_EQUAL_TO" {
+                MatcherKind::GreaterOrEqual(v, t)
+            } else {
+                MatcherKind::LessOrEqual(v, t)
+            }
+        }
+        "BETWEEN" => {
+            let d = m
+                .between_matcher_data
+                .as_ref()
+                .ok_or_else(|| missing("betweenMatcherData"))?;
+            let start = d
+                .start
+                .as_ref()
+                .and_then(serde_json::Number::as_f64)
+                .ok_or_else(|| missing("betweenMatcherData.start"))?;
+            let end = d
+                .end
+                .as_ref()
+                .and_then(serde_json::Number::as_f64)
+                .ok_or_else(|| missing("betweenMatcherData.end"))?;
+            let t = if d.data_type.as_deref() == Some("DATETIME") {
+                Truncate::Minute
+            } else {
+                Truncate::None
+            };
+            MatcherKind::Between(
+                t.apply(start).unwrap_or(f64::NAN),
+                t.apply(end).unwrap_or(f64::NAN),
+                t,
+            )
+        }
+        "EQUAL_TO_SET" => MatcherKind::EqualToSet(StrSet::new(whitelist()?)),
+        "CONTAINS_ANY_OF_SET" => MatcherKind::ContainsAnyOfSet(StrSet::new(whitelist()?)),
+        "CONTAINS_ALL_OF_SET" => MatcherKind::ContainsAllOfSet(StrSet::new(whitelist()?)),
+        "PART_OF_SET" => MatcherKind::PartOfSet(StrSet::new(whitelist()?)),
+        "STARTS_WITH" => MatcherKind::StartsWith(boxed_list(whitelist()?)),
+        "ENDS_WITH" => MatcherKind::EndsWith(boxed_list(whitelist()?)),
+        "CONTAINS_STRING" => MatcherKind::ContainsString(boxed_list(whitelist()?)),
+        "MATCHES_STRING" => MatcherKind::MatchesString(Regex::new(string_data()?).ok()),
+        "IN_SPLIT_TREATMENT" => {
+            let d = m
+                .dependency_matcher_data
+                .as_ref()
+                .ok_or_else(|| missing("dependencyMatcherData"))?;
+            let flag = d
+                .split
+                .as_deref()
+                .ok_or_else(|| missing("dependencyMatcherData.split"))?;
+            MatcherKind::Dependency {
+                flag: flag.into(),
+                treatments: boxed_list(strings(&d.treatments)),
+            }
+        }
+        "EQUAL_TO_BOOLEAN" => MatcherKind::EqualToBoolean(
+            m.boolean_matcher_data
+                .ok_or_else(|| missing("booleanMatcherData"))?,
+        ),
+        "EQUAL_TO_SEMVER" => MatcherKind::SemverEqual(Semver::parse(string_data()?)),
+        "GREATER_THAN_OR_EQUAL_TO_SEMVER" => {
+            MatcherKind::SemverGreaterOrEqual(Semver::parse(string_data()?))
+        }
+        "LESS_THAN_OR_EQUAL_TO_SEMVER" => {
+            MatcherKind::SemverLessOrEqual(Semver::parse(string_data()?))
+        }
+        "BETWEEN_SEMVER" => {
+            let d = m
+                .between_string_matcher_data
+                .as_ref()
+                .ok_or_else(|| missing("betweenStringMatcherData"))?;
+            let bounds = match (d.start.as_deref(), d.end.as_deref()) {
+                (Some(s), Some(e)) => Semver::parse(s).zip(Semver::parse(e)),
+                _ => None,
+            };
+            MatcherKind::SemverBetween(bounds)
+        }
+        "IN_LIST_SEMVER" => {
+            let list = whitelist()?;
+            // Like the JavaScript SDK: an empty list, or any entry that is not a version,
+            // disables the matcher.
+            let parsed: Option<HashSet<String>> = if list.is_empty() {
+                None
+            } else {
+                list.iter()
+                    .map(|s| Semver::parse(s).map(|v| v.normalized().to_string()))
+                    .collect()
+            };
+            MatcherKind::SemverInList(parsed)
+        }
+        other => {
+            return Err(Unsupported {
+                field: format!("{path}.matcherType"),
+                message: if other == "IN_LARGE_SEGMENT" {
+                    "large segments are not supported by this SDK".into()
+                } else {
+                    format!("unknown matcher type {other:?}")
+                },
+            });
+        }
+    };
+    Ok(CompiledMatcher {
+        attribute: m
+            .key_selector
+            .as_ref()
+            .and_then(|k| k.attribute.as_deref())
+            .map(Into::into),
+        negate: m.negate.unwrap_or(false),
+        kind,
+    })
+}
+
+fn compile_matchers(
+    c: &Condition,
+    path: &str,
+    segments: &mut Vec<String>,
+) -> Result<Vec<CompiledMatcher>, Unsupported> {
+    let matchers = c
+        .matcher_group
+        .as_ref()
+        .and_then(|g| g.matchers.as_deref())
+        .unwrap_or(&[]);
+    matchers
+        .iter()
+        .enumerate()
+        .map(|(j, m)| compile_matcher(m, &format!("{path}.matcherGroup.matchers[{j}]"), segments))
+        .collect()
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_default()
+}
+
+/// A readable label for a condition that has none, in the style of the product's labels:
+/// `in segment employees`, `user.location in list ["california"]`, joined with `and`.
+pub(crate) fn generated_label(c: &Condition) -> String {
+    let matchers = c
+        .matcher_group
+        .as_ref()
+        .and_then(|g| g.matchers.as_deref())
+        .unwrap_or(&[]);
+    if matchers.is_empty() {
+        return "default rule".into();
+    }
+    let parts: Vec<String> = matchers.iter().map(describe_matcher).collect();
+    parts.join(" and ")
+}
+
+fn describe_matcher(m: &MatcherDef) -> String {
+    let tt = m
+        .key_selector
+        .as_ref()
+        .and_then(|k| k.traffic_type.as_deref())
+        .unwrap_or("user");
+    let subject = match m.key_selector.as_ref().and_then(|k| k.attribute.as_deref()) {
+        Some(a) => format!("{tt}.{a}"),
+        None => tt.to_string(),
+    };
+    let not = if m.negate.unwrap_or(false) { "not " } else { "" };
+    let list = || {
+        json_list(
+            m.whitelist_matcher_data
+                .as_ref()
+                .and_then(|w| w.whitelist.as_deref())
+                .unwrap_or(&[]),
+        )
+    };
+    let num = |n: &Option<serde_json::Number>| n.as_ref().map(ToString::to_string).unwrap_or_default();
+    let unary = || {
+        m.unary_numeric_matcher_data
+            .as_ref()
+            .map(|d| num(&d.value))
+            .unwrap_or_default()
+    };
+    let string = || format!("{:?}", m.string_matcher_data.as_deref().unwrap_or(""));
+    let segment = || {
+        m.user_defined_segment_matcher_data
+            .as_ref()
+            .and_then(|s| s.segment_name.clone())
+            .unwrap_or_default()
+    };
+    match m.matcher_type.as_str() {
+        "ALL_KEYS" => format!("{not}default rule"),
+        "IN_SEGMENT" => format!("{not}in segment {}", segment()),
+        "IN_RULE_BASED_SEGMENT" => format!("{not}in rule based segment {}", segment()),
+        "WHITELIST" if m.key_selector.as_ref().and_then(|k| k.attribute.as_ref()).is_none() => {
+            if not.is_empty() {
+                format!("{subject} not whitelisted")
+            } else {
+                "whitelisted".into()
+            }
+        }
+        "WHITELIST" => format!("{subject} {not}in list {}", list()),
+        "EQUAL_TO" => format!("{subject} {not}is equal to {}", unary()),
+        "GREATER_THAN_OR_EQUAL_TO" => {
+            format!("{subject} {not}is greater than or equal to {}", unary())
+        }
+        "LESS_THAN_OR_EQUAL_TO" => format!("{subject} {not}is less than or equal to {}", unary()),
+        "BETWEEN" => {
+            let (s, e) = m
+                .between_matcher_data
+                .as_ref()
+                .map(|d| (num(&d.start), num(&d.end)))
+                .unwrap_or_default();
+            format!("{subject} {not}is between {s} and {e}")
+        }
+        "EQUAL_TO_SET" => format!("{subject} {not}is equal to set {}", list()),
+        "CONTAINS_ANY_OF_SET" => format!("{subject} {not}contains any of {}", list()),
+        "CONTAINS_ALL_OF_SET" => format!("{subject} {not}contains all of {}", list()),
+        "PART_OF_SET" => format!("{subject} {not}is part of {}", list()),
+        "STARTS_WITH" => format!("{subject} {not}starts with {}", list()),
+        "ENDS_WITH" => format!("{subject} {not}ends with {}", list()),
+        "CONTAINS_STRING" => format!("{subject} {not}contains {}", list()),
+        "MATCHES_STRING" => format!("{subject} {not}matches {}", string()),
+        "IN_SPLIT_TREATMENT" => {
+            let (f, ts) = m
+                .dependency_matcher_data
+                .as_ref()
+                .map(|d| (d.split.clone().unwrap_or_default(), json_list(strings(&d.treatments))))
+                .unwrap_or_default();
+            format!("{not}in split {f} treatment {ts}")
+        }
+        "EQUAL_TO_BOOLEAN" => format!(
+            "{subject} {not}is {}",
+            m.boolean_matcher_data.unwrap_or_default()
+        ),
+        "EQUAL_TO_SEMVER" => format!("{subject} {not}is equal to semver {}", string()),
+        "GREATER_THAN_OR_EQUAL_TO_SEMVER" => {
+            format!("{subject} {not}is greater than or equal to semver {}", string())
+        }
+        "LESS_THAN_OR_EQUAL_TO_SEMVER" => {
+            format!("{subject} {not}is less than or equal to semver {}", string())
+        }
+        "BETWEEN_SEMVER" => {
+            let (s, e) = m
+                .between_string_matcher_data
+                .as_ref()
+                .map(|d| (d.start.clone().unwrap_or_default(), d.end.clone().unwrap_or_default()))
+                .unwrap_or_default();
+            format!("{subject} {not}is between semver {s:?} and {e:?}")
+        }
+        "IN_LIST_SEMVER" => format!("{subject} {not}in list semver {}", list()),
+        other => format!("{subject} {not}{}", other.to_lowercase().replace('_', " ")),
+    }
+}
+
+/// Compiles a flag. Problems that leave the flag loadable (an unsupported matcher, which makes
+/// the flag answer `control`) are returned beside it, each naming the flag and the field.
+pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
+    let mut problems = Vec::new();
+    let mut segments = Vec::new();
+    let mut conditions = Vec::new();
+    let mut treatments: Vec<String> = Vec::new();
+    let mut note = |t: &str| {
+        if !treatments.iter().any(|x| x == t) {
+            treatments.push(t.to_string());
+        }
+    };
+    let default_treatment = f.default_treatment.clone().unwrap_or_else(|| "control".into());
+    let mut unsupported = false;
+    for (i, c) in f.conditions.as_deref().unwrap_or(&[]).iter().enumerate() {
+        let path = format!("conditions[{i}]");
+        let matchers = match compile_matchers(c, &path, &mut segments) {
+            Ok(m) => m,
+            Err(u) => {
+                problems.push(Error::InvalidDefinition {
+                    flag: f.name.clone(),
+                    field: u.field,
+                    message: format!(
+                        "{}; the flag answers \"control\" with label \"{}\"",
+                        u.message,
+                        Label::Unsupported
+                    ),
+                });
+                unsupported = true;
+                break;
+            }
+        };
+        let mut cumulative = 0i64;
+        let mut partitions = Vec::new();
+        for (j, p) in c.partitions.as_deref().unwrap_or(&[]).iter().enumerate() {
+            if !(0..=100).contains(&p.size) {
+                problems.push(Error::InvalidDefinition {
+                    flag: f.name.clone(),
+                    field: format!("{path}.partitions[{j}].size"),
+                    message: format!("must be between 0 and 100, got {}", p.size),
+                });
+            }
+            cumulative += p.size;
+            note(&p.treatment);
+            partitions.push((Arc::<str>::from(p.treatment.as_str()), cumulative));
+        }
+        let label = match &c.label {
+            Some(l) => l.clone(),
+            None => generated_label(c),
+        };
+        conditions.push(CompiledCondition {
+            rollout: c.condition_type.as_deref() == Some("ROLLOUT"),
+            matchers,
+            partitions,
+            label: Label::Rule(label.into()),
+        });
+    }
+    if unsupported {
+        // §2.6: one WHITELIST-type ALL_KEYS condition answering control.
+        conditions = vec![CompiledCondition {
+            rollout: false,
+            matchers: vec![CompiledMatcher {
+                attribute: None,
+                negate: false,
+                kind: MatcherKind::AllKeys,
+            }],
+            partitions: vec![(Arc::from("control"), 100)],
+            label: Label::Unsupported,
+        }];
+        segments.clear();
+        note("control");
+    }
+    note(&default_treatment);
+    let traffic_allocation = match f.traffic_allocation {
+        Some(ta) if (0..=100).contains(&ta) => ta,
+        Some(ta) => {
+            problems.push(Error::InvalidDefinition {
+                flag: f.name.clone(),
+                field: "trafficAllocation".into(),
+                message: format!("must be between 0 and 100, got {ta}; using 100"),
+            });
+            100
+        }
+        None => 100,
+    };
+    let configurations = f
+        .configurations
+        .as_ref()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(t, v)| {
+                    let text = match v {
+                        serde_json::Value::Null => return None,
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    Some((Box::<str>::from(t.as_str()), Arc::<str>::from(text)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let prerequisites = f
+        .prerequisites
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|p| (Box::<str>::from(p.n.as_str()), boxed_list(strings(&p.ts))))
+        .collect();
+    segments.sort();
+    segments.dedup();
+    let flag = CompiledFlag {
+        name: f.name.as_str().into(),
+        traffic_type: f.traffic_type_name.as_deref().unwrap_or("user").into(),
+        killed: f.killed.unwrap_or(false),
+        default_treatment: default_treatment.into(),
+        change_number: f.change_number.unwrap_or(0),
+        algo: HashAlgo::from_field(f.algo),
+        traffic_allocation,
+        traffic_allocation_seed: seed_of(f.traffic_allocation_seed),
+        seed: seed_of(f.seed),
+        conditions,
+        configurations,
+        sets: f.sets.clone().unwrap_or_default(),
+        impressions_disabled: f.impressions_disabled.unwrap_or(false),
+        prerequisites,
+        treatments,
+        segments,
+        unsupported,
+    };
+    (flag, problems)
+}
+
+/// Compiles a rule-based segment. A condition with an unsupported matcher makes the segment's
+/// conditions one that matches every key (what the official SDKs do), reported as a problem.
+pub(crate) fn compile_rule_based_segment(
+    r: &RuleBasedSegment,
+) -> (CompiledRuleBasedSegment, Vec<Error>) {
+    let mut problems = Vec::new();
+    let mut segments = Vec::new();
+    let mut conditions = Vec::new();
+    for (i, c) in r.conditions.as_deref().unwrap_or(&[]).iter().enumerate() {
+        match compile_matchers(c, &format!("conditions[{i}]"), &mut segments) {
+            Ok(m) => conditions.push(m),
+            Err(u) => {
+                problems.push(Error::InvalidDefinition {
+                    flag: r.name.clone(),
+                    field: u.field,
+                    message: format!(
+                        "{}; the rule-based segment now matches every key not excluded",
+                        u.message
+                    ),
+                });
+                conditions = vec![vec![CompiledMatcher {
+                    attribute: None,
+                    negate: false,
+                    kind: MatcherKind::AllKeys,
+                }]];
+                break;
+            }
+        }
+    }
+    let excluded = r.excluded.clone().unwrap_or_default();
+    let excluded_segments: Vec<(String, ExcludedKind)> = excluded
+        .segments
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let kind = match s.kind.as_deref() {
+                Some("rule-based") => ExcludedKind::RuleBased,
+                Some("large") => ExcludedKind::Large,
+                _ => ExcludedKind::Standard,
+            };
+            (s.name, kind)
+        })
+        .collect();
+    segments.extend(
+        excluded_segments
+            .iter()
+            .filter(|(_, k)| *k == ExcludedKind::Standard)
+            .map(|(n, _)| n.clone()),
+    );
+    segments.sort();
+    segments.dedup();
+    (
+        CompiledRuleBasedSegment {
+            excluded_keys: excluded.keys.unwrap_or_default().into_iter().collect(),
+            excluded_segments,
+            conditions,
+            change_number: r.change_number.unwrap_or(0),
+            segments,
+        },
+        problems,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(json: serde_json::Value) -> Condition {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn generated_labels() {
+        let c = cond(serde_json::json!({"matcherGroup":{"combiner":"AND","matchers":[
+            {"matcherType":"IN_SEGMENT","userDefinedSegmentMatcherData":{"segmentName":"employees"}}]}}));
+        assert_eq!(generated_label(&c), "in segment employees");
+        let c = cond(serde_json::json!({"matcherGroup":{"combiner":"AND","matchers":[
+            {"keySelector":{"trafficType":"user","attribute":"location"},"matcherType":"WHITELIST",
+             "whitelistMatcherData":{"whitelist":["california"]}}]}}));
+        assert_eq!(generated_label(&c), "user.location in list [\"california\"]");
+    }
+
+    #[test]
+    fn truncation() {
+        assert_eq!(Truncate::Day.apply(86_400_000.0 + 5.0), Some(86_400_000.0));
+        assert_eq!(Truncate::Minute.apply(-1.0), Some(-60_000.0));
+        assert_eq!(Truncate::Minute.apply(9e15), None);
+    }
+
+    #[test]
+    fn unsupported_matcher_is_reported_with_flag_and_field() {
+        let f: FeatureFlag = serde_json::from_value(serde_json::json!({
+            "name": "f", "conditions": [{"conditionType":"ROLLOUT","matcherGroup":{"matchers":[
+                {"matcherType":"NEW_THING"}]},"partitions":[{"treatment":"on","size":100}]}]}))
+        .unwrap();
+        let (c, problems) = compile_flag(&f);
+        assert!(c.unsupported);
+        assert_eq!(c.conditions.len(), 1);
+        let msg = problems[0].to_string();
+        assert!(msg.contains("flag 'f'"), "{msg}");
+        assert!(msg.contains("conditions[0].matcherGroup.matchers[0].matcherType"), "{msg}");
+        assert!(msg.contains("NEW_THING"), "{msg}");
+    }
+}

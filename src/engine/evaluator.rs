@@ -1,0 +1,386 @@
+//! The evaluation algorithm: a flag, a key and attributes to a treatment and a label.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use super::attributes::{AttributeValue, Attributes, to_bool, to_number, to_set, to_str};
+use super::bucket::bucket;
+use super::compile::{
+    CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, Truncate,
+};
+use super::labels::Label;
+use super::semver::Semver;
+use crate::storage::Snapshot;
+
+/// The treatment returned when no real treatment can be given.
+pub const CONTROL: &str = "control";
+
+/// How deep flag dependencies (`IN_SPLIT_TREATMENT`, prerequisites, nested rule-based
+/// segments) may go before the evaluation is abandoned with label `exception`.
+pub const MAX_DEPTH: usize = 32;
+
+static KILLED: Label = Label::Killed;
+static NO_RULE_MATCHED: Label = Label::NoRuleMatched;
+static DEFINITION_NOT_FOUND: Label = Label::DefinitionNotFound;
+static EXCEPTION: Label = Label::Exception;
+static NOT_IN_SPLIT: Label = Label::NotInSplit;
+static PREREQUISITES_NOT_MET: Label = Label::PrerequisitesNotMet;
+
+/// The result of one evaluation, borrowing from the [`Snapshot`] it was computed on.
+///
+/// Use [`Evaluation::to_owned`] to keep it beyond the snapshot's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation<'a> {
+    /// The treatment.
+    pub treatment: &'a str,
+    /// Why this treatment.
+    pub label: &'a Label,
+    /// The treatment's configuration (a JSON text), if the flag defines one.
+    pub config: Option<&'a str>,
+    /// The flag's change number; `None` when the flag was not found.
+    pub change_number: Option<i64>,
+    /// The flag's traffic type; `None` when the flag was not found.
+    pub traffic_type: Option<&'a str>,
+    /// Whether the flag's impressions are only counted (`impressionsDisabled`).
+    pub impressions_disabled: bool,
+}
+
+/// An owned [`Evaluation`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationResult {
+    /// The treatment.
+    pub treatment: String,
+    /// Why this treatment.
+    pub label: Label,
+    /// The treatment's configuration (a JSON text), if any.
+    pub config: Option<String>,
+    /// The flag's change number; `None` when the flag was not found.
+    pub change_number: Option<i64>,
+    /// The flag's traffic type; `None` when the flag was not found.
+    pub traffic_type: Option<String>,
+    /// Whether the flag's impressions are only counted.
+    pub impressions_disabled: bool,
+}
+
+impl Evaluation<'_> {
+    /// Copies the evaluation out of the snapshot.
+    pub fn to_owned(&self) -> EvaluationResult {
+        EvaluationResult {
+            treatment: self.treatment.to_string(),
+            label: self.label.clone(),
+            config: self.config.map(str::to_string),
+            change_number: self.change_number,
+            traffic_type: self.traffic_type.map(str::to_string),
+            impressions_disabled: self.impressions_disabled,
+        }
+    }
+
+    fn control(label: &'static Label) -> Evaluation<'static> {
+        Evaluation {
+            treatment: CONTROL,
+            label,
+            config: None,
+            change_number: None,
+            traffic_type: None,
+            impressions_disabled: false,
+        }
+    }
+}
+
+/// The dependency chain went deeper than [`MAX_DEPTH`] (a cycle, most likely).
+#[derive(Debug)]
+struct TooDeep;
+
+struct Ctx<'k> {
+    key: &'k str,
+    bucketing_key: &'k str,
+    attributes: &'k Attributes,
+}
+
+impl Snapshot {
+    /// Evaluates `flag` for a key.
+    ///
+    /// `bucketing_key` defaults to `key`. This is the pure engine: no impression is recorded,
+    /// nothing is logged, nothing is allocated. A missing flag gives `control` with label
+    /// `definition not found`; a dependency cycle gives `control` with label `exception`.
+    pub fn evaluate<'a>(
+        &'a self,
+        key: &str,
+        bucketing_key: Option<&str>,
+        flag: &str,
+        attributes: &Attributes,
+    ) -> Evaluation<'a> {
+        let ctx = Ctx {
+            key,
+            bucketing_key: bucketing_key.unwrap_or(key),
+            attributes,
+        };
+        match self.flags.get(flag) {
+            None => Evaluation::control(&DEFINITION_NOT_FOUND),
+            Some(f) => match self.eval_flag(f, &ctx, 0) {
+                Ok(e) => e,
+                Err(TooDeep) => Evaluation {
+                    change_number: Some(f.change_number),
+                    traffic_type: Some(&f.traffic_type),
+                    impressions_disabled: f.impressions_disabled,
+                    ..Evaluation::control(&EXCEPTION)
+                },
+            },
+        }
+    }
+
+    fn eval_by_name<'a>(
+        &'a self,
+        flag: &str,
+        ctx: &Ctx<'_>,
+        depth: usize,
+    ) -> Result<&'a str, TooDeep> {
+        match self.flags.get(flag) {
+            None => Ok(CONTROL),
+            Some(f) => Ok(self.eval_flag(f, ctx, depth)?.treatment),
+        }
+    }
+
+    fn eval_flag<'a>(
+        &'a self,
+        f: &'a CompiledFlag,
+        ctx: &Ctx<'_>,
+        depth: usize,
+    ) -> Result<Evaluation<'a>, TooDeep> {
+        if depth > MAX_DEPTH {
+            return Err(TooDeep);
+        }
+        let result = |treatment: &'a str, label: &'a Label| Evaluation {
+            treatment,
+            label,
+            config: f.configurations.get(treatment).map(|c| &**c),
+            change_number: Some(f.change_number),
+            traffic_type: Some(&f.traffic_type),
+            impressions_disabled: f.impressions_disabled,
+        };
+        if f.killed {
+            return Ok(result(&f.default_treatment, &KILLED));
+        }
+        for (name, treatments) in &f.prerequisites {
+            let t = self.eval_by_name(name, ctx, depth + 1)?;
+            if !treatments.iter().any(|x| &**x == t) {
+                return Ok(result(&f.default_treatment, &PREREQUISITES_NOT_MET));
+            }
+        }
+        let mut in_rollout = false;
+        for c in &f.conditions {
+            if c.rollout && !in_rollout {
+                if f.traffic_allocation < 100
+                    && i64::from(bucket(ctx.bucketing_key, f.traffic_allocation_seed, f.algo))
+                        > f.traffic_allocation
+                {
+                    return Ok(result(&f.default_treatment, &NOT_IN_SPLIT));
+                }
+                in_rollout = true;
+            }
+            if !self.all_match(&c.matchers, ctx, depth)? {
+                continue;
+            }
+            let treatment = match c.partitions.as_slice() {
+                [(t, size)] if *size == 100 => Some(&**t),
+                parts => {
+                    let b = i64::from(bucket(ctx.bucketing_key, f.seed, f.algo));
+                    parts
+                        .iter()
+                        .find(|(_, cumulative)| b <= *cumulative)
+                        .map(|(t, _)| &**t)
+                }
+            };
+            // Partitions that do not reach the bucket: control with the rule's label.
+            return Ok(result(treatment.unwrap_or(CONTROL), &c.label));
+        }
+        Ok(result(&f.default_treatment, &NO_RULE_MATCHED))
+    }
+
+    fn all_match(
+        &self,
+        matchers: &[CompiledMatcher],
+        ctx: &Ctx<'_>,
+        depth: usize,
+    ) -> Result<bool, TooDeep> {
+        for m in matchers {
+            if !self.matches(m, ctx, depth)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn matches(&self, m: &CompiledMatcher, ctx: &Ctx<'_>, depth: usize) -> Result<bool, TooDeep> {
+        let raw = match (&m.kind, &m.attribute) {
+            // These look at the key (and the whole context) whatever the selector says.
+            (MatcherKind::Dependency { flag, treatments }, _) => {
+                let t = self.eval_by_name(flag, ctx, depth + 1)?;
+                return Ok(treatments.iter().any(|x| &**x == t) != m.negate);
+            }
+            (MatcherKind::InRuleBasedSegment(name), _) => {
+                return Ok(self.in_rule_based_segment(name, ctx, depth + 1)? != m.negate);
+            }
+            (_, None) => Input::Key(ctx.key),
+            (_, Some(attr)) => match ctx.attributes.get(attr) {
+                Some(v) => Input::Attr(v),
+                None => return Ok(m.negate),
+            },
+        };
+        let result = match &m.kind {
+            MatcherKind::InSegment(name) => raw
+                .string()
+                .is_some_and(|value| self.in_segment(name, &value)),
+            kind => matcher_result(kind, raw).unwrap_or(false),
+        };
+        Ok(result != m.negate)
+    }
+
+    fn in_rule_based_segment(
+        &self,
+        name: &str,
+        ctx: &Ctx<'_>,
+        depth: usize,
+    ) -> Result<bool, TooDeep> {
+        if depth > MAX_DEPTH {
+            return Err(TooDeep);
+        }
+        let Some(r) = self.rule_based.get(name) else {
+            return Ok(false);
+        };
+        if r.excluded_keys.contains(ctx.key) {
+            return Ok(false);
+        }
+        for (seg, kind) in &r.excluded_segments {
+            let excluded = match kind {
+                ExcludedKind::Standard => self.in_segment(seg, ctx.key),
+                ExcludedKind::RuleBased => self.in_rule_based_segment(seg, ctx, depth + 1)?,
+                ExcludedKind::Large => false,
+            };
+            if excluded {
+                return Ok(false);
+            }
+        }
+        for matchers in &r.conditions {
+            if self.all_match(matchers, ctx, depth)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The value a matcher looks at, before coercion.
+enum Input<'a> {
+    Key(&'a str),
+    Attr(&'a AttributeValue),
+}
+
+impl<'a> Input<'a> {
+    fn string(&self) -> Option<Cow<'a, str>> {
+        match self {
+            Input::Key(k) if k.is_empty() => None,
+            Input::Key(k) => Some(Cow::Borrowed(k)),
+            Input::Attr(v) => to_str(v),
+        }
+    }
+
+    fn number(&self, t: Truncate) -> Option<f64> {
+        let n = match self {
+            Input::Key(k) => {
+                let n = super::attributes::js_string_to_number(k);
+                if n.is_nan() {
+                    return None;
+                }
+                n
+            }
+            Input::Attr(v) => to_number(v)?,
+        };
+        t.apply(n)
+    }
+
+    fn set(&self) -> Option<Vec<Cow<'a, str>>> {
+        match self {
+            Input::Key(_) => None,
+            Input::Attr(v) => to_set(v),
+        }
+    }
+
+    fn boolean(&self) -> Option<bool> {
+        match self {
+            Input::Key(k) if k.eq_ignore_ascii_case("true") => Some(true),
+            Input::Key(k) if k.eq_ignore_ascii_case("false") => Some(false),
+            Input::Key(_) => None,
+            Input::Attr(v) => to_bool(v),
+        }
+    }
+
+    fn semver(&self) -> Option<Semver> {
+        Semver::parse(&self.string()?)
+    }
+}
+
+/// The matcher's result before negation; `None` when the value cannot be read as the type
+/// the matcher needs (which counts as no match).
+fn matcher_result(kind: &MatcherKind, input: Input<'_>) -> Option<bool> {
+    Some(match kind {
+        MatcherKind::AllKeys => {
+            input.string()?;
+            true
+        }
+        MatcherKind::Whitelist(set) => set.contains(&input.string()?),
+        MatcherKind::EqualTo(v, t) => input.number(*t)? == *v,
+        MatcherKind::GreaterOrEqual(v, t) => input.number(*t)? >= *v,
+        MatcherKind::LessOrEqual(v, t) => input.number(*t)? <= *v,
+        MatcherKind::Between(s, e, t) => {
+            let n = input.number(*t)?;
+            *s <= n && n <= *e
+        }
+        MatcherKind::EqualToSet(rule) => {
+            let values = input.set()?;
+            values.len() == rule.len() && values.iter().all(|v| rule.contains(v))
+        }
+        MatcherKind::ContainsAnyOfSet(rule) => input.set()?.iter().any(|v| rule.contains(v)),
+        MatcherKind::ContainsAllOfSet(rule) => {
+            let values = input.set()?;
+            values.len() >= rule.len() && rule.all_in(&values)
+        }
+        MatcherKind::PartOfSet(rule) => input.set()?.iter().all(|v| rule.contains(v)),
+        MatcherKind::StartsWith(list) => {
+            let s = input.string()?;
+            list.iter().any(|p| s.starts_with(&**p))
+        }
+        MatcherKind::EndsWith(list) => {
+            let s = input.string()?;
+            list.iter().any(|p| s.ends_with(&**p))
+        }
+        MatcherKind::ContainsString(list) => {
+            let s = input.string()?;
+            list.iter().any(|p| s.contains(&**p))
+        }
+        MatcherKind::MatchesString(re) => re.as_ref()?.is_match(&input.string()?),
+        MatcherKind::EqualToBoolean(b) => input.boolean()? == *b,
+        MatcherKind::SemverEqual(rule) => {
+            rule.as_ref()?.normalized() == input.semver()?.normalized()
+        }
+        MatcherKind::SemverGreaterOrEqual(rule) => {
+            input.semver()?.compare(rule.as_ref()?) != Ordering::Less
+        }
+        MatcherKind::SemverLessOrEqual(rule) => {
+            input.semver()?.compare(rule.as_ref()?) != Ordering::Greater
+        }
+        MatcherKind::SemverBetween(bounds) => {
+            let (start, end) = bounds.as_ref()?;
+            let v = input.semver()?;
+            start.compare(&v) != Ordering::Greater && end.compare(&v) != Ordering::Less
+        }
+        MatcherKind::SemverInList(list) => {
+            let list = list.as_ref()?;
+            list.contains(input.semver()?.normalized())
+        }
+        // Resolved against the snapshot by the caller.
+        MatcherKind::InSegment(_)
+        | MatcherKind::Dependency { .. }
+        | MatcherKind::InRuleBasedSegment(_) => return None,
+    })
+}

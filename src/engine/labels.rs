@@ -1,0 +1,65 @@
+//! The labels an evaluation reports: why the treatment was chosen.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Why an evaluation returned its treatment. [`Label::as_str`] gives the wire string that
+/// impressions carry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Label {
+    /// The flag is killed: `killed`.
+    Killed,
+    /// No targeting rule matched: `no rule matched`.
+    NoRuleMatched,
+    /// The flag does not exist: `definition not found`.
+    DefinitionNotFound,
+    /// The evaluation failed (for instance a dependency cycle): `exception`.
+    Exception,
+    /// The key is outside the flag's traffic allocation: `not in split`.
+    NotInSplit,
+    /// A prerequisite flag did not have a required treatment: `prerequisites not met`.
+    PrerequisitesNotMet,
+    /// The client has not loaded definitions yet: `not ready`.
+    NotReady,
+    /// The flag uses a matcher this SDK does not support:
+    /// `targeting rule type unsupported by sdk`.
+    Unsupported,
+    /// A targeting rule decided; its label, verbatim from the definition (or generated from
+    /// its matchers when the definition gives none).
+    Rule(Arc<str>),
+}
+
+impl Label {
+    /// The wire string of the label.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(splitkit::Label::NotInSplit.as_str(), "not in split");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        match self {
+            Label::Killed => "killed",
+            Label::NoRuleMatched => "no rule matched",
+            Label::DefinitionNotFound => "definition not found",
+            Label::Exception => "exception",
+            Label::NotInSplit => "not in split",
+            Label::PrerequisitesNotMet => "prerequisites not met",
+            Label::NotReady => "not ready",
+            Label::Unsupported => "targeting rule type unsupported by sdk",
+            Label::Rule(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Label {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}

@@ -1,0 +1,18 @@
+//! Wire types: Split's JSON documents as the backend (or a localhost file) sends them.
+//!
+//! These types only describe the data; nothing here evaluates anything. Every field that the
+//! official SDKs tolerate being absent or `null` is optional here too, and unknown extra fields
+//! are ignored, so real payloads (with `orgId`, `environment`, ...) load unchanged.
+
+mod changes;
+mod flag;
+mod segment;
+
+pub use changes::{ChangesSection, SplitChanges};
+pub use flag::{
+    BetweenMatcherData, BetweenStringMatcherData, Condition, DependencyMatcherData, FeatureFlag,
+    KeySelector, MatcherDef, MatcherGroup, Partition, Prerequisite, SegmentNameData,
+    UnaryNumericMatcherData,
+    WhitelistMatcherData,
+};
+pub use segment::{Excluded, ExcludedSegment, RuleBasedSegment, SegmentChanges};

@@ -1,0 +1,95 @@
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+
+use super::Snapshot;
+
+/// Holds the current [`Snapshot`] and swaps in new ones atomically.
+///
+/// Readers ([`Store::load`]) never block and never take a lock a writer holds; writers build a
+/// whole new snapshot and publish it in one pointer swap, so a reader sees either the old or
+/// the new definitions, never half an update. Concurrent writers are serialised by
+/// [`Store::update`].
+///
+/// # Examples
+/// ```
+/// use splitkit::{Attributes, Snapshot, Store};
+/// let store = Store::new(Snapshot::new());
+/// store.update(|s| s.with_segment("beta", ["ann"]));
+/// let snap = store.load();
+/// assert_eq!(snap.evaluate("ann", None, "missing", &Attributes::new()).treatment, "control");
+/// ```
+#[derive(Debug)]
+pub struct Store {
+    current: ArcSwap<Snapshot>,
+    writer: parking_lot::Mutex<()>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(Snapshot::new())
+    }
+}
+
+impl Store {
+    /// A store holding `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Store {
+        Store {
+            current: ArcSwap::from_pointee(snapshot),
+            writer: parking_lot::Mutex::new(()),
+        }
+    }
+
+    /// The current snapshot, for reading. Cheap and lock-free; hold it only for the
+    /// duration of a read.
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an `Arc`, to keep beyond a short read.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the snapshot.
+    pub fn replace(&self, snapshot: Snapshot) {
+        let _w = self.writer.lock();
+        self.current.store(Arc::new(snapshot));
+    }
+
+    /// Builds a new snapshot from the current one and publishes it. Writers are serialised,
+    /// so no update is lost; readers are never blocked.
+    pub fn update<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R::Output
+    where
+        R: IntoSnapshot,
+    {
+        let _w = self.writer.lock();
+        let current = self.current.load_full();
+        let (next, out) = f(&current).into_snapshot();
+        self.current.store(Arc::new(next));
+        out
+    }
+}
+
+/// What an update closure may return: a snapshot, or a snapshot and a value to hand back
+/// (such as the problems found while compiling).
+pub trait IntoSnapshot {
+    /// The value handed back by [`Store::update`].
+    type Output;
+    /// Splits into the snapshot and the value.
+    fn into_snapshot(self) -> (Snapshot, Self::Output);
+}
+
+impl IntoSnapshot for Snapshot {
+    type Output = ();
+    fn into_snapshot(self) -> (Snapshot, ()) {
+        (self, ())
+    }
+}
+
+impl<T> IntoSnapshot for (Snapshot, T) {
+    type Output = T;
+    fn into_snapshot(self) -> (Snapshot, T) {
+        self
+    }
+}

@@ -1,0 +1,88 @@
+//! The golden sets: results of the official SDKs, line by line.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use splitkit::{Attributes, Snapshot};
+
+use crate::common::{read, snapshot, vectors};
+
+#[derive(Deserialize)]
+struct Request {
+    key: String,
+    bucketing_key: Option<String>,
+    flag: String,
+    attributes: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, PartialEq, Debug)]
+struct Expected {
+    treatment: String,
+    label: Option<String>,
+    config: Option<String>,
+}
+
+fn segments_of(set: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(vectors(&format!("golden/{set}/segments")))
+        .expect("segments dir")
+        .map(|e| format!("golden/{set}/segments/{}", e.expect("entry").file_name().to_string_lossy()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn run_engine(set: &str) {
+    let segs = segments_of(set);
+    let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let snap: Snapshot = snapshot(&format!("golden/{set}/flags.json"), &seg_refs);
+    let requests = read(&format!("golden/{set}/requests.jsonl"));
+    let expected = read(&format!("golden/{set}/expected.jsonl"));
+    let mut failures = Vec::new();
+    let mut labels: HashMap<String, usize> = HashMap::new();
+    for (i, (req, exp)) in requests.lines().zip(expected.lines()).enumerate() {
+        let req: Request = serde_json::from_str(req).expect("request");
+        let exp: Expected = serde_json::from_str(exp).expect("expected");
+        let attrs = req
+            .attributes
+            .as_ref()
+            .map(|a| Attributes::from_json(a).expect("attributes"))
+            .unwrap_or_default();
+        let valid = |k: &str| !k.is_empty() && k.chars().count() <= 250;
+        let got = if !valid(&req.key) || req.bucketing_key.as_deref().is_some_and(|b| !valid(b)) {
+            Expected { treatment: "control".into(), label: None, config: None }
+        } else {
+            let e = snap.evaluate(&req.key, req.bucketing_key.as_deref(), req.flag.trim(), &attrs);
+            let label = match e.label {
+                splitkit::Label::DefinitionNotFound => None,
+                l => Some(l.as_str().to_string()),
+            };
+            Expected {
+                treatment: e.treatment.to_string(),
+                label,
+                config: e.config.map(str::to_string),
+            }
+        };
+        *labels.entry(format!("{:?}", got.label)).or_default() += 1;
+        if got != exp {
+            failures.push(format!("line {}: {req:?}\n  expected {exp:?}\n  got      {got:?}", i + 1, req = serde_json::from_str::<serde_json::Value>(requests.lines().nth(i).unwrap_or_default()).ok()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{set}: {} of {} differ:\n{}",
+        failures.len(),
+        requests.lines().count(),
+        failures.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+    );
+    assert!(labels.len() > 10, "the set exercises many labels");
+}
+
+#[test]
+fn golden_set_11_engine() {
+    run_engine("set-11");
+}
+
+#[test]
+fn golden_set_12_engine() {
+    run_engine("set-12");
+}
