@@ -3,4 +3,6 @@
 mod common;
 mod fixtures;
 mod golden;
+mod properties;
+mod semantics;
 mod vectors;
