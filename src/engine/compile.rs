@@ -165,8 +165,6 @@ pub(crate) struct CompiledFlag {
     pub(crate) treatments: Vec<String>,
     /// Segment names referenced by the flag's matchers.
     pub(crate) segments: Vec<String>,
-    /// True when a matcher was unsupported and the rules were replaced (§2.6).
-    pub(crate) unsupported: bool,
 }
 
 /// A compiled rule-based segment.
@@ -177,7 +175,6 @@ pub(crate) struct CompiledRuleBasedSegment {
     pub(crate) excluded_segments: Vec<(String, ExcludedKind)>,
     /// The conditions' matcher lists; the key is in the segment when any list matches.
     pub(crate) conditions: Vec<Vec<CompiledMatcher>>,
-    pub(crate) change_number: i64,
     pub(crate) segments: Vec<String>,
 }
 
@@ -634,7 +631,6 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
         prerequisites,
         treatments,
         segments,
-        unsupported,
     };
     (flag, problems)
 }
@@ -695,7 +691,6 @@ pub(crate) fn compile_rule_based_segment(
             excluded_keys: excluded.keys.unwrap_or_default().into_iter().collect(),
             excluded_segments,
             conditions,
-            change_number: r.change_number.unwrap_or(0),
             segments,
         },
         problems,
@@ -735,8 +730,8 @@ mod tests {
                 {"matcherType":"NEW_THING"}]},"partitions":[{"treatment":"on","size":100}]}]}))
         .unwrap();
         let (c, problems) = compile_flag(&f);
-        assert!(c.unsupported);
         assert_eq!(c.conditions.len(), 1);
+        assert_eq!(c.conditions[0].label, Label::Unsupported);
         let msg = problems[0].to_string();
         assert!(msg.contains("flag 'f'"), "{msg}");
         assert!(msg.contains("conditions[0].matcherGroup.matchers[0].matcherType"), "{msg}");

@@ -1,0 +1,418 @@
+//! Localhost mode: flag definitions from a local file, segments from a directory.
+//!
+//! Formats, chosen by the file's extension (SPLIT_SEMANTICS.md §8):
+//! - `.json`: a splitChanges document, spec 1.3 (`ff`/`rbs`) or legacy (`splits`). Definitions
+//!   are used as written, with only the fix-ups that make them loadable (a missing traffic type
+//!   becomes `user`, a missing default treatment `control`, a negative change number 0).
+//!   Unlike the Go and Python SDKs, splitkit does not force `algo` to 2 nor append a catch-all
+//!   rule: the file evaluates exactly as the same definitions would when served remotely.
+//! - `.yaml` / `.yml`: a list of single-key maps,
+//!   `- flag_name: {treatment: "on", keys: "key" | ["k1", "k2"], config: "{...}"}`. Entries
+//!   with `keys` become whitelist rules (label `whitelisted`), in file order, ahead of the
+//!   entries without keys, which become catch-all rules (label `default rule`); the first
+//!   matching rule wins. `config` is the configuration of that entry's treatment.
+//! - anything else: the legacy format, one `flag_name treatment` per line; `#` starts a
+//!   comment line; blank lines are ignored; a later line for the same flag wins.
+//!
+//! Synthesised flags (YAML and legacy) have traffic type `user`, default treatment
+//! `control`, traffic allocation 100, murmur3 bucketing and change number 0.
+//!
+//! Segments: every `*.json` file of the segment directory is a segmentChanges document.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::error::Error;
+use crate::model::{FeatureFlag, SegmentChanges, SplitChanges};
+
+/// The format of a localhost file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Yaml,
+    Legacy,
+}
+
+impl Format {
+    pub(crate) fn of(path: &Path) -> Format {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("json") => Format::Json,
+            Some("yaml" | "yml") => Format::Yaml,
+            _ => Format::Legacy,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads and parses a flags file. Returns the document and the problems of definitions that
+/// were skipped or degraded.
+pub(crate) fn load_flags(path: &Path) -> Result<(SplitChanges, Vec<Error>), Error> {
+    let text = read(path)?;
+    parse_flags(&text, Format::of(path), &path.display().to_string())
+}
+
+/// Parses the text of a flags file in `format`; `origin` names it in errors.
+pub(crate) fn parse_flags(
+    text: &str,
+    format: Format,
+    origin: &str,
+) -> Result<(SplitChanges, Vec<Error>), Error> {
+    match format {
+        Format::Json => {
+            let (mut changes, problems) = SplitChanges::parse(text, origin)?;
+            for f in &mut changes.flags.d {
+                sanitize(f);
+            }
+            Ok((changes, problems))
+        }
+        Format::Yaml => Ok((synthesized(parse_yaml(text, origin)?), Vec::new())),
+        Format::Legacy => Ok((synthesized(parse_legacy(text, origin)?), Vec::new())),
+    }
+}
+
+fn sanitize(f: &mut FeatureFlag) {
+    if f.traffic_type_name.as_deref().is_none_or(str::is_empty) {
+        f.traffic_type_name = Some("user".into());
+    }
+    if f.default_treatment.as_deref().is_none_or(str::is_empty) {
+        f.default_treatment = Some("control".into());
+    }
+    if f.change_number.is_some_and(|c| c < 0) {
+        f.change_number = Some(0);
+    }
+    if !matches!(f.status.as_deref(), Some("ACTIVE" | "ARCHIVED")) {
+        f.status = Some("ACTIVE".into());
+    }
+}
+
+/// One entry of a YAML or legacy file.
+struct Entry {
+    flag: String,
+    treatment: String,
+    keys: Option<Vec<String>>,
+    config: Option<String>,
+}
+
+fn parse_legacy(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [flag, treatment] = words.as_slice() else {
+            return Err(Error::Parse {
+                origin: origin.to_string(),
+                line: Some(i + 1),
+                message: format!(
+                    "expected `flag_name treatment`, got {} word(s): {line:?}",
+                    words.len()
+                ),
+            });
+        };
+        out.push(Entry {
+            flag: (*flag).to_string(),
+            treatment: (*treatment).to_string(),
+            keys: None,
+            config: None,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
+    use serde_yaml_ng::Value;
+    let err = |line: Option<usize>, message: String| Error::Parse {
+        origin: origin.to_string(),
+        line,
+        message,
+    };
+    let doc: Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| err(e.location().map(|l| l.line()), e.to_string()))?;
+    let items = match doc {
+        Value::Sequence(items) => items,
+        Value::Null => Vec::new(),
+        _ => {
+            return Err(err(
+                None,
+                "expected a list of `- flag_name: {treatment: ..., keys: ..., config: ...}`"
+                    .into(),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let at = |msg: String| err(None, format!("entry {}: {msg}", i + 1));
+        let Value::Mapping(map) = item else {
+            return Err(at("expected a map `flag_name: {...}`".into()));
+        };
+        if map.len() != 1 {
+            return Err(at(format!(
+                "expected exactly one flag name per entry, got {}",
+                map.len()
+            )));
+        }
+        for (name, body) in map {
+            let Value::String(flag) = name else {
+                return Err(at("the flag name must be a string".into()));
+            };
+            let Value::Mapping(body) = body else {
+                return Err(at(format!("flag '{flag}': expected a map with `treatment`")));
+            };
+            let field = |k: &str| body.get(Value::String(k.into()));
+            let treatment = match field("treatment") {
+                Some(Value::String(t)) => t.clone(),
+                Some(other) => {
+                    return Err(at(format!(
+                        "flag '{flag}': field 'treatment' must be a string, got {other:?}"
+                    )));
+                }
+                None => return Err(at(format!("flag '{flag}': field 'treatment' is missing"))),
+            };
+            let keys = match field("keys") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(k)) => Some(vec![k.clone()]),
+                Some(Value::Sequence(ks)) => Some(
+                    ks.iter()
+                        .map(|k| match k {
+                            Value::String(s) => Ok(s.clone()),
+                            Value::Number(n) => Ok(n.to_string()),
+                            other => Err(at(format!(
+                                "flag '{flag}': field 'keys' must hold strings, got {other:?}"
+                            ))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(other) => {
+                    return Err(at(format!(
+                        "flag '{flag}': field 'keys' must be a string or a list, got {other:?}"
+                    )));
+                }
+            };
+            let config = match field("config") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) => Some(c.clone()),
+                Some(other) => {
+                    return Err(at(format!(
+                        "flag '{flag}': field 'config' must be a JSON string, got {other:?}"
+                    )));
+                }
+            };
+            out.push(Entry {
+                flag,
+                treatment,
+                keys,
+                config,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Builds flag definitions from YAML or legacy entries.
+fn synthesized(entries: Vec<Entry>) -> SplitChanges {
+    // flag -> (whitelist conditions, catch-all conditions, configurations)
+    type Parts = (Vec<serde_json::Value>, Vec<serde_json::Value>, BTreeMap<String, String>);
+    let mut flags: BTreeMap<String, Parts> = BTreeMap::new();
+    let mut order = Vec::new();
+    for e in entries {
+        if !flags.contains_key(&e.flag) {
+            order.push(e.flag.clone());
+        }
+        let parts = flags.entry(e.flag.clone()).or_default();
+        let partitions = json!([{"treatment": e.treatment, "size": 100}]);
+        match e.keys {
+            Some(keys) => parts.0.push(json!({
+                "conditionType": "WHITELIST",
+                "matcherGroup": {"combiner": "AND", "matchers": [{
+                    "keySelector": null, "matcherType": "WHITELIST", "negate": false,
+                    "whitelistMatcherData": {"whitelist": keys}}]},
+                "partitions": partitions, "label": "whitelisted"})),
+            None => {
+                // The legacy format has one line per flag: a later line replaces it.
+                parts.1.push(json!({
+                    "conditionType": "ROLLOUT",
+                    "matcherGroup": {"combiner": "AND", "matchers": [{
+                        "keySelector": null, "matcherType": "ALL_KEYS", "negate": false}]},
+                    "partitions": partitions, "label": "default rule"}));
+            }
+        }
+        if let Some(c) = e.config {
+            parts.2.insert(e.treatment, c);
+        }
+    }
+    let mut changes = SplitChanges::default();
+    for name in order {
+        let Some((whitelists, rollouts, configs)) = flags.remove(&name) else {
+            continue;
+        };
+        let conditions: Vec<serde_json::Value> = whitelists.into_iter().chain(rollouts).collect();
+        let def = json!({
+            "name": name, "trafficTypeName": "user", "defaultTreatment": "control",
+            "trafficAllocation": 100, "trafficAllocationSeed": 0, "seed": 0, "algo": 2,
+            "changeNumber": 0, "status": "ACTIVE", "killed": false,
+            "conditions": conditions, "configurations": configs});
+        // The JSON above is built from plain strings, so it always has the model's shape.
+        if let Ok(f) = serde_json::from_value::<FeatureFlag>(def) {
+            changes.flags.d.push(f);
+        }
+    }
+    changes
+}
+
+/// A legacy file: a later line for the same flag wins, so keep only the last catch-all.
+fn keep_last_rollout(changes: &mut SplitChanges) {
+    for f in &mut changes.flags.d {
+        if let Some(conds) = f.conditions.as_mut() {
+            let rollouts = conds
+                .iter()
+                .filter(|c| c.condition_type.as_deref() == Some("ROLLOUT"))
+                .count();
+            if rollouts > 1 {
+                let mut seen = 0;
+                conds.retain(|c| {
+                    if c.condition_type.as_deref() != Some("ROLLOUT") {
+                        return true;
+                    }
+                    seen += 1;
+                    seen == rollouts
+                });
+            }
+        }
+    }
+}
+
+/// Reads every `*.json` segmentChanges file of `dir`, sorted by file name.
+pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut out = Vec::with_capacity(files.len());
+    for path in files {
+        let text = read(&path)?;
+        let mut seg: SegmentChanges = serde_json::from_str(&text).map_err(|e| Error::Parse {
+            origin: path.display().to_string(),
+            line: Some(e.line()),
+            message: e.to_string(),
+        })?;
+        if seg.name.is_empty() {
+            seg.name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+        }
+        out.push(seg);
+    }
+    Ok(out)
+}
+
+/// Parses a flags file and applies the legacy "later line wins" rule.
+pub(crate) fn load(path: &Path) -> Result<(SplitChanges, Vec<Error>), Error> {
+    let (mut changes, problems) = load_flags(path)?;
+    if Format::of(path) == Format::Legacy {
+        keep_last_rollout(&mut changes);
+    }
+    Ok((changes, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_lines() {
+        let (c, _) =
+            parse_flags("# c\n\nfeature_a on\nfeature_b   off\n", Format::Legacy, "f").unwrap();
+        assert_eq!(c.flags.d.len(), 2);
+        let e = parse_flags("a on\nb\n", Format::Legacy, "flags.split").unwrap_err();
+        assert_eq!(e.to_string(), "cannot parse flags.split at line 2: expected `flag_name treatment`, got 1 word(s): \"b\"");
+    }
+
+    #[test]
+    fn yaml_entries() {
+        let text = "- f:\n    treatment: \"on\"\n    keys: \"k1\"\n    config: \"{\\\"a\\\":1}\"\n- f:\n    treatment: \"off\"\n";
+        let (c, _) = parse_flags(text, Format::Yaml, "f.yaml").unwrap();
+        let f = &c.flags.d[0];
+        let conds = f.conditions.as_ref().unwrap();
+        assert_eq!(conds.len(), 2);
+        assert_eq!(conds[0].condition_type.as_deref(), Some("WHITELIST"));
+        assert_eq!(conds[1].condition_type.as_deref(), Some("ROLLOUT"));
+        let e = parse_flags("- f: [1]\n", Format::Yaml, "f.yaml").unwrap_err();
+        assert!(e.to_string().contains("flag 'f'"), "{e}");
+        let e = parse_flags("- f: {treatment: on\n", Format::Yaml, "f.yaml").unwrap_err();
+        assert!(e.to_string().contains("f.yaml at line"), "{e}");
+    }
+}
+
+/// Everything a localhost client loads: the flags file (filtered by the flag sets filter)
+/// and the segment directory, compiled into a snapshot.
+pub(crate) fn snapshot(
+    config: &crate::Config,
+) -> Result<(crate::Snapshot, Vec<Error>), Error> {
+    let (mut changes, mut problems) = load(config.split_file())?;
+    let filter = config.flag_sets_filter();
+    if !filter.is_empty() {
+        changes.flags.d.retain(|f| {
+            f.sets
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .any(|s| filter.contains(s))
+        });
+    }
+    let mut snap = crate::Snapshot::new();
+    if let Some(dir) = config.segment_directory() {
+        for seg in load_segments(dir)? {
+            snap = snap.apply_segment_changes(&seg);
+        }
+    }
+    let (snap, more) = snap.replace_definitions(&changes);
+    problems.extend(more);
+    Ok((snap, problems))
+}
+
+/// A fingerprint of the localhost inputs (file contents and segment files), to notice edits.
+pub(crate) fn fingerprint(config: &crate::Config) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(config.split_file()).ok().hash(&mut h);
+    if let Some(dir) = config.segment_directory() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in files {
+            f.hash(&mut h);
+            std::fs::read(&f).ok().hash(&mut h);
+        }
+    }
+    h.finish()
+}
