@@ -9,13 +9,14 @@
 //! the impression would carry (null only for invalid input) and `impression` says whether an
 //! impression would be recorded. Keys given as JSON numbers are converted to their decimal
 //! text. A line that cannot be read gives `{"error": "..."}` and processing goes on.
-//! The flags file may be in any localhost format (`.json`, `.yaml`, `.split`).
+//! The flags file is a splitChanges JSON document (spec 1.3 or legacy), evaluated exactly as
+//! written (no localhost sanitization); segments are segmentChanges JSON files.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use splitkit::{Attributes, Client, Key};
+use splitkit::{Attributes, Client, Key, SegmentChanges, Snapshot};
 
 fn usage() -> ExitCode {
     eprintln!("usage: evaluate --flags FILE [--segments DIR] < requests.jsonl");
@@ -71,6 +72,24 @@ fn answer(client: &Client, line: &str) -> Value {
     })
 }
 
+/// The definitions as written, plus every segment file of `segments`.
+fn load(flags: &str, segments: Option<&str>) -> Result<Snapshot, splitkit::Error> {
+    let text = std::fs::read_to_string(flags).map_err(|source| splitkit::Error::Io {
+        path: flags.into(),
+        source,
+    })?;
+    let (mut snapshot, problems) = Snapshot::from_json(&text, flags)?;
+    for p in problems {
+        eprintln!("evaluate: {p}");
+    }
+    if let Some(dir) = segments {
+        for segment in SegmentChanges::load_dir(std::path::Path::new(dir))? {
+            snapshot = snapshot.apply_segment_changes(&segment);
+        }
+    }
+    Ok(snapshot)
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut flags, mut segments) = (None, None);
@@ -84,11 +103,9 @@ fn main() -> ExitCode {
     let Some(flags) = flags else {
         return usage();
     };
-    let mut builder = Client::builder("localhost").split_file(flags);
-    if let Some(dir) = segments {
-        builder = builder.segment_directory(dir);
-    }
-    let client = match builder.build() {
+    let client = match load(&flags, segments.as_deref())
+        .and_then(|snapshot| Client::builder("localhost").snapshot(snapshot).build())
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("evaluate: {e}");

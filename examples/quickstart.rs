@@ -20,7 +20,12 @@ fn main() -> Result<(), splitkit::Error> {
         ("qa_alice", Attributes::new()),
         ("carol", Attributes::new()),
         ("erin", Attributes::new().with("plan", "enterprise")),
-        ("frank", Attributes::new().with("plan", "free").with("app_version", "2.1.0")),
+        (
+            "frank",
+            Attributes::new()
+                .with("plan", "free")
+                .with("app_version", "2.1.0"),
+        ),
         ("grace", Attributes::new().with("app_version", "1.9.3")),
     ];
     println!("{:<10} {:<16} {:<10} label", "user", "flag", "treatment");
@@ -34,7 +39,10 @@ fn main() -> Result<(), splitkit::Error> {
 
     // A configuration travels with the treatment.
     let with_config = client.get_treatment_with_config("qa_alice", "new_checkout", None);
-    println!("\nqa_alice gets {} with config {:?}", with_config.treatment, with_config.config);
+    println!(
+        "\nqa_alice gets {} with config {:?}",
+        with_config.treatment, with_config.config
+    );
 
     // Separate matching and bucketing keys: match on the user, bucket by the account.
     let t = client.get_treatment(Key::new("henry", "account-42"), "new_checkout", None);

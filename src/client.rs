@@ -127,6 +127,7 @@ impl TreatmentDetails {
 pub struct ClientBuilder {
     sdk_key: String,
     options: Options,
+    snapshot: Option<Snapshot>,
 }
 
 impl ClientBuilder {
@@ -136,6 +137,7 @@ impl ClientBuilder {
         ClientBuilder {
             sdk_key: sdk_key.into(),
             options: Options::default(),
+            snapshot: None,
         }
     }
 
@@ -168,6 +170,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Evaluates with these compiled definitions, exactly as given, instead of reading
+    /// `split_file` (which is then ignored, and so is `segment_directory`). Useful in tests
+    /// and for definitions from a source of your own. Default: none.
+    ///
+    /// # Examples
+    /// ```
+    /// let (snapshot, _) = splitkit::Snapshot::from_json(
+    ///     r#"{"splits":[{"name":"f","defaultTreatment":"off"}],"since":-1,"till":1}"#, "inline")?;
+    /// let client = splitkit::Client::builder("localhost").snapshot(snapshot).build()?;
+    /// assert_eq!(client.get_treatment("k", "f", None), "off");
+    /// # Ok::<(), splitkit::Error>(())
+    /// ```
+    pub fn snapshot(mut self, snapshot: Snapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
     /// How long [`Client::destroy`] waits when the last handle is dropped. Default: 5 s.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.options.shutdown_timeout = Some(timeout);
@@ -181,16 +200,23 @@ impl ClientBuilder {
     /// [`Error::Parse`] naming the file (and line or field) when the localhost file or a
     /// segment file cannot be read or parsed.
     pub fn build(self) -> Result<Client, Error> {
-        let config = self.options.validate(&self.sdk_key)?;
-        let (snapshot, problems) = localhost::snapshot(&config)?;
-        for p in &problems {
-            log::warn!("{p}");
-        }
+        let given = self.snapshot.is_some();
+        let config = self.options.validate(&self.sdk_key, given)?;
+        let snapshot = match self.snapshot {
+            Some(s) => s,
+            None => {
+                let (snapshot, problems) = localhost::snapshot(&config)?;
+                for p in &problems {
+                    log::warn!("{p}");
+                }
+                snapshot
+            }
+        };
         let store = Arc::new(Store::new(snapshot));
-        let reloader = config
-            .localhost_refresh_rate()
-            .map(|period| Reloader::start(config.clone(), store.clone(), period))
-            .transpose()?;
+        let reloader = match config.localhost_refresh_rate() {
+            Some(period) if !given => Some(Reloader::start(config.clone(), store.clone(), period)?),
+            _ => None,
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
@@ -365,10 +391,15 @@ impl Client {
         flag_set: &str,
         attributes: Option<&Attributes>,
     ) -> HashMap<String, String> {
-        self.by_flag_sets("get_treatments_by_flag_set", key.into(), &[flag_set], attributes)
-            .into_iter()
-            .map(|(f, d)| (f, d.treatment))
-            .collect()
+        self.by_flag_sets(
+            "get_treatments_by_flag_set",
+            key.into(),
+            &[flag_set],
+            attributes,
+        )
+        .into_iter()
+        .map(|(f, d)| (f, d.treatment))
+        .collect()
     }
 
     /// Treatments of every flag in any of the flag sets.
@@ -378,10 +409,15 @@ impl Client {
         flag_sets: &[S],
         attributes: Option<&Attributes>,
     ) -> HashMap<String, String> {
-        self.by_flag_sets("get_treatments_by_flag_sets", key.into(), flag_sets, attributes)
-            .into_iter()
-            .map(|(f, d)| (f, d.treatment))
-            .collect()
+        self.by_flag_sets(
+            "get_treatments_by_flag_sets",
+            key.into(),
+            flag_sets,
+            attributes,
+        )
+        .into_iter()
+        .map(|(f, d)| (f, d.treatment))
+        .collect()
     }
 
     /// [`Client::get_treatments_by_flag_set`] with configurations.
@@ -430,7 +466,9 @@ impl Client {
     /// Checks the client and the key; `Err` holds the warning to log.
     fn check_call(&self, op: &str, key: &Key<'_>) -> Result<(), String> {
         if self.is_destroyed() {
-            return Err(format!("{op}: client has already been destroyed - no calls possible"));
+            return Err(format!(
+                "{op}: client has already been destroyed - no calls possible"
+            ));
         }
         let name = if key.bucketing_key.is_some() {
             "matching_key"
@@ -459,7 +497,14 @@ impl Client {
             return TreatmentDetails::control(None, false);
         };
         let snapshot = self.inner.store.load();
-        evaluate_guarded(op, &snapshot, key, flag, attributes, Snapshot::evaluate_owned)
+        evaluate_guarded(
+            op,
+            &snapshot,
+            key,
+            flag,
+            attributes,
+            Snapshot::evaluate_owned,
+        )
     }
 
     fn evaluate_many<S: AsRef<str>>(
@@ -475,10 +520,10 @@ impl Client {
         }
         let mut names: Vec<&str> = Vec::with_capacity(flags.len());
         for f in flags {
-            if let Some(n) = check_flag_name(op, f.as_ref(), &mut |w| log::warn!("{w}")) {
-                if !names.contains(&n) {
-                    names.push(n);
-                }
+            if let Some(n) = check_flag_name(op, f.as_ref(), &mut |w| log::warn!("{w}"))
+                && !names.contains(&n)
+            {
+                names.push(n);
             }
         }
         if let Err(w) = self.check_call(op, &key) {
@@ -492,7 +537,8 @@ impl Client {
         names
             .into_iter()
             .map(|n| {
-                let d = evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_owned);
+                let d =
+                    evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_owned);
                 (n.to_string(), d)
             })
             .collect()
@@ -555,15 +601,21 @@ fn evaluate_guarded(
     attributes: Option<&Attributes>,
     eval: fn(&Snapshot, Key<'_>, &str, &Attributes) -> crate::EvaluationResult,
 ) -> TreatmentDetails {
-    static NO_ATTRIBUTES: std::sync::LazyLock<Attributes> = std::sync::LazyLock::new(Attributes::new);
+    static NO_ATTRIBUTES: std::sync::LazyLock<Attributes> =
+        std::sync::LazyLock::new(Attributes::new);
     let attributes = attributes.unwrap_or(&NO_ATTRIBUTES);
     match catch_unwind(AssertUnwindSafe(|| eval(snapshot, key, flag, attributes))) {
         Ok(e) => {
             let impression = e.label != Label::DefinitionNotFound;
             if !impression {
-                log::warn!("{op}: you passed {flag} that does not exist in this environment, please double check what feature flags exist in the Split user interface.");
+                log::warn!(
+                    "{op}: you passed {flag} that does not exist in this environment, please double check what feature flags exist in the Split user interface."
+                );
             } else if e.label == Label::Exception {
-                log::warn!("{op}: evaluation of {flag} failed (dependency chain deeper than {} or cyclic); returning control", crate::MAX_DEPTH);
+                log::warn!(
+                    "{op}: evaluation of {flag} failed (dependency chain deeper than {} or cyclic); returning control",
+                    crate::MAX_DEPTH
+                );
             }
             TreatmentDetails {
                 treatment: e.treatment,

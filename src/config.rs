@@ -69,13 +69,12 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    pub(crate) fn validate(self, sdk_key: &str) -> Result<Config, Error> {
+    pub(crate) fn validate(self, sdk_key: &str, has_snapshot: bool) -> Result<Config, Error> {
         let sdk_key = sdk_key.trim();
         if sdk_key.is_empty() {
             return Err(Error::Config {
                 option: "sdk_key",
-                message: "must be a non-empty string (use \"localhost\" for localhost mode)"
-                    .into(),
+                message: "must be a non-empty string (use \"localhost\" for localhost mode)".into(),
             });
         }
         if sdk_key != LOCALHOST {
@@ -84,18 +83,17 @@ impl Options {
                 message: "this version of splitkit runs in localhost mode only: use the SDK key \"localhost\" (remote synchronization is not part of this release)".into(),
             });
         }
-        if let Some(rate) = self.localhost_refresh_rate {
-            if rate < MIN_LOCALHOST_REFRESH_RATE {
-                return Err(Error::Config {
-                    option: "localhost_refresh_rate",
-                    message: format!(
-                        "must be at least {MIN_LOCALHOST_REFRESH_RATE:?}, got {rate:?}"
-                    ),
-                });
-            }
+        if let Some(rate) = self.localhost_refresh_rate
+            && rate < MIN_LOCALHOST_REFRESH_RATE
+        {
+            return Err(Error::Config {
+                option: "localhost_refresh_rate",
+                message: format!("must be at least {MIN_LOCALHOST_REFRESH_RATE:?}, got {rate:?}"),
+            });
         }
         let split_file = match self.split_file {
             Some(p) => p,
+            None if has_snapshot => PathBuf::new(),
             None => match std::env::var_os("HOME") {
                 Some(home) => PathBuf::from(home).join(DEFAULT_SPLIT_FILE),
                 None => {
@@ -110,9 +108,8 @@ impl Options {
         let flag_sets_filter = match self.flag_sets_filter {
             None => Vec::new(),
             Some(sets) => {
-                let cleaned = sanitize_flag_sets("flag_sets_filter", &sets, &mut |w| {
-                    log::warn!("{w}")
-                });
+                let cleaned =
+                    sanitize_flag_sets("flag_sets_filter", &sets, &mut |w| log::warn!("{w}"));
                 if cleaned.is_empty() && !sets.is_empty() {
                     return Err(Error::Config {
                         option: "flag_sets_filter",

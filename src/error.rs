@@ -85,7 +85,10 @@ mod tests {
             line: Some(3),
             message: "expected a map".into(),
         };
-        assert_eq!(p.to_string(), "cannot parse flags.yaml at line 3: expected a map");
+        assert_eq!(
+            p.to_string(),
+            "cannot parse flags.yaml at line 3: expected a map"
+        );
     }
 
     #[test]

@@ -6,11 +6,15 @@ mod client;
 mod config;
 mod engine;
 mod error;
-mod model;
 mod localhost;
+mod model;
 mod storage;
 mod validation;
 
+pub use client::{Client, ClientBuilder, Key, Manager, TreatmentDetails, TreatmentWithConfig};
+pub use config::{
+    Config, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPLIT_FILE, LOCALHOST, MIN_LOCALHOST_REFRESH_RATE,
+};
 pub use engine::attributes::{AttributeValue, Attributes};
 pub use engine::bucket::{HashAlgo, bucket, legacy_hash, murmur3_hash};
 pub use engine::evaluator::{CONTROL, Evaluation, EvaluationResult, MAX_DEPTH};
@@ -18,6 +22,4 @@ pub use engine::labels::Label;
 pub use error::{Error, Result};
 pub use model::*;
 pub use storage::{FlagView, IntoSnapshot, Snapshot, Store};
-pub use client::{Client, ClientBuilder, Key, Manager, TreatmentDetails, TreatmentWithConfig};
-pub use config::{Config, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPLIT_FILE, LOCALHOST, MIN_LOCALHOST_REFRESH_RATE};
 pub use validation::MAX_KEY_LENGTH;

@@ -1,11 +1,14 @@
 //! Localhost mode: flag definitions from a local file, segments from a directory.
 //!
 //! Formats, chosen by the file's extension (SPLIT_SEMANTICS.md §8):
-//! - `.json`: a splitChanges document, spec 1.3 (`ff`/`rbs`) or legacy (`splits`). Definitions
-//!   are used as written, with only the fix-ups that make them loadable (a missing traffic type
-//!   becomes `user`, a missing default treatment `control`, a negative change number 0).
-//!   Unlike the Go and Python SDKs, splitkit does not force `algo` to 2 nor append a catch-all
-//!   rule: the file evaluates exactly as the same definitions would when served remotely.
+//! - `.json`: a splitChanges document, spec 1.3 (`ff`/`rbs`) or legacy (`splits`), sanitized
+//!   as the official SDKs do in localhost mode: a missing traffic type becomes `user`, a missing
+//!   default treatment `control`, a negative change number 0, an unknown status `ACTIVE`,
+//!   `algo` is forced to 2 (murmur3), and when the last rule is not a ROLLOUT on `ALL_KEYS`
+//!   a catch-all rule giving `off` (label `default rule`) is appended. Seeds are kept as
+//!   written (the Go SDK randomises a zero seed; a fixed seed keeps results reproducible).
+//!   To evaluate definitions exactly as written, build a [`crate::Snapshot`] and hand it to
+//!   [`crate::ClientBuilder::snapshot`].
 //! - `.yaml` / `.yml`: a list of single-key maps,
 //!   `- flag_name: {treatment: "on", keys: "key" | ["k1", "k2"], config: "{...}"}`. Entries
 //!   with `keys` become whitelist rules (label `whitelisted`), in file order, ahead of the
@@ -96,6 +99,24 @@ fn sanitize(f: &mut FeatureFlag) {
     if !matches!(f.status.as_deref(), Some("ACTIVE" | "ARCHIVED")) {
         f.status = Some("ACTIVE".into());
     }
+    f.algo = Some(2);
+    let conditions = f.conditions.get_or_insert_with(Vec::new);
+    let ends_with_catch_all = conditions.last().is_some_and(|c| {
+        c.condition_type.as_deref() == Some("ROLLOUT")
+            && c.matcher_group
+                .as_ref()
+                .and_then(|g| g.matchers.as_deref())
+                .is_some_and(|m| m.len() == 1 && m[0].matcher_type == "ALL_KEYS")
+    });
+    if !ends_with_catch_all {
+        let rule = json!({"conditionType": "ROLLOUT",
+            "matcherGroup": {"combiner": "AND", "matchers": [{
+                "keySelector": null, "matcherType": "ALL_KEYS", "negate": false}]},
+            "partitions": [{"treatment": "off", "size": 100}], "label": "default rule"});
+        if let Ok(c) = serde_json::from_value(rule) {
+            conditions.push(c);
+        }
+    }
 }
 
 /// One entry of a YAML or legacy file.
@@ -149,8 +170,7 @@ fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
         _ => {
             return Err(err(
                 None,
-                "expected a list of `- flag_name: {treatment: ..., keys: ..., config: ...}`"
-                    .into(),
+                "expected a list of `- flag_name: {treatment: ..., keys: ..., config: ...}`".into(),
             ));
         }
     };
@@ -171,7 +191,9 @@ fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
                 return Err(at("the flag name must be a string".into()));
             };
             let Value::Mapping(body) = body else {
-                return Err(at(format!("flag '{flag}': expected a map with `treatment`")));
+                return Err(at(format!(
+                    "flag '{flag}': expected a map with `treatment`"
+                )));
             };
             let field = |k: &str| body.get(Value::String(k.into()));
             let treatment = match field("treatment") {
@@ -226,7 +248,11 @@ fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
 /// Builds flag definitions from YAML or legacy entries.
 fn synthesized(entries: Vec<Entry>) -> SplitChanges {
     // flag -> (whitelist conditions, catch-all conditions, configurations)
-    type Parts = (Vec<serde_json::Value>, Vec<serde_json::Value>, BTreeMap<String, String>);
+    type Parts = (
+        Vec<serde_json::Value>,
+        Vec<serde_json::Value>,
+        BTreeMap<String, String>,
+    );
     let mut flags: BTreeMap<String, Parts> = BTreeMap::new();
     let mut order = Vec::new();
     for e in entries {
@@ -317,11 +343,21 @@ pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
     let mut out = Vec::with_capacity(files.len());
     for path in files {
         let text = read(&path)?;
-        let mut seg: SegmentChanges = serde_json::from_str(&text).map_err(|e| Error::Parse {
+        let parse_err = |line: Option<usize>, message: String| Error::Parse {
             origin: path.display().to_string(),
-            line: Some(e.line()),
-            message: e.to_string(),
-        })?;
+            line,
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| parse_err(Some(e.line()), e.to_string()))?;
+        if value.get("added").is_none() && value.get("removed").is_none() {
+            return Err(parse_err(
+                None,
+                "not a segmentChanges document: no \"added\" or \"removed\" field".into(),
+            ));
+        }
+        let mut seg: SegmentChanges =
+            serde_json::from_value(value).map_err(|e| parse_err(None, e.to_string()))?;
         if seg.name.is_empty() {
             seg.name = path
                 .file_stem()
@@ -343,40 +379,9 @@ pub(crate) fn load(path: &Path) -> Result<(SplitChanges, Vec<Error>), Error> {
     Ok((changes, problems))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn legacy_lines() {
-        let (c, _) =
-            parse_flags("# c\n\nfeature_a on\nfeature_b   off\n", Format::Legacy, "f").unwrap();
-        assert_eq!(c.flags.d.len(), 2);
-        let e = parse_flags("a on\nb\n", Format::Legacy, "flags.split").unwrap_err();
-        assert_eq!(e.to_string(), "cannot parse flags.split at line 2: expected `flag_name treatment`, got 1 word(s): \"b\"");
-    }
-
-    #[test]
-    fn yaml_entries() {
-        let text = "- f:\n    treatment: \"on\"\n    keys: \"k1\"\n    config: \"{\\\"a\\\":1}\"\n- f:\n    treatment: \"off\"\n";
-        let (c, _) = parse_flags(text, Format::Yaml, "f.yaml").unwrap();
-        let f = &c.flags.d[0];
-        let conds = f.conditions.as_ref().unwrap();
-        assert_eq!(conds.len(), 2);
-        assert_eq!(conds[0].condition_type.as_deref(), Some("WHITELIST"));
-        assert_eq!(conds[1].condition_type.as_deref(), Some("ROLLOUT"));
-        let e = parse_flags("- f: [1]\n", Format::Yaml, "f.yaml").unwrap_err();
-        assert!(e.to_string().contains("flag 'f'"), "{e}");
-        let e = parse_flags("- f: {treatment: on\n", Format::Yaml, "f.yaml").unwrap_err();
-        assert!(e.to_string().contains("f.yaml at line"), "{e}");
-    }
-}
-
 /// Everything a localhost client loads: the flags file (filtered by the flag sets filter)
 /// and the segment directory, compiled into a snapshot.
-pub(crate) fn snapshot(
-    config: &crate::Config,
-) -> Result<(crate::Snapshot, Vec<Error>), Error> {
+pub(crate) fn snapshot(config: &crate::Config) -> Result<(crate::Snapshot, Vec<Error>), Error> {
     let (mut changes, mut problems) = load(config.split_file())?;
     let filter = config.flag_sets_filter();
     if !filter.is_empty() {
@@ -415,4 +420,40 @@ pub(crate) fn fingerprint(config: &crate::Config) -> u64 {
         }
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_lines() {
+        let (c, _) = parse_flags(
+            "# c\n\nfeature_a on\nfeature_b   off\n",
+            Format::Legacy,
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.flags.d.len(), 2);
+        let e = parse_flags("a on\nb\n", Format::Legacy, "flags.split").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot parse flags.split at line 2: expected `flag_name treatment`, got 1 word(s): \"b\""
+        );
+    }
+
+    #[test]
+    fn yaml_entries() {
+        let text = "- f:\n    treatment: \"on\"\n    keys: \"k1\"\n    config: \"{\\\"a\\\":1}\"\n- f:\n    treatment: \"off\"\n";
+        let (c, _) = parse_flags(text, Format::Yaml, "f.yaml").unwrap();
+        let f = &c.flags.d[0];
+        let conds = f.conditions.as_ref().unwrap();
+        assert_eq!(conds.len(), 2);
+        assert_eq!(conds[0].condition_type.as_deref(), Some("WHITELIST"));
+        assert_eq!(conds[1].condition_type.as_deref(), Some("ROLLOUT"));
+        let e = parse_flags("- f: [1]\n", Format::Yaml, "f.yaml").unwrap_err();
+        assert!(e.to_string().contains("flag 'f'"), "{e}");
+        let e = parse_flags("- f: {treatment: on\n", Format::Yaml, "f.yaml").unwrap_err();
+        assert!(e.to_string().contains("f.yaml at line"), "{e}");
+    }
 }

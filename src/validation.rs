@@ -54,7 +54,9 @@ pub(crate) fn sanitize_flag_set<'a>(
 ) -> Option<Cow<'a, str>> {
     let mut s: Cow<'a, str> = Cow::Borrowed(set);
     if s.trim().len() != s.len() {
-        warn(format!("{op}: Flag Set name '{set}' has extra whitespace, trimming"));
+        warn(format!(
+            "{op}: Flag Set name '{set}' has extra whitespace, trimming"
+        ));
         s = Cow::Owned(s.trim().to_string());
     }
     if s.chars().any(|c| c.is_uppercase()) {
@@ -129,7 +131,17 @@ mod tests {
     fn flag_sets() {
         let mut warnings = Vec::new();
         let mut w = |m: String| warnings.push(m);
-        let sets = sanitize_flag_sets("op", &[" Backend ", "front_end", "_bad", "backend", "x".repeat(51).as_str()], &mut w);
+        let sets = sanitize_flag_sets(
+            "op",
+            &[
+                " Backend ",
+                "front_end",
+                "_bad",
+                "backend",
+                "x".repeat(51).as_str(),
+            ],
+            &mut w,
+        );
         assert_eq!(sets, vec!["backend", "front_end"]);
         assert_eq!(warnings.len(), 4, "{warnings:?}");
     }

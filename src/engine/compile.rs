@@ -144,6 +144,9 @@ pub(crate) struct CompiledCondition {
     pub(crate) label: Label,
 }
 
+/// A prerequisite: the flag name and the treatments that satisfy it.
+pub(crate) type CompiledPrerequisite = (Box<str>, Box<[Box<str>]>);
+
 /// A compiled feature flag.
 #[derive(Debug)]
 pub(crate) struct CompiledFlag {
@@ -160,7 +163,7 @@ pub(crate) struct CompiledFlag {
     pub(crate) configurations: HashMap<Box<str>, Arc<str>>,
     pub(crate) sets: Vec<String>,
     pub(crate) impressions_disabled: bool,
-    pub(crate) prerequisites: Vec<(Box<str>, Box<[Box<str>]>)>,
+    pub(crate) prerequisites: Vec<CompiledPrerequisite>,
     /// Treatments named anywhere in the definition (for the manager), in first-seen order.
     pub(crate) treatments: Vec<String>,
     /// Segment names referenced by the flag's matchers.
@@ -207,10 +210,7 @@ fn compile_matcher(
 ) -> Result<CompiledMatcher, Unsupported> {
     let missing = |field: &str| Unsupported {
         field: format!("{path}.{field}"),
-        message: format!(
-            "matcher {} needs {field}, which is missing",
-            m.matcher_type
-        ),
+        message: format!("matcher {} needs {field}, which is missing", m.matcher_type),
     };
     let whitelist = || -> Result<&[String], Unsupported> {
         m.whitelist_matcher_data
@@ -416,7 +416,11 @@ fn describe_matcher(m: &MatcherDef) -> String {
         Some(a) => format!("{tt}.{a}"),
         None => tt.to_string(),
     };
-    let not = if m.negate.unwrap_or(false) { "not " } else { "" };
+    let not = if m.negate.unwrap_or(false) {
+        "not "
+    } else {
+        ""
+    };
     let list = || {
         json_list(
             m.whitelist_matcher_data
@@ -425,7 +429,8 @@ fn describe_matcher(m: &MatcherDef) -> String {
                 .unwrap_or(&[]),
         )
     };
-    let num = |n: &Option<serde_json::Number>| n.as_ref().map(ToString::to_string).unwrap_or_default();
+    let num =
+        |n: &Option<serde_json::Number>| n.as_ref().map(ToString::to_string).unwrap_or_default();
     let unary = || {
         m.unary_numeric_matcher_data
             .as_ref()
@@ -443,7 +448,12 @@ fn describe_matcher(m: &MatcherDef) -> String {
         "ALL_KEYS" => format!("{not}default rule"),
         "IN_SEGMENT" => format!("{not}in segment {}", segment()),
         "IN_RULE_BASED_SEGMENT" => format!("{not}in rule based segment {}", segment()),
-        "WHITELIST" if m.key_selector.as_ref().and_then(|k| k.attribute.as_ref()).is_none() => {
+        "WHITELIST"
+            if m.key_selector
+                .as_ref()
+                .and_then(|k| k.attribute.as_ref())
+                .is_none() =>
+        {
             if not.is_empty() {
                 format!("{subject} not whitelisted")
             } else {
@@ -476,7 +486,12 @@ fn describe_matcher(m: &MatcherDef) -> String {
             let (f, ts) = m
                 .dependency_matcher_data
                 .as_ref()
-                .map(|d| (d.split.clone().unwrap_or_default(), json_list(strings(&d.treatments))))
+                .map(|d| {
+                    (
+                        d.split.clone().unwrap_or_default(),
+                        json_list(strings(&d.treatments)),
+                    )
+                })
                 .unwrap_or_default();
             format!("{not}in split {f} treatment {ts}")
         }
@@ -486,16 +501,27 @@ fn describe_matcher(m: &MatcherDef) -> String {
         ),
         "EQUAL_TO_SEMVER" => format!("{subject} {not}is equal to semver {}", string()),
         "GREATER_THAN_OR_EQUAL_TO_SEMVER" => {
-            format!("{subject} {not}is greater than or equal to semver {}", string())
+            format!(
+                "{subject} {not}is greater than or equal to semver {}",
+                string()
+            )
         }
         "LESS_THAN_OR_EQUAL_TO_SEMVER" => {
-            format!("{subject} {not}is less than or equal to semver {}", string())
+            format!(
+                "{subject} {not}is less than or equal to semver {}",
+                string()
+            )
         }
         "BETWEEN_SEMVER" => {
             let (s, e) = m
                 .between_string_matcher_data
                 .as_ref()
-                .map(|d| (d.start.clone().unwrap_or_default(), d.end.clone().unwrap_or_default()))
+                .map(|d| {
+                    (
+                        d.start.clone().unwrap_or_default(),
+                        d.end.clone().unwrap_or_default(),
+                    )
+                })
                 .unwrap_or_default();
             format!("{subject} {not}is between semver {s:?} and {e:?}")
         }
@@ -516,7 +542,10 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             treatments.push(t.to_string());
         }
     };
-    let default_treatment = f.default_treatment.clone().unwrap_or_else(|| "control".into());
+    let default_treatment = f
+        .default_treatment
+        .clone()
+        .unwrap_or_else(|| "control".into());
     let mut unsupported = false;
     for (i, c) in f.conditions.as_deref().unwrap_or(&[]).iter().enumerate() {
         let path = format!("conditions[{i}]");
@@ -707,13 +736,20 @@ mod tests {
 
     #[test]
     fn generated_labels() {
-        let c = cond(serde_json::json!({"matcherGroup":{"combiner":"AND","matchers":[
-            {"matcherType":"IN_SEGMENT","userDefinedSegmentMatcherData":{"segmentName":"employees"}}]}}));
+        let c = cond(
+            serde_json::json!({"matcherGroup":{"combiner":"AND","matchers":[
+            {"matcherType":"IN_SEGMENT","userDefinedSegmentMatcherData":{"segmentName":"employees"}}]}}),
+        );
         assert_eq!(generated_label(&c), "in segment employees");
-        let c = cond(serde_json::json!({"matcherGroup":{"combiner":"AND","matchers":[
+        let c = cond(
+            serde_json::json!({"matcherGroup":{"combiner":"AND","matchers":[
             {"keySelector":{"trafficType":"user","attribute":"location"},"matcherType":"WHITELIST",
-             "whitelistMatcherData":{"whitelist":["california"]}}]}}));
-        assert_eq!(generated_label(&c), "user.location in list [\"california\"]");
+             "whitelistMatcherData":{"whitelist":["california"]}}]}}),
+        );
+        assert_eq!(
+            generated_label(&c),
+            "user.location in list [\"california\"]"
+        );
     }
 
     #[test]
@@ -734,7 +770,10 @@ mod tests {
         assert_eq!(c.conditions[0].label, Label::Unsupported);
         let msg = problems[0].to_string();
         assert!(msg.contains("flag 'f'"), "{msg}");
-        assert!(msg.contains("conditions[0].matcherGroup.matchers[0].matcherType"), "{msg}");
+        assert!(
+            msg.contains("conditions[0].matcherGroup.matchers[0].matcherType"),
+            "{msg}"
+        );
         assert!(msg.contains("NEW_THING"), "{msg}");
     }
 }

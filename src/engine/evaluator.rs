@@ -5,9 +5,7 @@ use std::cmp::Ordering;
 
 use super::attributes::{AttributeValue, Attributes, to_bool, to_number, to_set, to_str};
 use super::bucket::bucket;
-use super::compile::{
-    CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, Truncate,
-};
+use super::compile::{CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, Truncate};
 use super::labels::Label;
 use super::semver::Semver;
 use crate::storage::Snapshot;
@@ -279,7 +277,7 @@ enum Input<'a> {
 impl<'a> Input<'a> {
     fn string(&self) -> Option<Cow<'a, str>> {
         match self {
-            Input::Key(k) if k.is_empty() => None,
+            Input::Key("") => None,
             Input::Key(k) => Some(Cow::Borrowed(k)),
             Input::Attr(v) => to_str(v),
         }

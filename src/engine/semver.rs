@@ -141,7 +141,15 @@ mod tests {
         assert_eq!(v("00.01.002-0003.00004").normalized(), "0.1.2-3.4");
         assert_eq!(v("1.0.0-0000z").normalized(), "1.0.0-0000z");
         assert_eq!(v("1.22.9+build").normalized(), "1.22.9+build");
-        for bad in ["1.2", "1.2.3.4", "1.2.3-", "1.2.3+", "a.b.c", "1.2.3-a..b", ""] {
+        for bad in [
+            "1.2",
+            "1.2.3.4",
+            "1.2.3-",
+            "1.2.3+",
+            "a.b.c",
+            "1.2.3-a..b",
+            "",
+        ] {
             assert!(Semver::parse(bad).is_none(), "{bad}");
         }
     }
@@ -150,7 +158,10 @@ mod tests {
     fn precedence() {
         assert_eq!(v("1.22.9").compare(&v("1.22.9+build")), Ordering::Equal);
         assert_eq!(v("1.22.9-rc.0").compare(&v("1.22.9")), Ordering::Less);
-        assert_eq!(v("1.0.0-alpha.1").compare(&v("1.0.0-alpha")), Ordering::Greater);
+        assert_eq!(
+            v("1.0.0-alpha.1").compare(&v("1.0.0-alpha")),
+            Ordering::Greater
+        );
         assert_eq!(v("1.0.0-2").compare(&v("1.0.0-10")), Ordering::Less);
         assert_eq!(
             v("99999999999999999999999.0.0").compare(&v("1.0.0")),

@@ -86,11 +86,10 @@ impl SplitChanges {
         let mut out = SplitChanges::default();
         if let Some(ff) = obj.remove("ff") {
             out.flags = section(ff, "ff", origin, &mut problems, flag_entry)?;
-            if let Some(rbs) = obj.remove("rbs") {
-                if !rbs.is_null() {
-                    out.rule_based_segments =
-                        section(rbs, "rbs", origin, &mut problems, rbs_entry)?;
-                }
+            if let Some(rbs) = obj.remove("rbs")
+                && !rbs.is_null()
+            {
+                out.rule_based_segments = section(rbs, "rbs", origin, &mut problems, rbs_entry)?;
             }
         } else if let Some(splits) = obj.remove("splits") {
             let Value::Array(items) = splits else {

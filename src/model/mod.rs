@@ -12,7 +12,6 @@ pub use changes::{ChangesSection, SplitChanges};
 pub use flag::{
     BetweenMatcherData, BetweenStringMatcherData, Condition, DependencyMatcherData, FeatureFlag,
     KeySelector, MatcherDef, MatcherGroup, Partition, Prerequisite, SegmentNameData,
-    UnaryNumericMatcherData,
-    WhitelistMatcherData,
+    UnaryNumericMatcherData, WhitelistMatcherData,
 };
 pub use segment::{Excluded, ExcludedSegment, RuleBasedSegment, SegmentChanges};

@@ -66,3 +66,14 @@ pub struct ExcludedSegment {
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
 }
+
+impl SegmentChanges {
+    /// Reads every `*.json` file of `dir` as a segmentChanges document, sorted by file name.
+    /// A file without a `name` takes its file stem as the segment name.
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] or [`crate::Error::Parse`] naming the directory or file.
+    pub fn load_dir(dir: &std::path::Path) -> crate::Result<Vec<SegmentChanges>> {
+        crate::localhost::load_segments(dir)
+    }
+}

@@ -275,7 +275,11 @@ impl Snapshot {
             .flags
             .values()
             .flat_map(|f| f.segments.iter().cloned())
-            .chain(self.rule_based.values().flat_map(|r| r.segments.iter().cloned()))
+            .chain(
+                self.rule_based
+                    .values()
+                    .flat_map(|r| r.segments.iter().cloned()),
+            )
             .collect();
         names.sort();
         names.dedup();

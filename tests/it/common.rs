@@ -28,3 +28,51 @@ pub fn snapshot(flags: &str, segments: &[&str]) -> Snapshot {
     }
     s
 }
+
+/// Log records captured per thread, so parallel tests see only their own warnings.
+pub mod logs {
+    use std::sync::{Mutex, Once};
+    use std::thread::ThreadId;
+
+    static RECORDS: Mutex<Vec<(ThreadId, log::Level, String)>> = Mutex::new(Vec::new());
+    static INIT: Once = Once::new();
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if let Ok(mut r) = RECORDS.lock() {
+                r.push((
+                    std::thread::current().id(),
+                    record.level(),
+                    record.args().to_string(),
+                ));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    /// Starts capturing (idempotent) and forgets this thread's earlier records.
+    pub fn start() {
+        INIT.call_once(|| {
+            let _ = log::set_logger(&Capture);
+            log::set_max_level(log::LevelFilter::Trace);
+        });
+        take();
+    }
+
+    /// This thread's warnings and errors since the last call.
+    pub fn take() -> Vec<String> {
+        let me = std::thread::current().id();
+        let mut all = RECORDS.lock().expect("log lock");
+        let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(t, _, _)| *t == me);
+        *all = rest;
+        mine.into_iter()
+            .filter(|(_, l, _)| *l <= log::Level::Warn)
+            .map(|(_, _, m)| m)
+            .collect()
+    }
+}

@@ -5,7 +5,12 @@ use splitkit::{Attributes, Label, Snapshot};
 
 use crate::common::{read, snapshot};
 
-fn eval(s: &Snapshot, key: &str, flag: &str, attrs: &Attributes) -> (String, String, Option<String>) {
+fn eval(
+    s: &Snapshot,
+    key: &str,
+    flag: &str,
+    attrs: &Attributes,
+) -> (String, String, Option<String>) {
     let e = s.evaluate(key, None, flag, attrs);
     (
         e.treatment.to_string(),
@@ -37,7 +42,10 @@ fn python_client_e2e() {
     let (tr, _, cfg) = eval(&s, "invalidKey", "sample_feature", &Attributes::new());
     assert_eq!((tr.as_str(), cfg), ("off", None));
     let (tr, label, _) = eval(&s, "invalidKey", "invalid_feature", &Attributes::new());
-    assert_eq!((tr.as_str(), label.as_str()), ("control", "definition not found"));
+    assert_eq!(
+        (tr.as_str(), label.as_str()),
+        ("control", "definition not found")
+    );
     let (tr, label, cfg) = eval(&s, "invalidKey", "killed_feature", &Attributes::new());
     assert_eq!((tr.as_str(), label.as_str()), ("defTreatment", "killed"));
     assert_eq!(cfg.as_deref(), Some("{\"size\":15,\"defTreatment\":true}"));
@@ -53,7 +61,10 @@ fn python_client_e2e() {
     assert_eq!(eval(&s, mauro, "rbs_feature_flag", &email(mauro)).0, "off");
     assert_eq!(t(&s, "abc4", "prereq_feature"), "on");
     let (tr, label, _) = eval(&s, "user1234", "prereq_feature", &Attributes::new());
-    assert_eq!((tr.as_str(), label.as_str()), ("off_default", "prerequisites not met"));
+    assert_eq!(
+        (tr.as_str(), label.as_str()),
+        ("off_default", "prerequisites not met")
+    );
 }
 
 #[test]
@@ -71,7 +82,12 @@ fn python_client_prerequisites() {
     assert_eq!(with_email(bilal, "prereq_chain"), "on_whitelist");
     assert_eq!(with_email("pato@split.io", "prereq_chain"), "on_default");
     assert_eq!(with_email("mauro@split.io", "prereq_chain"), "on_default");
-    let (_, label, _) = eval(&s, "mauro@split.io", "prereq_chain", &email("mauro@split.io"));
+    let (_, label, _) = eval(
+        &s,
+        "mauro@split.io",
+        "prereq_chain",
+        &email("mauro@split.io"),
+    );
     assert_eq!(label, "prerequisites not met");
 }
 
@@ -114,7 +130,10 @@ fn python_client_rule_based_segments() {
 
 #[test]
 fn javascript_client_semver() {
-    let s = snapshot("fixtures/javascript-client/splitchanges.since.-1.semver.json", &[]);
+    let s = snapshot(
+        "fixtures/javascript-client/splitchanges.since.-1.semver.json",
+        &[],
+    );
     let v = |flag: &str, version: Option<serde_json::Value>| {
         let attrs = match version {
             Some(v) => Attributes::new().with("version", v),
@@ -152,7 +171,10 @@ fn javascript_client_semver() {
     ] {
         assert_eq!(v("semver_less_or_equalto", st(ver)), exp, "{ver}");
     }
-    assert_eq!(v("semver_less_or_equalto", Some(serde_json::json!({}))), "off");
+    assert_eq!(
+        v("semver_less_or_equalto", Some(serde_json::json!({}))),
+        "off"
+    );
     for (ver, exp) in [
         ("2.1.1", "off"),
         ("2.1.0+build", "on"),
@@ -163,7 +185,12 @@ fn javascript_client_semver() {
         assert_eq!(v("semver_between", st(ver)), exp, "{ver}");
     }
     assert_eq!(v("semver_between", Some(serde_json::json!([]))), "off");
-    let e = s.evaluate("key", None, "flag_with_unsupported_matcher", &Attributes::new());
+    let e = s.evaluate(
+        "key",
+        None,
+        "flag_with_unsupported_matcher",
+        &Attributes::new(),
+    );
     assert_eq!(e.treatment, "control");
     assert_eq!(e.label, &Label::Unsupported);
     assert_eq!(e.label.as_str(), "targeting rule type unsupported by sdk");

@@ -25,7 +25,12 @@ struct Expected {
 fn segments_of(set: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(vectors(&format!("golden/{set}/segments")))
         .expect("segments dir")
-        .map(|e| format!("golden/{set}/segments/{}", e.expect("entry").file_name().to_string_lossy()))
+        .map(|e| {
+            format!(
+                "golden/{set}/segments/{}",
+                e.expect("entry").file_name().to_string_lossy()
+            )
+        })
         .collect();
     v.sort();
     v
@@ -49,9 +54,18 @@ fn run_engine(set: &str) {
             .unwrap_or_default();
         let valid = |k: &str| !k.is_empty() && k.chars().count() <= 250;
         let got = if !valid(&req.key) || req.bucketing_key.as_deref().is_some_and(|b| !valid(b)) {
-            Expected { treatment: "control".into(), label: None, config: None }
+            Expected {
+                treatment: "control".into(),
+                label: None,
+                config: None,
+            }
         } else {
-            let e = snap.evaluate(&req.key, req.bucketing_key.as_deref(), req.flag.trim(), &attrs);
+            let e = snap.evaluate(
+                &req.key,
+                req.bucketing_key.as_deref(),
+                req.flag.trim(),
+                &attrs,
+            );
             let label = match e.label {
                 splitkit::Label::DefinitionNotFound => None,
                 l => Some(l.as_str().to_string()),
@@ -64,7 +78,14 @@ fn run_engine(set: &str) {
         };
         *labels.entry(format!("{:?}", got.label)).or_default() += 1;
         if got != exp {
-            failures.push(format!("line {}: {req:?}\n  expected {exp:?}\n  got      {got:?}", i + 1, req = serde_json::from_str::<serde_json::Value>(requests.lines().nth(i).unwrap_or_default()).ok()));
+            failures.push(format!(
+                "line {}: {req:?}\n  expected {exp:?}\n  got      {got:?}",
+                i + 1,
+                req = serde_json::from_str::<serde_json::Value>(
+                    requests.lines().nth(i).unwrap_or_default()
+                )
+                .ok()
+            ));
         }
     }
     assert!(
@@ -72,7 +93,12 @@ fn run_engine(set: &str) {
         "{set}: {} of {} differ:\n{}",
         failures.len(),
         requests.lines().count(),
-        failures.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(labels.len() > 10, "the set exercises many labels");
 }
@@ -85,4 +111,66 @@ fn golden_set_11_engine() {
 #[test]
 fn golden_set_12_engine() {
     run_engine("set-12");
+}
+
+/// The same sets through the client API, as `examples/evaluate.rs` runs them: validation,
+/// trimming of flag names, and `label: null` exactly when no impression is produced.
+fn run_client(set: &str) {
+    let segs = segments_of(set);
+    let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let snap = snapshot(&format!("golden/{set}/flags.json"), &seg_refs);
+    let client = splitkit::Client::builder("localhost")
+        .snapshot(snap)
+        .build()
+        .expect("client");
+    let requests = read(&format!("golden/{set}/requests.jsonl"));
+    let expected = read(&format!("golden/{set}/expected.jsonl"));
+    let mut failures = Vec::new();
+    for (i, (line, exp)) in requests.lines().zip(expected.lines()).enumerate() {
+        let req: Request = serde_json::from_str(line).expect("request");
+        let exp: Expected = serde_json::from_str(exp).expect("expected");
+        let attrs = req
+            .attributes
+            .as_ref()
+            .map(|a| Attributes::from_json(a).expect("attributes"));
+        let key = match &req.bucketing_key {
+            Some(b) => splitkit::Key::new(&req.key, b),
+            None => splitkit::Key::from(req.key.as_str()),
+        };
+        let d = client.evaluate(key, &req.flag, attrs.as_ref());
+        let got = Expected {
+            treatment: d.treatment.clone(),
+            label: d
+                .label
+                .filter(|_| d.impression)
+                .map(|l| l.as_str().to_string()),
+            config: d.config.clone(),
+        };
+        if got != exp {
+            failures.push(format!(
+                "line {}: {line}\n  expected {exp:?}\n  got      {got:?}",
+                i + 1
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{set}: {}",
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn golden_set_11_client() {
+    run_client("set-11");
+}
+
+#[test]
+fn golden_set_12_client() {
+    run_client("set-12");
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per concern.
 
+mod client;
 mod common;
 mod fixtures;
 mod golden;

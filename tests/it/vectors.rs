@@ -59,8 +59,16 @@ fn legacy_vectors_every_row() {
         "hash/sample-data-non-alpha-numeric.csv",
     ] {
         for (seed, key, hash, b) in csv_rows(file) {
-            assert_eq!(i64::from(legacy_hash(&key, seed as i32)), hash, "{file}: {key}");
-            assert_eq!(bucket(&key, seed as i32, HashAlgo::Legacy), b, "{file}: {key}");
+            assert_eq!(
+                i64::from(legacy_hash(&key, seed as i32)),
+                hash,
+                "{file}: {key}"
+            );
+            assert_eq!(
+                bucket(&key, seed as i32, HashAlgo::Legacy),
+                b,
+                "{file}: {key}"
+            );
             n += 1;
         }
     }
@@ -69,8 +77,16 @@ fn legacy_vectors_every_row() {
         "hash/sample-data-non-alpha-numeric.jsonl",
     ] {
         for (seed, key, hash, b) in jsonl_rows(file) {
-            assert_eq!(i64::from(legacy_hash(&key, seed as i32)), hash, "{file}: {key}");
-            assert_eq!(bucket(&key, seed as i32, HashAlgo::Legacy), b, "{file}: {key}");
+            assert_eq!(
+                i64::from(legacy_hash(&key, seed as i32)),
+                hash,
+                "{file}: {key}"
+            );
+            assert_eq!(
+                bucket(&key, seed as i32, HashAlgo::Legacy),
+                b,
+                "{file}: {key}"
+            );
             n += 1;
         }
     }
@@ -110,7 +126,10 @@ fn semver_matcher(kind: &str, data: serde_json::Value) -> serde_json::Value {
 #[test]
 fn semver_between_vectors() {
     let mut n = 0;
-    for line in read("semver/between-semver.csv").lines().filter(|l| !l.is_empty()) {
+    for line in read("semver/between-semver.csv")
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
         let cols: Vec<&str> = line.split(',').collect();
         let (start, version, end, expected) = (cols[0], cols[1], cols[2], cols[3] == "true");
         let s = one_matcher(semver_matcher(
@@ -126,7 +145,10 @@ fn semver_between_vectors() {
 #[test]
 fn semver_equal_vectors() {
     let mut n = 0;
-    for line in read("semver/equal-to-semver.csv").lines().filter(|l| !l.is_empty()) {
+    for line in read("semver/equal-to-semver.csv")
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
         let cols: Vec<&str> = line.split(',').collect();
         let s = one_matcher(semver_matcher("EQUAL_TO_SEMVER", cols[0].into()));
         assert_eq!(on(&s, cols[1]), cols[2] == "true", "{line}");
@@ -138,13 +160,25 @@ fn semver_equal_vectors() {
 #[test]
 fn semver_precedence_vectors_both_ways() {
     let mut n = 0;
-    for line in read("semver/valid-semantic-versions.csv").lines().filter(|l| !l.is_empty()) {
+    for line in read("semver/valid-semantic-versions.csv")
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
         let (hi, lo) = line.split_once(',').expect("pair");
         let gte = |rule: &str, v: &str| {
-            on(&one_matcher(semver_matcher("GREATER_THAN_OR_EQUAL_TO_SEMVER", rule.into())), v)
+            on(
+                &one_matcher(semver_matcher(
+                    "GREATER_THAN_OR_EQUAL_TO_SEMVER",
+                    rule.into(),
+                )),
+                v,
+            )
         };
         let lte = |rule: &str, v: &str| {
-            on(&one_matcher(semver_matcher("LESS_THAN_OR_EQUAL_TO_SEMVER", rule.into())), v)
+            on(
+                &one_matcher(semver_matcher("LESS_THAN_OR_EQUAL_TO_SEMVER", rule.into())),
+                v,
+            )
         };
         assert!(gte(lo, hi), "{hi} >= {lo}");
         assert!(!gte(hi, lo), "not {lo} >= {hi}");
@@ -158,11 +192,20 @@ fn semver_precedence_vectors_both_ways() {
 
 #[test]
 fn semver_invalid_vectors_never_match() {
-    let gte = one_matcher(semver_matcher("GREATER_THAN_OR_EQUAL_TO_SEMVER", "0.0.0".into()));
-    let lte = one_matcher(semver_matcher("LESS_THAN_OR_EQUAL_TO_SEMVER", "99999.0.0".into()));
+    let gte = one_matcher(semver_matcher(
+        "GREATER_THAN_OR_EQUAL_TO_SEMVER",
+        "0.0.0".into(),
+    ));
+    let lte = one_matcher(semver_matcher(
+        "LESS_THAN_OR_EQUAL_TO_SEMVER",
+        "99999.0.0".into(),
+    ));
     let mut n = 0;
     for line in read("semver/invalid-semantic-versions.csv").lines().skip(1) {
-        assert!(!on(&gte, line) && !on(&lte, line), "{line:?} is not a version");
+        assert!(
+            !on(&gte, line) && !on(&lte, line),
+            "{line:?} is not a version"
+        );
         n += 1;
     }
     assert!(n > 0);
