@@ -81,6 +81,7 @@ mod engine;
 mod error;
 mod localhost;
 mod model;
+mod remote;
 mod storage;
 mod validation;
 

@@ -1,0 +1,464 @@
+//! The HTTP side of synchronization: `GET splitChanges` and `GET segmentChanges/{name}` against
+//! Split's SDK API (or any compatible proxy), with the official SDKs' headers and query
+//! parameters (SPLIT_SEMANTICS.md §1.1, §1.4, §5.2).
+
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::model::{SegmentChanges, SplitChanges};
+
+use super::backoff::parse_retry_after;
+use super::config::SyncConfig;
+
+/// The spec version sent as `s=`: rule-based segments included.
+pub(crate) const SPEC_VERSION: &str = "1.3";
+/// The `SplitSDKVersion` header value.
+pub(crate) const SDK_VERSION: &str = concat!("rust-", env!("CARGO_PKG_VERSION"));
+/// Largest accepted response body (after decompression): 128 MiB.
+pub(crate) const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Why a request failed. Messages name the URL and never contain the SDK key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// No connection could be made (refused, unknown host, reset).
+    #[error("cannot reach {url}: {message}")]
+    Unreachable {
+        /// The request URL.
+        url: String,
+        /// What the network layer said.
+        message: String,
+    },
+    /// The request did not complete within the request timeout.
+    #[error("no complete answer from {url} within {timeout:?} (request timeout)")]
+    Timeout {
+        /// The request URL.
+        url: String,
+        /// The request timeout.
+        timeout: Duration,
+    },
+    /// 401 or 403: the SDK key was rejected.
+    #[error(
+        "the server answered HTTP {status} to {url}: the SDK key was rejected (check that it is a server-side SDK key of this environment)"
+    )]
+    Unauthorized {
+        /// The request URL.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// A status worth retrying: 5xx, 408 or 429.
+    #[error("the server answered HTTP {status} to {url}{}", retry_after.map(|d| format!(" (Retry-After: {}s)", d.as_secs())).unwrap_or_default())]
+    Unavailable {
+        /// The request URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The server's `Retry-After`, when given in seconds.
+        retry_after: Option<Duration>,
+    },
+    /// Any other non-2xx status: retrying soon would not help.
+    #[error("the server answered HTTP {status} to {url}")]
+    Rejected {
+        /// The request URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The body could not be read or is not the expected document; nothing of it was applied.
+    #[error("malformed response, nothing applied: {0}")]
+    Malformed(Error),
+    /// The request could not even be made (an invalid URL, for instance).
+    #[error("cannot send a request to {url}: {message}")]
+    Invalid {
+        /// The request URL.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another transport failure (TLS, protocol), retried.
+    #[error("request to {url} failed: {message}")]
+    Transport {
+        /// The request URL.
+        url: String,
+        /// What the HTTP client said.
+        message: String,
+    },
+}
+
+impl FetchError {
+    /// True for a rejected SDK key: the synchronizer stops instead of retrying.
+    pub(crate) fn is_fatal(&self) -> bool {
+        matches!(self, FetchError::Unauthorized { .. })
+    }
+
+    /// True for failures that are retried with backoff (network, timeouts, 5xx, 408, 429,
+    /// malformed bodies, which a proxy or CDN may serve for a moment).
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Unreachable { .. }
+                | FetchError::Timeout { .. }
+                | FetchError::Unavailable { .. }
+                | FetchError::Malformed(_)
+                | FetchError::Transport { .. }
+        )
+    }
+
+    /// The server's `Retry-After`, if it sent one.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A client of the SDK API: base URL, headers, request timeout. `Debug` never shows the key.
+#[derive(Clone)]
+pub(crate) struct SdkApi {
+    agent: ureq::Agent,
+    base_url: String,
+    headers: Vec<(&'static str, String)>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for SdkApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdkApi")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SdkApi {
+    /// A client for `config`'s URL, key and timeout, sending through `agent`.
+    pub(crate) fn new(config: &SyncConfig, agent: ureq::Agent) -> SdkApi {
+        let mut headers = vec![
+            ("Authorization", format!("Bearer {}", config.sdk_key.trim())),
+            ("SplitSDKVersion", SDK_VERSION.to_string()),
+            ("Accept-Encoding", "gzip".to_string()),
+            ("Cache-Control", "no-cache".to_string()),
+        ];
+        let usable = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && *v != "NA" && *v != "unknown")
+                .map(str::to_string)
+        };
+        if let Some(ip) = usable(&config.machine_ip) {
+            headers.push(("SplitSDKMachineIP", ip));
+        }
+        if let Some(name) = usable(&config.machine_name) {
+            headers.push(("SplitSDKMachineName", name));
+        }
+        SdkApi {
+            agent,
+            base_url: config.base_url().to_string(),
+            headers,
+            timeout: config.request_timeout,
+        }
+    }
+
+    /// The base URL, without a trailing slash.
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `{base}/splitChanges?s=1.3&since=..&rbSince=..[&sets=a,b]`, parameters in Go's order.
+    /// `sets` must be sanitized (they only contain `[a-z0-9_]`).
+    pub(crate) fn split_changes_url(&self, since: i64, rb_since: i64, sets: &[String]) -> String {
+        let mut url = format!(
+            "{}/splitChanges?s={SPEC_VERSION}&since={since}&rbSince={rb_since}",
+            self.base_url
+        );
+        if !sets.is_empty() {
+            url.push_str("&sets=");
+            url.push_str(&sets.join(","));
+        }
+        url
+    }
+
+    /// `{base}/segmentChanges/{name}?since=N`, the name percent-encoded.
+    pub(crate) fn segment_changes_url(&self, name: &str, since: i64) -> String {
+        format!(
+            "{}/segmentChanges/{}?since={since}",
+            self.base_url,
+            encode_path_segment(name)
+        )
+    }
+
+    /// Fetches one page of flag and rule-based segment changes. The broken definitions of the
+    /// page are returned beside it (each naming the flag and field); the page itself is
+    /// rejected whole when it is not a splitChanges document.
+    pub(crate) fn fetch_split_changes(
+        &self,
+        since: i64,
+        rb_since: i64,
+        sets: &[String],
+    ) -> Result<(SplitChanges, Vec<Error>, String), FetchError> {
+        let url = self.split_changes_url(since, rb_since, sets);
+        let body = self.get(&url)?;
+        let (changes, problems) =
+            SplitChanges::parse(&body, &url).map_err(FetchError::Malformed)?;
+        Ok((changes, problems, url))
+    }
+
+    /// Fetches one page of a segment's changes.
+    pub(crate) fn fetch_segment_changes(
+        &self,
+        name: &str,
+        since: i64,
+    ) -> Result<SegmentChanges, FetchError> {
+        let url = self.segment_changes_url(name, since);
+        let body = self.get(&url)?;
+        let mut changes: SegmentChanges = serde_json::from_str(&body).map_err(|e| {
+            FetchError::Malformed(Error::Parse {
+                origin: url.clone(),
+                line: Some(e.line()),
+                message: e.to_string(),
+            })
+        })?;
+        changes.name = name.to_string();
+        Ok(changes)
+    }
+
+    /// One GET: the body as text, decompressed when gzip.
+    fn get(&self, url: &str) -> Result<String, FetchError> {
+        let mut request = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(self.timeout))
+            .http_status_as_error(false)
+            .build();
+        for (name, value) in &self.headers {
+            request = request.header(*name, value.as_str());
+        }
+        let mut response = request.call().map_err(|e| self.classify(url, e))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let url = url.to_string();
+            return Err(match status {
+                401 | 403 => FetchError::Unauthorized { url, status },
+                408 | 429 | 500..=599 => FetchError::Unavailable {
+                    url,
+                    status,
+                    retry_after: response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after),
+                },
+                _ => FetchError::Rejected { url, status },
+            });
+        }
+        let gzip_header = response
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.classify(url, e))?;
+        decode_body(bytes, gzip_header, url)
+    }
+
+    fn classify(&self, url: &str, e: ureq::Error) -> FetchError {
+        let url = url.to_string();
+        match e {
+            ureq::Error::Timeout(_) => FetchError::Timeout {
+                url,
+                timeout: self.timeout,
+            },
+            ureq::Error::HostNotFound => FetchError::Unreachable {
+                url,
+                message: "host not found".into(),
+            },
+            ureq::Error::ConnectionFailed => FetchError::Unreachable {
+                url,
+                message: "connection failed".into(),
+            },
+            ureq::Error::Io(io) => {
+                use std::io::ErrorKind as K;
+                match io.kind() {
+                    K::TimedOut | K::WouldBlock => FetchError::Timeout {
+                        url,
+                        timeout: self.timeout,
+                    },
+                    K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::NotConnected
+                    | K::AddrNotAvailable
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::NetworkDown => FetchError::Unreachable {
+                        url,
+                        message: io.to_string(),
+                    },
+                    _ => FetchError::Transport {
+                        url,
+                        message: io.to_string(),
+                    },
+                }
+            }
+            ureq::Error::BodyExceedsLimit(limit) => FetchError::Malformed(Error::Parse {
+                origin: url,
+                line: None,
+                message: format!("response body larger than {limit} bytes"),
+            }),
+            e @ (ureq::Error::BadUri(_)
+            | ureq::Error::Http(_)
+            | ureq::Error::RequireHttpsOnly(_)
+            | ureq::Error::InvalidProxyUrl
+            | ureq::Error::TlsRequired) => FetchError::Invalid {
+                url,
+                message: e.to_string(),
+            },
+            other => FetchError::Transport {
+                url,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// The body as text: gunzipped when the server said `Content-Encoding: gzip` and the HTTP
+/// client did not already decompress it (or when it starts with the gzip magic bytes).
+pub(crate) fn decode_body(
+    bytes: Vec<u8>,
+    gzip_header: bool,
+    url: &str,
+) -> Result<String, FetchError> {
+    let malformed = |message: String| {
+        FetchError::Malformed(Error::Parse {
+            origin: url.to_string(),
+            line: None,
+            message,
+        })
+    };
+    let bytes = if gzip_header || bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .take(MAX_BODY_BYTES + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| malformed(format!("cannot decompress the gzip body: {e}")))?;
+        if out.len() as u64 > MAX_BODY_BYTES {
+            return Err(malformed(format!(
+                "response body larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        out
+    } else {
+        bytes
+    };
+    String::from_utf8(bytes).map_err(|e| malformed(format!("body is not UTF-8: {e}")))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn api() -> SdkApi {
+        let mut c = SyncConfig::for_tests("http://127.0.0.1:9/api/", "secret-key");
+        c.machine_ip = Some("10.0.0.1".into());
+        c.machine_name = Some("NA".into());
+        SdkApi::new(&c, ureq::Agent::new_with_defaults())
+    }
+
+    #[test]
+    fn urls_have_go_parameter_order() {
+        let a = api();
+        assert_eq!(
+            a.split_changes_url(-1, -1, &[]),
+            "http://127.0.0.1:9/api/splitChanges?s=1.3&since=-1&rbSince=-1"
+        );
+        assert_eq!(
+            a.split_changes_url(5, 7, &["a".into(), "b_c".into()]),
+            "http://127.0.0.1:9/api/splitChanges?s=1.3&since=5&rbSince=7&sets=a,b_c"
+        );
+        assert_eq!(
+            a.segment_changes_url("beta testers/é", 3),
+            "http://127.0.0.1:9/api/segmentChanges/beta%20testers%2F%C3%A9?since=3"
+        );
+    }
+
+    #[test]
+    fn headers_and_debug_do_not_leak_the_key() {
+        let a = api();
+        assert!(!format!("{a:?}").contains("secret-key"));
+        let names: Vec<&str> = a.headers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            vec![
+                "Authorization",
+                "SplitSDKVersion",
+                "Accept-Encoding",
+                "Cache-Control",
+                "SplitSDKMachineIP"
+            ]
+        );
+        assert_eq!(
+            a.headers[1].1,
+            format!("rust-{}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn bodies_plain_or_gzip() {
+        let json = r#"{"ff":{"d":[],"s":1,"t":1}}"#;
+        assert_eq!(decode_body(json.into(), false, "u").unwrap(), json);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(json.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(decode_body(gz.clone(), true, "u").unwrap(), json);
+        assert_eq!(decode_body(gz, false, "u").unwrap(), json);
+        let e = decode_body(b"not gzip".to_vec(), true, "http://x/y").unwrap_err();
+        assert!(matches!(e, FetchError::Malformed(_)));
+        assert!(e.to_string().contains("http://x/y"), "{e}");
+        assert!(decode_body(vec![0xff, 0xfe], false, "u").is_err());
+    }
+
+    #[test]
+    fn classification() {
+        let u = |status| FetchError::Unavailable {
+            url: "u".into(),
+            status,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert!(u(503).is_transient() && !u(503).is_fatal());
+        assert_eq!(u(429).retry_after(), Some(Duration::from_secs(2)));
+        assert!(u(429).to_string().contains("Retry-After: 2s"));
+        let auth = FetchError::Unauthorized {
+            url: "u".into(),
+            status: 401,
+        };
+        assert!(auth.is_fatal() && !auth.is_transient());
+        let rejected = FetchError::Rejected {
+            url: "u".into(),
+            status: 404,
+        };
+        assert!(!rejected.is_fatal() && !rejected.is_transient());
+    }
+}

@@ -1,0 +1,186 @@
+//! Fetch-until loops: request pages from the current change number until the server says
+//! there is nothing newer (`since == till`), applying each page whole in one snapshot swap.
+
+use std::sync::Arc;
+
+use crate::model::SplitChanges;
+use crate::storage::Store;
+
+use super::api::{FetchError, SdkApi};
+
+/// Most pages fetched in one round; the rest is fetched on the next round. Guards against a
+/// server whose change numbers never converge.
+pub(crate) const MAX_PAGES_PER_ROUND: u32 = 10_000;
+
+/// What a round of flag fetches did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SplitRound {
+    /// Pages fetched.
+    pub(crate) pages: u32,
+    /// True when some page carried definitions (the snapshot changed).
+    pub(crate) changed: bool,
+    /// True when stopped before the server said `since == till`.
+    pub(crate) interrupted: bool,
+}
+
+/// Fetches flags and rule-based segments into a [`Store`].
+#[derive(Debug, Clone)]
+pub(crate) struct SplitFetcher {
+    api: Arc<SdkApi>,
+    store: Arc<Store>,
+    sets: Vec<String>,
+}
+
+impl SplitFetcher {
+    /// A fetcher restricted to the flag sets `sets` (sanitized; empty for every flag).
+    pub(crate) fn new(api: Arc<SdkApi>, store: Arc<Store>, sets: Vec<String>) -> SplitFetcher {
+        SplitFetcher { api, store, sets }
+    }
+
+    /// Fetches pages from the stored change numbers until both sections say `since == till`,
+    /// applying each page whole. `stop` is checked before every request.
+    ///
+    /// Broken definitions inside a page are logged (warn, naming flag and field) and skipped;
+    /// a page that is not a splitChanges document is not applied at all and ends the round
+    /// with an error.
+    pub(crate) fn fetch_until(&self, stop: &dyn Fn() -> bool) -> Result<SplitRound, FetchError> {
+        let mut round = SplitRound::default();
+        loop {
+            if stop() {
+                round.interrupted = true;
+                return Ok(round);
+            }
+            let (since, rb_since) = {
+                let s = self.store.load();
+                (s.change_number(), s.rule_based_change_number())
+            };
+            let (mut changes, problems, url) =
+                self.api.fetch_split_changes(since, rb_since, &self.sets)?;
+            round.pages += 1;
+            for p in &problems {
+                log::warn!("{url}: skipped a broken definition: {p}");
+            }
+            if !self.sets.is_empty() {
+                drop_flags_outside(&mut changes, &self.sets);
+            }
+            let has_definitions =
+                !changes.flags.d.is_empty() || !changes.rule_based_segments.d.is_empty();
+            let advances = changes.flags.t > since || changes.rule_based_segments.t > rb_since;
+            if has_definitions || advances {
+                let compile_problems = self.store.update(|s| s.apply_changes(&changes));
+                for p in &compile_problems {
+                    log::warn!("{url}: {p}");
+                }
+                round.changed |= has_definitions;
+                log::debug!(
+                    "applied {} flag(s) and {} rule-based segment(s) from {url}",
+                    changes.flags.d.len(),
+                    changes.rule_based_segments.d.len()
+                );
+            }
+            let done = changes.flags.s == changes.flags.t
+                && changes.rule_based_segments.s == changes.rule_based_segments.t;
+            if done || !advances {
+                return Ok(round);
+            }
+            if round.pages >= MAX_PAGES_PER_ROUND {
+                log::warn!(
+                    "{}: still no since == till after {} pages; continuing on the next poll",
+                    self.api.base_url(),
+                    round.pages
+                );
+                return Ok(round);
+            }
+        }
+    }
+}
+
+/// Marks the flags that are in none of `sets` as archived, so applying removes them
+/// (SPLIT_SEMANTICS.md §1.1: filtered-out flags are deleted).
+fn drop_flags_outside(changes: &mut SplitChanges, sets: &[String]) {
+    for f in &mut changes.flags.d {
+        let inside = f
+            .sets
+            .as_deref()
+            .is_some_and(|fs| fs.iter().any(|s| sets.contains(s)));
+        if !inside {
+            f.status = Some("ARCHIVED".to_string());
+        }
+    }
+}
+
+/// Fetches segments into a [`Store`].
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentFetcher {
+    api: Arc<SdkApi>,
+    store: Arc<Store>,
+}
+
+impl SegmentFetcher {
+    /// A segment fetcher.
+    pub(crate) fn new(api: Arc<SdkApi>, store: Arc<Store>) -> SegmentFetcher {
+        SegmentFetcher { api, store }
+    }
+
+    /// Fetches pages of segment `name` from its stored change number until `since == till`,
+    /// applying each page whole. Returns the number of pages, or `None` when `stop` said to
+    /// stop first.
+    pub(crate) fn fetch_until(
+        &self,
+        name: &str,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<u32>, FetchError> {
+        let mut pages = 0;
+        loop {
+            if stop() {
+                return Ok(None);
+            }
+            let stored = self.store.load().segment_change_number(name);
+            let since = stored.unwrap_or(-1);
+            let changes = self.api.fetch_segment_changes(name, since)?;
+            pages += 1;
+            let has_keys = !changes.added.is_empty() || !changes.removed.is_empty();
+            let advances = changes.till > since;
+            if has_keys || advances || stored.is_none() {
+                self.store.update(|s| s.apply_segment_changes(&changes));
+                log::debug!(
+                    "segment {name}: +{} -{} (change number {})",
+                    changes.added.len(),
+                    changes.removed.len(),
+                    changes.till
+                );
+            }
+            if changes.since == changes.till || !advances {
+                return Ok(Some(pages));
+            }
+            if pages >= MAX_PAGES_PER_ROUND {
+                log::warn!(
+                    "segment {name}: still no since == till after {pages} pages; continuing on the next poll"
+                );
+                return Ok(Some(pages));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_outside_the_sets_are_archived() {
+        let (mut c, _) = SplitChanges::parse(
+            r#"{"ff":{"d":[{"name":"a","sets":["backend"]},{"name":"b","sets":["other"]},
+                {"name":"c"},{"name":"d","sets":["x","front"]}],"s":-1,"t":1}}"#,
+            "t",
+        )
+        .unwrap();
+        drop_flags_outside(&mut c, &["backend".into(), "front".into()]);
+        let status: Vec<Option<&str>> = c.flags.d.iter().map(|f| f.status.as_deref()).collect();
+        assert_eq!(
+            status,
+            vec![None, Some("ARCHIVED"), Some("ARCHIVED"), None],
+            "a and d are in the filter"
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! The background synchronizer: two named threads, one polling flags (and rule-based
+//! segments), one polling the segments they use, both writing whole snapshots into the
+//! [`Store`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded, select};
+use parking_lot::Mutex;
+
+use crate::error::Error;
+use crate::storage::Store;
+use crate::validation::sanitize_flag_sets;
+
+use super::api::{FetchError, SdkApi};
+use super::backoff::Backoff;
+use super::config::SyncConfig;
+use super::fetcher::{SegmentFetcher, SplitFetcher};
+use super::readiness::Readiness;
+
+/// Name of the thread that polls `splitChanges`.
+pub(crate) const FLAGS_THREAD: &str = "splitkit-flags-sync";
+/// Name of the thread that polls `segmentChanges`.
+pub(crate) const SEGMENTS_THREAD: &str = "splitkit-segments-sync";
+
+/// What the segments thread is asked to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SegmentsWake {
+    /// Segments the flags use that are not loaded yet (after a flag update).
+    Missing,
+    /// Every segment the flags use (a forced poll).
+    All,
+}
+
+/// A running worker thread.
+#[derive(Debug)]
+struct Worker {
+    name: &'static str,
+    handle: JoinHandle<()>,
+    /// Disconnected when the thread has finished (normally or by panic).
+    done: Receiver<()>,
+}
+
+/// Keeps a [`Store`] in sync with the SDK API in the background.
+///
+/// Started by [`Synchronizer::start`]; stopped by [`Synchronizer::stop`] (idempotent) or, without
+/// waiting, when dropped.
+#[derive(Debug)]
+pub(crate) struct Synchronizer {
+    readiness: Arc<Readiness>,
+    /// Dropping the sender stops every worker.
+    stop: Mutex<Option<Sender<()>>>,
+    flags_wake: Sender<()>,
+    segments_wake: Sender<SegmentsWake>,
+    workers: Mutex<Vec<Worker>>,
+}
+
+impl Synchronizer {
+    /// Validates `config` and starts the threads [`FLAGS_THREAD`] and [`SEGMENTS_THREAD`]: an
+    /// initial load of every flag page, then of the segments the flags use, then polling at
+    /// the configured rates. Requests go through `agent` (its own settings apply, but the
+    /// request timeout and status handling are set per request).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming an invalid option; [`Error::Io`] when a thread cannot be
+    /// started.
+    pub(crate) fn start(
+        config: SyncConfig,
+        agent: ureq::Agent,
+        store: Arc<Store>,
+    ) -> Result<Synchronizer, Error> {
+        config.validate()?;
+        let sets = sanitize_flag_sets("flag_sets_filter", &config.flag_sets_filter, &mut |w| {
+            log::warn!("{w}")
+        });
+        let api = Arc::new(SdkApi::new(&config, agent));
+        let readiness = Arc::new(Readiness::new());
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let (flags_wake, flags_wake_rx) = bounded::<()>(1);
+        let (segments_wake, segments_wake_rx) = bounded::<SegmentsWake>(4);
+        log::info!(
+            "synchronizing definitions from {} every {:?} (segments every {:?})",
+            api.base_url(),
+            config.features_refresh_rate,
+            config.segments_refresh_rate
+        );
+
+        let flags = FlagsWorker {
+            fetcher: SplitFetcher::new(Arc::clone(&api), Arc::clone(&store), sets),
+            store: Arc::clone(&store),
+            readiness: Arc::clone(&readiness),
+            rate: config.features_refresh_rate,
+            backoff: Backoff::new(config.backoff_base, config.backoff_cap),
+            stop: stop_rx.clone(),
+            wake: flags_wake_rx,
+            segments_wake: segments_wake.clone(),
+        };
+        let segments = SegmentsWorker {
+            fetcher: SegmentFetcher::new(Arc::clone(&api), Arc::clone(&store)),
+            store,
+            readiness: Arc::clone(&readiness),
+            rate: config.segments_refresh_rate,
+            backoff: Backoff::new(config.backoff_base, config.backoff_cap),
+            stop: stop_rx,
+            wake: segments_wake_rx,
+        };
+        let flags = spawn(FLAGS_THREAD, move || flags.run())?;
+        // If the second thread cannot start, dropping `stop_tx` on return stops the first.
+        let segments = spawn(SEGMENTS_THREAD, move || segments.run())?;
+        let workers = vec![flags, segments];
+        Ok(Synchronizer {
+            readiness,
+            stop: Mutex::new(Some(stop_tx)),
+            flags_wake,
+            segments_wake,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// The readiness, shared with the threads.
+    pub(crate) fn readiness(&self) -> Arc<Readiness> {
+        Arc::clone(&self.readiness)
+    }
+
+    /// True once flags and their segments have been loaded.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
+    }
+
+    /// Polls flags and every segment now instead of waiting for the next period (also cuts
+    /// a retry delay short). Does nothing after [`Synchronizer::stop`].
+    pub(crate) fn sync_now(&self) {
+        let _ = self.flags_wake.try_send(());
+        let _ = self.segments_wake.try_send(SegmentsWake::All);
+    }
+
+    /// Stops the threads and waits for them, for at most `timeout` in all.
+    ///
+    /// Returns true when every thread has finished (their results are logged). A thread inside
+    /// a request finishes when the request does, within the request timeout; if that is later
+    /// than `timeout`, this returns false and a later call waits again. Idempotent.
+    pub(crate) fn stop(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        drop(self.stop.lock().take());
+        let mut workers = self.workers.lock();
+        let mut still_running = Vec::new();
+        for w in workers.drain(..) {
+            let left = timeout.saturating_sub(start.elapsed());
+            match w.done.recv_timeout(left) {
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!("{} did not stop within {timeout:?}", w.name);
+                    still_running.push(w);
+                }
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => match w.handle.join() {
+                    Ok(()) => log::debug!("{} stopped", w.name),
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        log::error!("{} panicked: {message}", w.name);
+                    }
+                },
+            }
+        }
+        *workers = still_running;
+        workers.is_empty()
+    }
+}
+
+impl Drop for Synchronizer {
+    /// Signals the threads to stop without waiting for them.
+    fn drop(&mut self) {
+        drop(self.stop.lock().take());
+    }
+}
+
+fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<Worker, Error> {
+    let (done_tx, done) = bounded::<()>(0);
+    let handle = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _done = done_tx;
+            f();
+        })
+        .map_err(|source| Error::Io {
+            path: PathBuf::from(format!("<thread {name}>")),
+            source,
+        })?;
+    Ok(Worker { name, handle, done })
+}
+
+/// `now + d`, or a year from now when that overflows.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// Logs a recovery after failures and resets the backoff.
+fn on_success(what: &str, backoff: &mut Backoff) {
+    if backoff.attempts() > 0 {
+        log::info!(
+            "{what}: synchronization recovered after {} failed attempt(s)",
+            backoff.attempts()
+        );
+    }
+    backoff.reset();
+}
+
+/// True when the synchronizer has been stopped (or dropped).
+fn stopped(stop: &Receiver<()>) -> bool {
+    !matches!(stop.try_recv(), Err(TryRecvError::Empty))
+}
+
+/// Logs a failure, records it in the readiness, and says when to try again (`None`: stop).
+fn on_failure(
+    what: &str,
+    e: &FetchError,
+    readiness: &Readiness,
+    backoff: &mut Backoff,
+    rate: Duration,
+) -> Option<Duration> {
+    if e.is_fatal() {
+        log::error!("{what}: {e}; synchronization stopped, the last good definitions stay");
+        readiness.set_failed(e.to_string(), true);
+        return None;
+    }
+    if e.is_transient() {
+        let delay = backoff.next_delay(e.retry_after());
+        log::warn!(
+            "{what}: {e}; serving the last good definitions, retry {} in {delay:?}",
+            backoff.attempts()
+        );
+        readiness.record_error(e.to_string());
+        Some(delay)
+    } else {
+        log::error!("{what}: {e}; serving the last good definitions, next try in {rate:?}");
+        readiness.set_failed(e.to_string(), false);
+        backoff.reset();
+        Some(rate)
+    }
+}
+
+/// The flags thread.
+struct FlagsWorker {
+    fetcher: SplitFetcher,
+    store: Arc<Store>,
+    readiness: Arc<Readiness>,
+    rate: Duration,
+    backoff: Backoff,
+    stop: Receiver<()>,
+    wake: Receiver<()>,
+    segments_wake: Sender<SegmentsWake>,
+}
+
+impl FlagsWorker {
+    fn run(mut self) {
+        let mut delay = Duration::ZERO;
+        loop {
+            select! {
+                recv(self.stop) -> _ => break,
+                recv(self.wake) -> _ => {},
+                default(delay) => {},
+            }
+            let stop = &self.stop;
+            if stopped(stop) {
+                break;
+            }
+            match self.fetcher.fetch_until(&|| stopped(stop)) {
+                Ok(round) if round.interrupted => break,
+                Ok(round) => {
+                    on_success("flags", &mut self.backoff);
+                    self.readiness.clear_error();
+                    let first = !self.readiness.flags_loaded();
+                    if first {
+                        let snapshot = self.store.load();
+                        log::info!(
+                            "loaded {} flag(s) (change number {}, rule-based {})",
+                            snapshot.len(),
+                            snapshot.change_number(),
+                            snapshot.rule_based_change_number()
+                        );
+                        self.readiness.set_flags_loaded();
+                        if snapshot.referenced_segments().is_empty() {
+                            self.readiness.set_ready();
+                        }
+                    }
+                    if first || round.changed {
+                        let _ = self.segments_wake.try_send(SegmentsWake::Missing);
+                    }
+                    delay = self.rate;
+                }
+                Err(e) => {
+                    match on_failure("flags", &e, &self.readiness, &mut self.backoff, self.rate) {
+                        Some(d) => delay = d,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The segments thread.
+struct SegmentsWorker {
+    fetcher: SegmentFetcher,
+    store: Arc<Store>,
+    readiness: Arc<Readiness>,
+    rate: Duration,
+    backoff: Backoff,
+    stop: Receiver<()>,
+    wake: Receiver<SegmentsWake>,
+}
+
+impl SegmentsWorker {
+    fn run(mut self) {
+        let mut next_full = later(self.rate);
+        // Segments whose last fetch failed, retried with backoff.
+        let mut retry: BTreeSet<String> = BTreeSet::new();
+        let mut retry_delay = Duration::ZERO;
+        loop {
+            let delay = if retry.is_empty() {
+                next_full.saturating_duration_since(Instant::now())
+            } else {
+                retry_delay
+            };
+            let full = select! {
+                recv(self.stop) -> _ => break,
+                recv(self.wake) -> msg => match msg {
+                    Ok(w) => w == SegmentsWake::All,
+                    Err(_) => break,
+                },
+                default(delay) => Instant::now() >= next_full,
+            };
+            let stop = &self.stop;
+            if stopped(stop) {
+                break;
+            }
+            let names: Vec<String> = {
+                let snapshot = self.store.load();
+                snapshot
+                    .referenced_segments()
+                    .into_iter()
+                    .filter(|n| {
+                        full || retry.contains(n) || snapshot.segment_change_number(n).is_none()
+                    })
+                    .collect()
+            };
+            if full {
+                next_full = later(self.rate);
+            }
+            retry.clear();
+            let mut last_error = None;
+            for name in names {
+                match self.fetcher.fetch_until(&name, &|| stopped(stop)) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return,
+                    Err(e) if e.is_fatal() => {
+                        let _ = on_failure(
+                            "segments",
+                            &e,
+                            &self.readiness,
+                            &mut self.backoff,
+                            self.rate,
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        retry.insert(name);
+                        last_error = Some(e);
+                    }
+                }
+            }
+            match last_error {
+                Some(e) => {
+                    retry_delay = on_failure(
+                        "segments",
+                        &e,
+                        &self.readiness,
+                        &mut self.backoff,
+                        self.rate,
+                    )
+                    .unwrap_or(self.rate);
+                }
+                None => on_success("segments", &mut self.backoff),
+            }
+            self.update_readiness(&retry);
+        }
+    }
+
+    /// Ready once the flags are loaded and every segment they use is loaded without error.
+    fn update_readiness(&self, failing: &BTreeSet<String>) {
+        if self.readiness.is_ready() || !self.readiness.flags_loaded() {
+            return;
+        }
+        let snapshot = self.store.load();
+        let pending: Vec<String> = snapshot
+            .referenced_segments()
+            .into_iter()
+            .filter(|n| failing.contains(n) || snapshot.segment_change_number(n).is_none())
+            .collect();
+        if pending.is_empty() {
+            log::info!(
+                "loaded {} segment(s); definitions are ready",
+                snapshot.referenced_segments().len()
+            );
+            self.readiness.set_ready();
+        } else {
+            self.readiness.set_pending_segments(pending);
+        }
+    }
+}
