@@ -225,6 +225,8 @@ pub(crate) fn to_str(v: &AttributeValue) -> Option<Cow<'_, str>> {
         AttributeValue::Null => return None,
         AttributeValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
         AttributeValue::Int(i) => Cow::Owned(i.to_string()),
+        // The JavaScript SDK's `toString` keeps the sign of a negative zero.
+        AttributeValue::Float(f) if *f == 0.0 && f.is_sign_negative() => Cow::Borrowed("-0"),
         AttributeValue::Float(f) => Cow::Owned(js_number_to_string(*f)),
         AttributeValue::DateTime(ms) => Cow::Owned(ms.to_string()),
         AttributeValue::List(items) => {

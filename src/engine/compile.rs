@@ -575,7 +575,7 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
                     message: format!("must be between 0 and 100, got {}", p.size),
                 });
             }
-            cumulative += p.size;
+            cumulative = cumulative.saturating_add(p.size);
             note(&p.treatment);
             partitions.push((Arc::<str>::from(p.treatment.as_str()), cumulative));
         }

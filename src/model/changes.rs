@@ -199,18 +199,10 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Error> {
             message: "missing or not a string; definition skipped".into(),
         });
     }
-    serde_json::from_value::<T>(v).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .map(str::to_string)
-            .unwrap_or_else(|| "?".into());
-        Error::InvalidDefinition {
-            flag: name,
-            field,
-            message: format!("{msg}; definition skipped"),
-        }
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| Error::InvalidDefinition {
+        flag: name,
+        field: e.path().to_string(),
+        message: format!("{}; definition skipped", e.inner()),
     })
 }
 
@@ -247,6 +239,7 @@ mod tests {
         let msg = p[0].to_string();
         assert!(msg.contains("flag 'bad'"), "{msg}");
         assert!(msg.contains("yes"), "{msg}");
+        assert!(msg.contains("field 'killed'"), "{msg}");
         assert!(p[1].to_string().contains("name"));
     }
 
