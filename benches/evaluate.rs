@@ -10,7 +10,8 @@
 //!   (what a client does) and directly on a `&Snapshot`.
 //! - `evaluate/threads`: N threads evaluating against one shared `Arc<Store>`; the reported
 //!   time is wall time per evaluation (elapsed / (N * M)), so perfect scaling halves it at 2.
-//! - `load/10k_flags`: parse and compile a 10,000-flag splitChanges document.
+//! - `evaluate/paths`: the same, one rule path at a time; `not_found`; the murmur3 bucket alone.
+//! - `load/10k_flags`: parse and compile a 10,000-flag splitChanges document (also each half).
 //!
 //! Run: `cargo bench --bench evaluate -- --warm-up-time 1 --measurement-time 3`
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use splitkit::{Attributes, Snapshot, Store};
+use splitkit::{Attributes, HashAlgo, Snapshot, SplitChanges, Store, bucket};
 
 const KEYS: usize = 4096;
 const FLAG: &str = "checkout_v2";
@@ -158,25 +159,64 @@ fn evaluate_single(c: &mut Criterion) {
             black_box(e.treatment.len() + e.config.map_or(0, str::len))
         })
     });
+    g.finish();
+
+    // The same evaluation split by the path it takes, and the hash alone, to see where the
+    // time goes.
+    let mut g = c.benchmark_group("evaluate/paths");
+    let paths: [(&str, &str); 3] = [
+        ("whitelisted", "whitelist_hit"),
+        ("plan in list [\"enterprise\",\"pro\"]", "plan_rule_hit"),
+        ("default rule", "rollout_50_50"),
+    ];
+    for (label, name) in paths {
+        let picked: Vec<usize> = (0..KEYS)
+            .filter(|&i| {
+                snap.evaluate(&w.keys[i], None, FLAG, &w.attrs[i])
+                    .label
+                    .as_str()
+                    == label
+            })
+            .collect();
+        let mut j = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                j = (j + 1) % picked.len();
+                let i = picked[j];
+                let snap = w.store.load();
+                black_box(
+                    snap.evaluate(&w.keys[i], None, FLAG, &w.attrs[i])
+                        .treatment
+                        .len(),
+                )
+            })
+        });
+    }
     let no_attrs = Attributes::new();
     g.bench_function("not_found", |b| {
         b.iter(|| {
             i = (i + 1) % KEYS;
-            let e = w
-                .store
-                .load()
-                .evaluate(&w.keys[i], None, "no_such_flag", &no_attrs)
-                .treatment
-                .len();
-            black_box(e)
+            let snap = w.store.load();
+            black_box(
+                snap.evaluate(&w.keys[i], None, "no_such_flag", &no_attrs)
+                    .treatment
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("murmur3_bucket_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(bucket(&w.keys[i], 1_314_229_456, HashAlgo::Murmur3))
         })
     });
     g.finish();
 }
 
-/// `threads` threads, each doing `per_thread` evaluations on the shared store; returns the
-/// wall time from the common start to the last thread's end.
-fn run_threads(w: &Workload, threads: usize, per_thread: u64) -> Duration {
+/// `threads` threads, each doing `per_thread` evaluations on the shared store (or, as a
+/// control that shares nothing, only the murmur3 bucket of the key); returns the wall time
+/// from the common start to the last thread's end.
+fn run_threads(w: &Workload, threads: usize, per_thread: u64, bucket_only: bool) -> Duration {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let keys = Arc::new(w.keys.clone());
     let attrs = Arc::new(w.attrs.clone());
@@ -192,6 +232,10 @@ fn run_threads(w: &Workload, threads: usize, per_thread: u64) -> Duration {
                 barrier.wait();
                 for _ in 0..per_thread {
                     i = (i + 1) % KEYS;
+                    if bucket_only {
+                        acc += usize::from(bucket(&keys[i], 1_314_229_456, HashAlgo::Murmur3));
+                        continue;
+                    }
                     let snap = store.load();
                     acc += snap
                         .evaluate(&keys[i], None, FLAG, &attrs[i])
@@ -215,15 +259,19 @@ fn evaluate_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("evaluate/threads");
     // One "element" is one evaluation: the throughput line is the aggregate rate.
     g.throughput(Throughput::Elements(1));
-    for threads in [1usize, 2] {
-        g.bench_function(threads.to_string(), |b| {
-            b.iter_custom(|iters| {
-                // Every thread does `iters` evaluations; criterion divides by `iters`, so
-                // dividing by the thread count gives wall time per evaluation.
-                let elapsed = run_threads(&w, threads, iters.max(1));
-                elapsed / threads as u32
-            })
-        });
+    // `bucket_only/N` is a control: pure computation with no shared state, showing how much
+    // parallelism the machine actually offers while the benchmark runs.
+    for (name, bucket_only) in [("", false), ("bucket_only/", true)] {
+        for threads in [1usize, 2] {
+            g.bench_function(format!("{name}{threads}"), |b| {
+                b.iter_custom(|iters| {
+                    // Every thread does `iters` evaluations; criterion divides by `iters`, so
+                    // dividing by the thread count gives wall time per evaluation.
+                    let elapsed = run_threads(&w, threads, iters.max(1), bucket_only);
+                    elapsed / threads as u32
+                })
+            });
+        }
     }
     g.finish();
 }
@@ -249,7 +297,7 @@ fn big_document(n: usize) -> String {
                         "negate": false,
                         "whitelistMatcherData": {"whitelist": ["beta", "early", format!("cohort_{}", i % 30)]}}),
             5 => json!({"keySelector": sel(Some("country")), "matcherType": "WHITELIST",
-                        "negate": i % 2 == 0,
+                        "negate": i.is_multiple_of(2),
                         "whitelistMatcherData": {"whitelist": ["US", "CA", "GB", "DE", "FR", "AR", "BR", "JP", "AU", "ES", "IT", "MX"]}}),
             6 => json!({"keySelector": sel(Some("app_version")), "matcherType": "BETWEEN_SEMVER",
                         "negate": false,
@@ -277,7 +325,7 @@ fn big_document(n: usize) -> String {
     let mut flags = Vec::with_capacity(n);
     for i in 0..n {
         let mut conditions = Vec::new();
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             let keys: Vec<String> = (0..(5 + i % 20))
                 .map(|k| format!("user_{}_{k}", i % 997))
                 .collect();
@@ -307,9 +355,9 @@ fn big_document(n: usize) -> String {
         let mut flag = json!({
             "orgId": "aaaabbbb-cccc", "environment": "eeeeffff-0000",
             "trafficTypeId": "tt-1", "trafficTypeName": "user",
-            "name": format!("flag_{i:05}"), "killed": i % 97 == 0, "defaultTreatment": "off",
+            "name": format!("flag_{i:05}"), "killed": i.is_multiple_of(97), "defaultTreatment": "off",
             "changeNumber": 1_700_000_000_000_i64 + i as i64, "algo": 2,
-            "trafficAllocation": if i % 5 == 0 { 80 } else { 100 },
+            "trafficAllocation": if i.is_multiple_of(5) { 80 } else { 100 },
             "trafficAllocationSeed": (i as i64 * 7919) % 2_147_483_647 - 1_000_000_000,
             "seed": (i as i64 * 104_729) % 2_147_483_647 - 1_000_000_000,
             "status": "ACTIVE", "sets": [format!("set_{}", i % 40)],
@@ -353,6 +401,27 @@ fn load(c: &mut Criterion) {
     g.bench_function("10k_flags", |b| {
         b.iter(|| {
             let (s, p) = Snapshot::from_json(black_box(&text), "bench").expect("parses");
+            black_box((s.len(), p.len()))
+        })
+    });
+    // Baseline: the JSON text to a `serde_json::Value`, nothing else.
+    g.bench_function("10k_flags/json_value_only", |b| {
+        b.iter(|| {
+            let v: Value = serde_json::from_str(black_box(&text)).expect("json");
+            black_box(v.is_object())
+        })
+    });
+    // The two halves of `from_json`: JSON to typed definitions, and compiling them.
+    g.bench_function("10k_flags/parse_only", |b| {
+        b.iter(|| {
+            let (doc, p) = SplitChanges::parse(black_box(&text), "bench").expect("parses");
+            black_box((doc.flags.d.len(), p.len()))
+        })
+    });
+    let (doc, _) = SplitChanges::parse(&text, "bench").expect("parses");
+    g.bench_function("10k_flags/compile_only", |b| {
+        b.iter(|| {
+            let (s, p) = Snapshot::new().apply_changes(black_box(&doc));
             black_box((s.len(), p.len()))
         })
     });

@@ -246,32 +246,116 @@ fn matcher_cases() -> (Snapshot, Vec<(&'static str, Attributes)>) {
     let list = |items: &[&str]| json!({"whitelistMatcherData": {"whitelist": items}});
     let number = |v: i64| json!({"unaryNumericMatcherData": {"dataType": "NUMBER", "value": v}});
     let cases: Vec<(&'static str, Value, Attributes)> = vec![
-        ("number_equal_to", m("EQUAL_TO", Some("n"), number(5)), a("n", json!(5))),
-        ("number_from_string", m("GREATER_THAN_OR_EQUAL_TO", Some("n"), number(5)), a("n", json!("7"))),
-        ("datetime_between", m("BETWEEN", Some("t"), json!({"betweenMatcherData":
-            {"dataType": "DATETIME", "start": 0, "end": 1_800_000_000_000_i64}})), a("t", json!(1_700_000_000_000_i64))),
-        ("matches_string", m("MATCHES_STRING", Some("s"), json!({"stringMatcherData": "^a.*z$"})), a("s", json!("abcz"))),
-        ("starts_with", m("STARTS_WITH", Some("s"), list(&["ab"])), a("s", json!("abcz"))),
-        ("contains_string", m("CONTAINS_STRING", Some("s"), list(&["bc"])), a("s", json!("abcz"))),
-        ("equal_to_boolean", m("EQUAL_TO_BOOLEAN", Some("b"), json!({"booleanMatcherData": true})), a("b", json!("TRUE"))),
-        ("in_segment", m("IN_SEGMENT", None, json!({"userDefinedSegmentMatcherData": {"segmentName": "seg"}})), Attributes::new()),
-        ("dependency_on_whitelist", m("IN_SPLIT_TREATMENT", None,
-            json!({"dependencyMatcherData": {"split": "starts_with", "treatments": ["on"]}})), a("s", json!("abcz"))),
+        (
+            "number_equal_to",
+            m("EQUAL_TO", Some("n"), number(5)),
+            a("n", json!(5)),
+        ),
+        (
+            "number_from_string",
+            m("GREATER_THAN_OR_EQUAL_TO", Some("n"), number(5)),
+            a("n", json!("7")),
+        ),
+        (
+            "datetime_between",
+            m(
+                "BETWEEN",
+                Some("t"),
+                json!({"betweenMatcherData":
+            {"dataType": "DATETIME", "start": 0, "end": 1_800_000_000_000_i64}}),
+            ),
+            a("t", json!(1_700_000_000_000_i64)),
+        ),
+        (
+            "matches_string",
+            m(
+                "MATCHES_STRING",
+                Some("s"),
+                json!({"stringMatcherData": "^a.*z$"}),
+            ),
+            a("s", json!("abcz")),
+        ),
+        (
+            "starts_with",
+            m("STARTS_WITH", Some("s"), list(&["ab"])),
+            a("s", json!("abcz")),
+        ),
+        (
+            "contains_string",
+            m("CONTAINS_STRING", Some("s"), list(&["bc"])),
+            a("s", json!("abcz")),
+        ),
+        (
+            "equal_to_boolean",
+            m(
+                "EQUAL_TO_BOOLEAN",
+                Some("b"),
+                json!({"booleanMatcherData": true}),
+            ),
+            a("b", json!("TRUE")),
+        ),
+        (
+            "in_segment",
+            m(
+                "IN_SEGMENT",
+                None,
+                json!({"userDefinedSegmentMatcherData": {"segmentName": "seg"}}),
+            ),
+            Attributes::new(),
+        ),
+        (
+            "dependency_on_whitelist",
+            m(
+                "IN_SPLIT_TREATMENT",
+                None,
+                json!({"dependencyMatcherData": {"split": "starts_with", "treatments": ["on"]}}),
+            ),
+            a("s", json!("abcz")),
+        ),
         // The ones below currently allocate (see `non_string_inputs_do_not_allocate`).
-        ("whitelist_int_attribute", m("WHITELIST", Some("n"), list(&["5"])), a("n", json!(5))),
-        ("whitelist_float_attribute", m("WHITELIST", Some("n"), list(&["5.5"])), a("n", json!(5.5))),
-        ("contains_any_of_set", m("CONTAINS_ANY_OF_SET", Some("t"), list(&["a"])), a("t", json!(["a", "b"]))),
-        ("part_of_set", m("PART_OF_SET", Some("t"), list(&["a", "b", "c"])), a("t", json!(["a", "b"]))),
-        ("semver_greater_or_equal", m("GREATER_THAN_OR_EQUAL_TO_SEMVER", Some("v"),
-            json!({"stringMatcherData": "1.2.3"})), a("v", json!("1.5.0"))),
-        ("semver_in_list", m("IN_LIST_SEMVER", Some("v"), list(&["1.2.3"])), a("v", json!("1.2.3"))),
+        (
+            "whitelist_int_attribute",
+            m("WHITELIST", Some("n"), list(&["5"])),
+            a("n", json!(5)),
+        ),
+        (
+            "whitelist_float_attribute",
+            m("WHITELIST", Some("n"), list(&["5.5"])),
+            a("n", json!(5.5)),
+        ),
+        (
+            "contains_any_of_set",
+            m("CONTAINS_ANY_OF_SET", Some("t"), list(&["a"])),
+            a("t", json!(["a", "b"])),
+        ),
+        (
+            "part_of_set",
+            m("PART_OF_SET", Some("t"), list(&["a", "b", "c"])),
+            a("t", json!(["a", "b"])),
+        ),
+        (
+            "semver_greater_or_equal",
+            m(
+                "GREATER_THAN_OR_EQUAL_TO_SEMVER",
+                Some("v"),
+                json!({"stringMatcherData": "1.2.3"}),
+            ),
+            a("v", json!("1.5.0")),
+        ),
+        (
+            "semver_in_list",
+            m("IN_LIST_SEMVER", Some("v"), list(&["1.2.3"])),
+            a("v", json!("1.2.3")),
+        ),
     ];
     let flags: Vec<Value> = cases
         .iter()
-        .map(|(name, matcher, _)| json!({"name": name, "defaultTreatment": "off", "algo": 2,
+        .map(|(name, matcher, _)| {
+            json!({"name": name, "defaultTreatment": "off", "algo": 2,
             "conditions": [{"conditionType": "ROLLOUT",
                 "matcherGroup": {"combiner": "AND", "matchers": [matcher]},
-                "partitions": [{"treatment": "on", "size": 100}], "label": "rule"}]}))
+                "partitions": [{"treatment": "on", "size": 100}], "label": "rule"}]})
+        })
         .collect();
     let (s, problems) =
         Snapshot::from_json(&json!({"ff": {"d": flags}}).to_string(), "matchers").expect("parses");
@@ -307,9 +391,14 @@ fn matcher_allocations() -> Vec<(&'static str, usize)> {
 fn string_and_number_matchers_do_not_allocate() {
     let report = matcher_allocations();
     eprintln!("allocations per 1000 evaluations: {report:?}");
-    let zero_expected = report.iter().take_while(|(n, _)| *n != "whitelist_int_attribute");
+    let zero_expected = report
+        .iter()
+        .take_while(|(n, _)| *n != "whitelist_int_attribute");
     let allocating: Vec<_> = zero_expected.filter(|(_, n)| *n > 0).collect();
-    assert!(allocating.is_empty(), "evaluation allocated: {allocating:?}");
+    assert!(
+        allocating.is_empty(),
+        "evaluation allocated: {allocating:?}"
+    );
 }
 
 /// `Snapshot::evaluate` is documented as allocation-free, but reading a non-string attribute
@@ -321,5 +410,8 @@ fn string_and_number_matchers_do_not_allocate() {
 fn non_string_inputs_do_not_allocate() {
     let report = matcher_allocations();
     let allocating: Vec<_> = report.iter().filter(|(_, n)| *n > 0).collect();
-    assert!(allocating.is_empty(), "evaluation allocated (per 1000): {allocating:?}");
+    assert!(
+        allocating.is_empty(),
+        "evaluation allocated (per 1000): {allocating:?}"
+    );
 }

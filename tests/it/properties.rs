@@ -23,14 +23,37 @@ const SEGMENTS: [&str; 3] = ["s0", "s1", "nope"];
 const TREATMENTS: [&str; 6] = ["on", "off", "control", "v1", "", "ÿ"];
 const ATTRIBUTES: [&str; 7] = ["a", "b", "plan", "n", "v", "t", "email"];
 const MATCHER_TYPES: [&str; 30] = [
-    "ALL_KEYS", "IN_SEGMENT", "IN_LARGE_SEGMENT", "IN_RULE_BASED_SEGMENT", "WHITELIST",
-    "EQUAL_TO", "GREATER_THAN_OR_EQUAL_TO", "LESS_THAN_OR_EQUAL_TO", "BETWEEN", "EQUAL_TO_SET",
-    "CONTAINS_ANY_OF_SET", "CONTAINS_ALL_OF_SET", "PART_OF_SET", "STARTS_WITH", "ENDS_WITH",
-    "CONTAINS_STRING", "MATCHES_STRING", "IN_SPLIT_TREATMENT", "EQUAL_TO_BOOLEAN",
-    "EQUAL_TO_SEMVER", "GREATER_THAN_OR_EQUAL_TO_SEMVER", "LESS_THAN_OR_EQUAL_TO_SEMVER",
-    "BETWEEN_SEMVER", "IN_LIST_SEMVER",
+    "ALL_KEYS",
+    "IN_SEGMENT",
+    "IN_LARGE_SEGMENT",
+    "IN_RULE_BASED_SEGMENT",
+    "WHITELIST",
+    "EQUAL_TO",
+    "GREATER_THAN_OR_EQUAL_TO",
+    "LESS_THAN_OR_EQUAL_TO",
+    "BETWEEN",
+    "EQUAL_TO_SET",
+    "CONTAINS_ANY_OF_SET",
+    "CONTAINS_ALL_OF_SET",
+    "PART_OF_SET",
+    "STARTS_WITH",
+    "ENDS_WITH",
+    "CONTAINS_STRING",
+    "MATCHES_STRING",
+    "IN_SPLIT_TREATMENT",
+    "EQUAL_TO_BOOLEAN",
+    "EQUAL_TO_SEMVER",
+    "GREATER_THAN_OR_EQUAL_TO_SEMVER",
+    "LESS_THAN_OR_EQUAL_TO_SEMVER",
+    "BETWEEN_SEMVER",
+    "IN_LIST_SEMVER",
     // Unknown ones.
-    "", "all_keys", "IN_SPLIT", "NEW_MATCHER_2030", "WHITELIST ", "EQUAL_TO_JSON",
+    "",
+    "all_keys",
+    "IN_SPLIT",
+    "NEW_MATCHER_2030",
+    "WHITELIST ",
+    "EQUAL_TO_JSON",
 ];
 
 // ---- values ----
@@ -39,9 +62,35 @@ const MATCHER_TYPES: [&str; 30] = [
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![
         select(vec![
-            "a", "b", "pro", "enterprise", "true", "TRUE", "false", "42", "5", "5.5", "-1", "",
-            "1.2.3", "01.2.3", "1.2.3-rc.1", "1.2.3+build", "2.0.0", "1.2", "x@split.io", "s0",
-            "0x1F", "1e3", " 7 ", "Infinity", "NaN", "null", "ß", "日本", "🦀",
+            "a",
+            "b",
+            "pro",
+            "enterprise",
+            "true",
+            "TRUE",
+            "false",
+            "42",
+            "5",
+            "5.5",
+            "-1",
+            "",
+            "1.2.3",
+            "01.2.3",
+            "1.2.3-rc.1",
+            "1.2.3+build",
+            "2.0.0",
+            "1.2",
+            "x@split.io",
+            "s0",
+            "0x1F",
+            "1e3",
+            " 7 ",
+            "Infinity",
+            "NaN",
+            "null",
+            "ß",
+            "日本",
+            "🦀",
         ])
         .prop_map(str::to_string),
         "[a-z0-9.@+-]{0,6}",
@@ -53,9 +102,26 @@ fn word() -> impl Strategy<Value = String> {
 fn pattern() -> impl Strategy<Value = String> {
     prop_oneof![
         select(vec![
-            "^a", "b+c", ".*", "(?i)PRO", "\\d{2,}", "^$", "[", "(", "[a-", "a{2,1}", "\\",
-            "(?<n>a)(?<n>b)", "\\p{Greek}+", "a**", "1.2.3", "1.2.3-alpha.01", "1.2.3+", "1..3",
-            "v1.2.3", "",
+            "^a",
+            "b+c",
+            ".*",
+            "(?i)PRO",
+            "\\d{2,}",
+            "^$",
+            "[",
+            "(",
+            "[a-",
+            "a{2,1}",
+            "\\",
+            "(?<n>a)(?<n>b)",
+            "\\p{Greek}+",
+            "a**",
+            "1.2.3",
+            "1.2.3-alpha.01",
+            "1.2.3+",
+            "1..3",
+            "v1.2.3",
+            "",
         ])
         .prop_map(str::to_string),
         "[ -~]{0,6}",
@@ -67,8 +133,15 @@ fn number() -> impl Strategy<Value = serde_json::Number> {
         (-5i64..200).prop_map(serde_json::Number::from),
         any::<i64>().prop_map(serde_json::Number::from),
         any::<u64>().prop_map(serde_json::Number::from),
-        select(vec![i64::MIN, i64::MAX, 0, 1_710_460_800_000, -86_400_000, 8_640_000_000_000_001])
-            .prop_map(serde_json::Number::from),
+        select(vec![
+            i64::MIN,
+            i64::MAX,
+            0,
+            1_710_460_800_000,
+            -86_400_000,
+            8_640_000_000_000_001
+        ])
+        .prop_map(serde_json::Number::from),
     ]
 }
 
@@ -76,8 +149,17 @@ fn float() -> impl Strategy<Value = f64> {
     prop_oneof![
         any::<f64>(),
         select(vec![
-            f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5.5, 1e300, -1e-300, 4.2e1,
-            9.007_199_254_740_993e15, f64::MAX, f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            5.5,
+            1e300,
+            -1e-300,
+            4.2e1,
+            9.007_199_254_740_993e15,
+            f64::MAX,
+            f64::MIN_POSITIVE,
         ]),
     ]
 }
@@ -161,11 +243,8 @@ fn data_type() -> impl Strategy<Value = Option<String>> {
 }
 
 fn matcher_data() -> impl Strategy<Value = MatcherData> {
-    let segment = option::weighted(
-        0.95,
-        prop_oneof![name_of(&SEGMENTS), name_of(&RBS_NAMES)],
-    )
-    .prop_map(|segment_name| SegmentNameData { segment_name });
+    let segment = option::weighted(0.95, prop_oneof![name_of(&SEGMENTS), name_of(&RBS_NAMES)])
+        .prop_map(|segment_name| SegmentNameData { segment_name });
     let whitelist = strings(prop_oneof![word(), pattern()])
         .prop_map(|whitelist| WhitelistMatcherData { whitelist });
     let unary = (data_type(), option::weighted(0.95, number()))
@@ -175,7 +254,11 @@ fn matcher_data() -> impl Strategy<Value = MatcherData> {
         option::weighted(0.95, number()),
         option::weighted(0.95, number()),
     )
-        .prop_map(|(data_type, start, end)| BetweenMatcherData { data_type, start, end });
+        .prop_map(|(data_type, start, end)| BetweenMatcherData {
+            data_type,
+            start,
+            end,
+        });
     let between_string = (
         option::weighted(0.95, pattern()),
         option::weighted(0.95, pattern()),
@@ -198,7 +281,17 @@ fn matcher_data() -> impl Strategy<Value = MatcherData> {
         pattern(),
     )
         .prop_map(
-            |(segment, large, whitelist, unary, between, between_string, dependency, boolean, string)| {
+            |(
+                segment,
+                large,
+                whitelist,
+                unary,
+                between,
+                between_string,
+                dependency,
+                boolean,
+                string,
+            )| {
                 MatcherData {
                     segment,
                     large,
@@ -223,7 +316,10 @@ fn matcher() -> impl Strategy<Value = MatcherDef> {
             option::of(select(vec!["user", "account"]).prop_map(str::to_string)),
             option::weighted(0.7, name_of(&ATTRIBUTES)),
         )
-            .prop_map(|(traffic_type, attribute)| KeySelector { traffic_type, attribute }),
+            .prop_map(|(traffic_type, attribute)| KeySelector {
+                traffic_type,
+                attribute,
+            }),
     );
     (
         select(MATCHER_TYPES.to_vec()),
@@ -237,15 +333,23 @@ fn matcher() -> impl Strategy<Value = MatcherDef> {
             let own = match kind {
                 "IN_SEGMENT" | "IN_RULE_BASED_SEGMENT" => 0,
                 "IN_LARGE_SEGMENT" => 1,
-                "WHITELIST" | "EQUAL_TO_SET" | "CONTAINS_ANY_OF_SET" | "CONTAINS_ALL_OF_SET"
-                | "PART_OF_SET" | "STARTS_WITH" | "ENDS_WITH" | "CONTAINS_STRING"
+                "WHITELIST"
+                | "EQUAL_TO_SET"
+                | "CONTAINS_ANY_OF_SET"
+                | "CONTAINS_ALL_OF_SET"
+                | "PART_OF_SET"
+                | "STARTS_WITH"
+                | "ENDS_WITH"
+                | "CONTAINS_STRING"
                 | "IN_LIST_SEMVER" => 2,
                 "EQUAL_TO" | "GREATER_THAN_OR_EQUAL_TO" | "LESS_THAN_OR_EQUAL_TO" => 3,
                 "BETWEEN" => 4,
                 "BETWEEN_SEMVER" => 5,
                 "IN_SPLIT_TREATMENT" => 6,
                 "EQUAL_TO_BOOLEAN" => 7,
-                "MATCHES_STRING" | "EQUAL_TO_SEMVER" | "GREATER_THAN_OR_EQUAL_TO_SEMVER"
+                "MATCHES_STRING"
+                | "EQUAL_TO_SEMVER"
+                | "GREATER_THAN_OR_EQUAL_TO_SEMVER"
                 | "LESS_THAN_OR_EQUAL_TO_SEMVER" => 8,
                 _ => usize::MAX,
             };
@@ -293,12 +397,14 @@ fn condition() -> impl Strategy<Value = Condition> {
         option::weighted(0.95, vec(partition(), 0..4)),
         option::of(word()),
     )
-        .prop_map(|(condition_type, matcher_group, partitions, label)| Condition {
-            condition_type,
-            matcher_group,
-            partitions,
-            label,
-        })
+        .prop_map(
+            |(condition_type, matcher_group, partitions, label)| Condition {
+                condition_type,
+                matcher_group,
+                partitions,
+                label,
+            },
+        )
 }
 
 fn config_value() -> impl Strategy<Value = Value> {
@@ -318,7 +424,14 @@ fn feature_flag() -> impl Strategy<Value = FeatureFlag> {
         option::of(any::<i64>()),
         option::weighted(
             0.9,
-            prop_oneof![Just(2i64), Just(1), Just(0), Just(7), Just(-1), any::<i64>()],
+            prop_oneof![
+                Just(2i64),
+                Just(1),
+                Just(0),
+                Just(7),
+                Just(-1),
+                any::<i64>()
+            ],
         ),
         option::weighted(
             0.9,
@@ -355,7 +468,16 @@ fn feature_flag() -> impl Strategy<Value = FeatureFlag> {
     );
     (head, tail).prop_map(
         |(
-            (traffic_type_name, killed, default_treatment, change_number, algo, traffic_allocation, traffic_allocation_seed, seed),
+            (
+                traffic_type_name,
+                killed,
+                default_treatment,
+                change_number,
+                algo,
+                traffic_allocation,
+                traffic_allocation_seed,
+                seed,
+            ),
             (status, conditions, configurations, sets, impressions_disabled, prerequisites),
         )| FeatureFlag {
             name: String::new(),
@@ -380,7 +502,9 @@ fn feature_flag() -> impl Strategy<Value = FeatureFlag> {
 fn rule_based_segment() -> impl Strategy<Value = RuleBasedSegment> {
     let excluded_segment = (
         prop_oneof![name_of(&SEGMENTS), name_of(&RBS_NAMES)],
-        option::of(select(vec!["standard", "rule-based", "large", "weird"]).prop_map(str::to_string)),
+        option::of(
+            select(vec!["standard", "rule-based", "large", "weird"]).prop_map(str::to_string),
+        ),
     )
         .prop_map(|(name, kind)| ExcludedSegment { name, kind });
     let excluded = (strings(word()), option::of(vec(excluded_segment, 0..3)))
@@ -389,16 +513,21 @@ fn rule_based_segment() -> impl Strategy<Value = RuleBasedSegment> {
         option::of(excluded),
         option::weighted(0.95, vec(condition(), 0..3)),
         option::of(any::<i64>()),
-        option::weighted(0.9, prop_oneof![Just("ACTIVE".to_string()), Just("ARCHIVED".to_string())]),
+        option::weighted(
+            0.9,
+            prop_oneof![Just("ACTIVE".to_string()), Just("ARCHIVED".to_string())],
+        ),
     )
-        .prop_map(|(excluded, conditions, change_number, status)| RuleBasedSegment {
-            name: String::new(),
-            change_number,
-            status,
-            traffic_type_name: Some("user".into()),
-            excluded,
-            conditions,
-        })
+        .prop_map(
+            |(excluded, conditions, change_number, status)| RuleBasedSegment {
+                name: String::new(),
+                change_number,
+                status,
+                traffic_type_name: Some("user".into()),
+                excluded,
+                conditions,
+            },
+        )
 }
 
 /// Up to four flags and three rule-based segments that refer to each other by name (cycles
@@ -423,7 +552,11 @@ fn definitions() -> impl Strategy<Value = Definitions> {
             for (i, r) in rule_based.iter_mut().enumerate() {
                 r.name = format!("r{i}");
             }
-            Definitions { flags, rule_based, segment }
+            Definitions {
+                flags,
+                rule_based,
+                segment,
+            }
         })
 }
 
@@ -546,11 +679,15 @@ fn to_json(v: &AttributeValue) -> Value {
         AttributeValue::Null => Value::Null,
         AttributeValue::Bool(b) => json!(b),
         AttributeValue::Int(i) | AttributeValue::DateTime(i) => json!(i),
-        AttributeValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        AttributeValue::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
         AttributeValue::String(s) => json!(s),
         AttributeValue::List(items) => Value::Array(items.iter().map(to_json).collect()),
         AttributeValue::Object(obj) => Value::Object(
-            obj.iter().map(|(k, v)| (k.clone(), to_json(v))).collect::<serde_json::Map<_, _>>(),
+            obj.iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect::<serde_json::Map<_, _>>(),
         ),
     }
 }

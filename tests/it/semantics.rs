@@ -40,7 +40,11 @@ fn all_keys() -> Value {
 }
 
 fn whitelist(attribute: Option<&str>, list: &[&str]) -> Value {
-    matcher("WHITELIST", attribute, json!({"whitelistMatcherData": {"whitelist": list}}))
+    matcher(
+        "WHITELIST",
+        attribute,
+        json!({"whitelistMatcherData": {"whitelist": list}}),
+    )
 }
 
 fn depends_on(flag: &str, treatments: &[&str]) -> Value {
@@ -58,7 +62,12 @@ fn condition(kind: &str, matchers: Vec<Value>, partitions: Value, label: &str) -
 
 /// A ROLLOUT condition giving `on` to everyone its matchers accept.
 fn rule(matchers: Vec<Value>) -> Value {
-    condition("ROLLOUT", matchers, json!([{"treatment": "on", "size": 100}]), "rule")
+    condition(
+        "ROLLOUT",
+        matchers,
+        json!([{"treatment": "on", "size": 100}]),
+        "rule",
+    )
 }
 
 /// Loads flags and rule-based segments; returns the problems too.
@@ -75,7 +84,12 @@ fn load(flags: Vec<Value>) -> Snapshot {
 }
 
 /// (treatment, label, config) of an evaluation.
-fn eval(s: &Snapshot, key: &str, flag: &str, attrs: &Attributes) -> (String, String, Option<String>) {
+fn eval(
+    s: &Snapshot,
+    key: &str,
+    flag: &str,
+    attrs: &Attributes,
+) -> (String, String, Option<String>) {
     let e = s.evaluate(key, None, flag, attrs);
     (
         e.treatment.to_string(),
@@ -123,8 +137,16 @@ fn key_with_bucket(seed: i32, algo: HashAlgo, pred: impl Fn(u8) -> bool) -> Stri
 #[test]
 fn dependency_cycle_is_an_exception() {
     let s = load(vec![
-        flag("a", json!([rule(vec![depends_on("b", &["on"])])]), json!({})),
-        flag("b", json!([rule(vec![depends_on("a", &["on"])])]), json!({})),
+        flag(
+            "a",
+            json!([rule(vec![depends_on("b", &["on"])])]),
+            json!({}),
+        ),
+        flag(
+            "b",
+            json!([rule(vec![depends_on("a", &["on"])])]),
+            json!({}),
+        ),
     ]);
     for f in ["a", "b"] {
         let e = s.evaluate("user", None, f, &none());
@@ -140,7 +162,11 @@ fn dependency_cycle_is_an_exception() {
 
 #[test]
 fn self_dependency_is_an_exception() {
-    let s = load(vec![flag("a", json!([rule(vec![depends_on("a", &["on"])])]), json!({}))]);
+    let s = load(vec![flag(
+        "a",
+        json!([rule(vec![depends_on("a", &["on"])])]),
+        json!({}),
+    )]);
     assert_eq!(eval(&s, "user", "a", &none()).1, "exception");
 }
 
@@ -158,8 +184,16 @@ fn self_prerequisite_is_an_exception() {
 #[test]
 fn prerequisite_cycle_is_an_exception() {
     let s = load(vec![
-        flag("a", json!([rule(vec![all_keys()])]), json!({"prerequisites": [{"n": "b", "ts": ["on"]}]})),
-        flag("b", json!([rule(vec![all_keys()])]), json!({"prerequisites": [{"n": "a", "ts": ["on"]}]})),
+        flag(
+            "a",
+            json!([rule(vec![all_keys()])]),
+            json!({"prerequisites": [{"n": "b", "ts": ["on"]}]}),
+        ),
+        flag(
+            "b",
+            json!([rule(vec![all_keys()])]),
+            json!({"prerequisites": [{"n": "a", "ts": ["on"]}]}),
+        ),
     ]);
     assert_eq!(eval(&s, "user", "a", &none()).0, "control");
     assert_eq!(eval(&s, "user", "a", &none()).1, "exception");
@@ -179,7 +213,11 @@ fn dependency_chain(n: usize, prerequisites: bool) -> Snapshot {
                     json!({"prerequisites": [{"n": next, "ts": ["on"]}]}),
                 )
             } else {
-                flag(&format!("f{i}"), json!([rule(vec![depends_on(&next, &["on"])])]), json!({}))
+                flag(
+                    &format!("f{i}"),
+                    json!([rule(vec![depends_on(&next, &["on"])])]),
+                    json!({}),
+                )
             }
         })
         .collect();
@@ -191,7 +229,11 @@ fn deep_legal_dependency_chain_works() {
     for prerequisites in [false, true] {
         let s = dependency_chain(20, prerequisites);
         let (t, label, _) = eval(&s, "user", "f0", &none());
-        assert_eq!((t.as_str(), label.as_str()), ("on", "rule"), "prerequisites: {prerequisites}");
+        assert_eq!(
+            (t.as_str(), label.as_str()),
+            ("on", "rule"),
+            "prerequisites: {prerequisites}"
+        );
     }
 }
 
@@ -237,12 +279,20 @@ fn partitions_short_of_the_bucket_give_control_with_the_rule_label() {
     let parts = json!([{"treatment": "on", "size": 10}, {"treatment": "off", "size": 10}]);
     let s = load(vec![flag(
         "f",
-        json!([condition("ROLLOUT", vec![all_keys()], parts, "half-empty rule")]),
+        json!([condition(
+            "ROLLOUT",
+            vec![all_keys()],
+            parts,
+            "half-empty rule"
+        )]),
         json!({"configurations": {"on": "{\"x\":1}", "off": "{\"x\":0}"}}),
     )]);
     let outside = key_with_bucket(77, HashAlgo::Murmur3, |b| b > 20);
     let (t, label, config) = eval(&s, &outside, "f", &none());
-    assert_eq!((t.as_str(), label.as_str(), config), ("control", "half-empty rule", None));
+    assert_eq!(
+        (t.as_str(), label.as_str(), config),
+        ("control", "half-empty rule", None)
+    );
     let inside = key_with_bucket(77, HashAlgo::Murmur3, |b| b <= 10);
     assert_eq!(eval(&s, &inside, "f", &none()).0, "on");
     let second = key_with_bucket(77, HashAlgo::Murmur3, |b| (11..=20).contains(&b));
@@ -279,10 +329,16 @@ fn traffic_allocation_applies_from_the_first_rollout_condition() {
         ]),
         json!({"trafficAllocation": 0}),
     )]);
-    assert_eq!(eval(&s, "vip", "f", &none()), ("on".into(), "whitelisted".into(), None));
+    assert_eq!(
+        eval(&s, "vip", "f", &none()),
+        ("on".into(), "whitelisted".into(), None)
+    );
     assert_eq!(eval(&s, "x", "f", &attr("plan", "gold")).0, "gold");
     assert_eq!(eval(&s, "x", "f", &attr("plan", "gold")).1, "gold plan");
-    assert_eq!(eval(&s, "other", "f", &none()), ("off".into(), "not in split".into(), None));
+    assert_eq!(
+        eval(&s, "other", "f", &none()),
+        ("off".into(), "not in split".into(), None)
+    );
 }
 
 #[test]
@@ -302,9 +358,15 @@ fn traffic_allocation_uses_its_own_seed_and_bucket() {
 fn killed_beats_everything() {
     let s = load(vec![flag(
         "f",
-        json!([condition("WHITELIST", vec![whitelist(None, &["vip"])],
-                         json!([{"treatment": "on", "size": 100}]), "whitelisted"),
-               rule(vec![depends_on("f", &["on"])])]),
+        json!([
+            condition(
+                "WHITELIST",
+                vec![whitelist(None, &["vip"])],
+                json!([{"treatment": "on", "size": 100}]),
+                "whitelisted"
+            ),
+            rule(vec![depends_on("f", &["on"])])
+        ]),
         json!({"killed": true, "trafficAllocation": 0, "defaultTreatment": "safe",
                "prerequisites": [{"n": "missing", "ts": ["on"]}, {"n": "f", "ts": ["on"]}],
                "configurations": {"safe": "{\"safe\":true}"}}),
@@ -319,10 +381,17 @@ fn killed_beats_everything() {
 
 #[test]
 fn no_rule_matched_gives_the_default_treatment() {
-    let s = load(vec![flag("f", json!([rule(vec![whitelist(None, &["vip"])])]), json!({}))]);
+    let s = load(vec![flag(
+        "f",
+        json!([rule(vec![whitelist(None, &["vip"])])]),
+        json!({}),
+    )]);
     let (t, label, _) = eval(&s, "nobody", "f", &none());
     assert_eq!((t.as_str(), label.as_str()), ("off", "no rule matched"));
-    assert_eq!(s.evaluate("nobody", None, "f", &none()).label, &Label::NoRuleMatched);
+    assert_eq!(
+        s.evaluate("nobody", None, "f", &none()).label,
+        &Label::NoRuleMatched
+    );
 }
 
 #[test]
@@ -330,13 +399,27 @@ fn configurations_come_with_every_default_treatment() {
     let configs = json!({"configurations": {"on": "{\"a\":1}", "off": "{\"d\":true}"}});
     let extra = |more: Value| {
         let mut e = configs.clone();
-        e.as_object_mut().expect("object").extend(more.as_object().expect("object").clone());
+        e.as_object_mut()
+            .expect("object")
+            .extend(more.as_object().expect("object").clone());
         e
     };
     let s = load(vec![
-        flag("killed", json!([rule(vec![all_keys()])]), extra(json!({"killed": true}))),
-        flag("default", json!([rule(vec![whitelist(None, &["vip"])])]), extra(json!({}))),
-        flag("not_in_split", json!([rule(vec![all_keys()])]), extra(json!({"trafficAllocation": 0}))),
+        flag(
+            "killed",
+            json!([rule(vec![all_keys()])]),
+            extra(json!({"killed": true})),
+        ),
+        flag(
+            "default",
+            json!([rule(vec![whitelist(None, &["vip"])])]),
+            extra(json!({})),
+        ),
+        flag(
+            "not_in_split",
+            json!([rule(vec![all_keys()])]),
+            extra(json!({"trafficAllocation": 0})),
+        ),
         flag(
             "prereq",
             json!([rule(vec![all_keys()])]),
@@ -345,12 +428,27 @@ fn configurations_come_with_every_default_treatment() {
         flag("plain", json!([rule(vec![all_keys()])]), extra(json!({}))),
     ]);
     let d = Some("{\"d\":true}".to_string());
-    assert_eq!(eval(&s, "k", "killed", &none()), ("off".into(), "killed".into(), d.clone()));
-    assert_eq!(eval(&s, "k", "default", &none()), ("off".into(), "no rule matched".into(), d.clone()));
-    assert_eq!(eval(&s, "k", "not_in_split", &none()), ("off".into(), "not in split".into(), d.clone()));
-    assert_eq!(eval(&s, "k", "prereq", &none()), ("off".into(), "prerequisites not met".into(), d));
+    assert_eq!(
+        eval(&s, "k", "killed", &none()),
+        ("off".into(), "killed".into(), d.clone())
+    );
+    assert_eq!(
+        eval(&s, "k", "default", &none()),
+        ("off".into(), "no rule matched".into(), d.clone())
+    );
+    assert_eq!(
+        eval(&s, "k", "not_in_split", &none()),
+        ("off".into(), "not in split".into(), d.clone())
+    );
+    assert_eq!(
+        eval(&s, "k", "prereq", &none()),
+        ("off".into(), "prerequisites not met".into(), d)
+    );
     assert_eq!(eval(&s, "vip", "prereq", &none()).0, "on");
-    assert_eq!(eval(&s, "k", "plain", &none()).2.as_deref(), Some("{\"a\":1}"));
+    assert_eq!(
+        eval(&s, "k", "plain", &none()).2.as_deref(),
+        Some("{\"a\":1}")
+    );
 }
 
 #[test]
@@ -408,7 +506,11 @@ fn missing_attribute_with_negate_matches() {
 }
 
 fn number(kind: &str, attribute: &str, value: i64) -> Value {
-    matcher(kind, Some(attribute), json!({"unaryNumericMatcherData": {"dataType": "NUMBER", "value": value}}))
+    matcher(
+        kind,
+        Some(attribute),
+        json!({"unaryNumericMatcherData": {"dataType": "NUMBER", "value": value}}),
+    )
 }
 
 #[test]
@@ -418,14 +520,29 @@ fn javascript_number_coercions() {
     assert!(!accepts(number("EQUAL_TO", "n", 42), &attr("n", "42abc")));
     assert!(accepts(number("EQUAL_TO", "n", 1), &attr("n", true)));
     assert!(accepts(number("EQUAL_TO", "n", 0), &attr("n", false)));
-    assert!(accepts(number("EQUAL_TO", "n", 0), &attr("n", AttributeValue::Null)));
+    assert!(accepts(
+        number("EQUAL_TO", "n", 0),
+        &attr("n", AttributeValue::Null)
+    ));
     assert!(accepts(number("EQUAL_TO", "n", 42), &attr("n", 42.0)));
-    assert!(accepts(number("GREATER_THAN_OR_EQUAL_TO", "n", 5), &attr("n", 5.5)));
-    assert!(!accepts(number("GREATER_THAN_OR_EQUAL_TO", "n", 5), &attr("n", 4.5)));
-    assert!(accepts(number("LESS_THAN_OR_EQUAL_TO", "n", 5), &attr("n", 4.999)));
+    assert!(accepts(
+        number("GREATER_THAN_OR_EQUAL_TO", "n", 5),
+        &attr("n", 5.5)
+    ));
+    assert!(!accepts(
+        number("GREATER_THAN_OR_EQUAL_TO", "n", 5),
+        &attr("n", 4.5)
+    ));
+    assert!(accepts(
+        number("LESS_THAN_OR_EQUAL_TO", "n", 5),
+        &attr("n", 4.999)
+    ));
     assert!(!accepts(number("EQUAL_TO", "n", 5), &attr("n", 5.5)));
     assert!(!accepts(number("EQUAL_TO", "n", 0), &attr("n", f64::NAN)));
-    assert!(accepts(number("GREATER_THAN_OR_EQUAL_TO", "n", 5), &attr("n", f64::INFINITY)));
+    assert!(accepts(
+        number("GREATER_THAN_OR_EQUAL_TO", "n", 5),
+        &attr("n", f64::INFINITY)
+    ));
     let between = matcher(
         "BETWEEN",
         Some("n"),
@@ -438,17 +555,29 @@ fn javascript_number_coercions() {
 
 #[test]
 fn javascript_boolean_and_string_coercions() {
-    let is_true = matcher("EQUAL_TO_BOOLEAN", Some("b"), json!({"booleanMatcherData": true}));
+    let is_true = matcher(
+        "EQUAL_TO_BOOLEAN",
+        Some("b"),
+        json!({"booleanMatcherData": true}),
+    );
     assert!(accepts(is_true.clone(), &attr("b", "TRUE")));
     assert!(accepts(is_true.clone(), &attr("b", "True")));
     assert!(accepts(is_true.clone(), &attr("b", true)));
     assert!(!accepts(is_true.clone(), &attr("b", "yes")));
     assert!(!accepts(is_true.clone(), &attr("b", 1)));
-    let is_false = matcher("EQUAL_TO_BOOLEAN", Some("b"), json!({"booleanMatcherData": false}));
+    let is_false = matcher(
+        "EQUAL_TO_BOOLEAN",
+        Some("b"),
+        json!({"booleanMatcherData": false}),
+    );
     assert!(accepts(is_false, &attr("b", "false")));
     // The key itself, when no attribute is selected.
     assert!(accepts_key(
-        matcher("EQUAL_TO_BOOLEAN", None, json!({"booleanMatcherData": true})),
+        matcher(
+            "EQUAL_TO_BOOLEAN",
+            None,
+            json!({"booleanMatcherData": true})
+        ),
         "true",
         &none()
     ));
@@ -460,30 +589,54 @@ fn javascript_boolean_and_string_coercions() {
 }
 
 fn set_matcher(kind: &str, list: &[&str]) -> Value {
-    matcher(kind, Some("tags"), json!({"whitelistMatcherData": {"whitelist": list}}))
+    matcher(
+        kind,
+        Some("tags"),
+        json!({"whitelistMatcherData": {"whitelist": list}}),
+    )
 }
 
 #[test]
 fn an_empty_list_gives_no_value_for_set_matchers() {
     let empty = attr("tags", AttributeValue::List(vec![]));
-    for kind in ["EQUAL_TO_SET", "CONTAINS_ANY_OF_SET", "CONTAINS_ALL_OF_SET", "PART_OF_SET"] {
+    for kind in [
+        "EQUAL_TO_SET",
+        "CONTAINS_ANY_OF_SET",
+        "CONTAINS_ALL_OF_SET",
+        "PART_OF_SET",
+    ] {
         assert!(!accepts(set_matcher(kind, &["a"]), &empty), "{kind} [a]");
         assert!(!accepts(set_matcher(kind, &[]), &empty), "{kind} []");
         // ...like a missing attribute: negation still applies.
-        assert!(accepts(negated(set_matcher(kind, &["a"])), &empty), "not {kind}");
+        assert!(
+            accepts(negated(set_matcher(kind, &["a"])), &empty),
+            "not {kind}"
+        );
     }
     let tags = attr("tags", vec!["a", "b", "a"]);
     assert!(accepts(set_matcher("EQUAL_TO_SET", &["b", "a"]), &tags));
     assert!(accepts(set_matcher("PART_OF_SET", &["a", "b", "c"]), &tags));
-    assert!(!accepts(set_matcher("CONTAINS_ALL_OF_SET", &["a", "c"]), &tags));
-    assert!(accepts(set_matcher("CONTAINS_ANY_OF_SET", &["c", "b"]), &tags));
+    assert!(!accepts(
+        set_matcher("CONTAINS_ALL_OF_SET", &["a", "c"]),
+        &tags
+    ));
+    assert!(accepts(
+        set_matcher("CONTAINS_ANY_OF_SET", &["c", "b"]),
+        &tags
+    ));
     // Items are stringified like JavaScript's `x + ''`.
-    assert!(accepts(set_matcher("EQUAL_TO_SET", &["1", "true"]), &attr("tags", vec![
-        AttributeValue::Int(1),
-        AttributeValue::Bool(true)
-    ])));
+    assert!(accepts(
+        set_matcher("EQUAL_TO_SET", &["1", "true"]),
+        &attr(
+            "tags",
+            vec![AttributeValue::Int(1), AttributeValue::Bool(true)]
+        )
+    ));
     // A string is not a set.
-    assert!(!accepts(set_matcher("CONTAINS_ANY_OF_SET", &["a"]), &attr("tags", "a")));
+    assert!(!accepts(
+        set_matcher("CONTAINS_ANY_OF_SET", &["a"]),
+        &attr("tags", "a")
+    ));
 }
 
 // ---- DATETIME ----
@@ -494,7 +647,11 @@ const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 
 fn datetime(kind: &str, value: i64) -> Value {
-    matcher(kind, Some("t"), json!({"unaryNumericMatcherData": {"dataType": "DATETIME", "value": value}}))
+    matcher(
+        kind,
+        Some("t"),
+        json!({"unaryNumericMatcherData": {"dataType": "DATETIME", "value": value}}),
+    )
 }
 
 fn both_forms(ms: i64) -> [Attributes; 2] {
@@ -554,38 +711,64 @@ fn datetime_comparisons_truncate_to_the_minute() {
     }
     // Dates before 1970 truncate downwards too.
     let before = datetime("GREATER_THAN_OR_EQUAL_TO", -MINUTE);
-    assert!(accepts(before.clone(), &attr("t", AttributeValue::DateTime(-1))));
-    assert!(!accepts(before, &attr("t", AttributeValue::DateTime(-MINUTE - 1))));
+    assert!(accepts(
+        before.clone(),
+        &attr("t", AttributeValue::DateTime(-1))
+    ));
+    assert!(!accepts(
+        before,
+        &attr("t", AttributeValue::DateTime(-MINUTE - 1))
+    ));
 }
 
 // ---- string matchers ----
 
 #[test]
 fn starts_with_an_empty_prefix_matches_everything() {
-    let m = matcher("STARTS_WITH", Some("s"), json!({"whitelistMatcherData": {"whitelist": [""]}}));
+    let m = matcher(
+        "STARTS_WITH",
+        Some("s"),
+        json!({"whitelistMatcherData": {"whitelist": [""]}}),
+    );
     for v in ["anything", "x", "ünïcödé", " "] {
         assert!(accepts(m.clone(), &attr("s", v)), "{v:?}");
     }
     assert!(accepts(m.clone(), &attr("s", 12)));
     assert!(accepts_key(
-        matcher("STARTS_WITH", None, json!({"whitelistMatcherData": {"whitelist": ["", "zzz"]}})),
+        matcher(
+            "STARTS_WITH",
+            None,
+            json!({"whitelistMatcherData": {"whitelist": ["", "zzz"]}})
+        ),
         "some-key",
         &none()
     ));
-    let ends = matcher("ENDS_WITH", Some("s"), json!({"whitelistMatcherData": {"whitelist": [""]}}));
+    let ends = matcher(
+        "ENDS_WITH",
+        Some("s"),
+        json!({"whitelistMatcherData": {"whitelist": [""]}}),
+    );
     assert!(accepts(ends, &attr("s", "whatever")));
 }
 
 #[test]
 fn invalid_regex_never_matches() {
     for pattern in ["(", "[a-", "a{2,1}", "\\", "(?<n>a)(?<n>b)"] {
-        let m = matcher("MATCHES_STRING", Some("s"), json!({"stringMatcherData": pattern}));
+        let m = matcher(
+            "MATCHES_STRING",
+            Some("s"),
+            json!({"stringMatcherData": pattern}),
+        );
         assert!(!accepts(m.clone(), &attr("s", pattern)), "{pattern}");
         assert!(!accepts(m.clone(), &attr("s", "a")), "{pattern}");
         assert!(accepts(negated(m), &attr("s", "a")), "not {pattern}");
     }
     // A valid one searches, unanchored.
-    let m = matcher("MATCHES_STRING", Some("s"), json!({"stringMatcherData": "b+c"}));
+    let m = matcher(
+        "MATCHES_STRING",
+        Some("s"),
+        json!({"stringMatcherData": "b+c"}),
+    );
     assert!(accepts(m.clone(), &attr("s", "aabbbcd")));
     assert!(!accepts(m, &attr("s", "acb")));
 }
@@ -593,11 +776,18 @@ fn invalid_regex_never_matches() {
 #[test]
 fn in_list_semver_with_an_invalid_entry_is_disabled() {
     let list = |items: &[&str]| {
-        matcher("IN_LIST_SEMVER", Some("v"), json!({"whitelistMatcherData": {"whitelist": items}}))
+        matcher(
+            "IN_LIST_SEMVER",
+            Some("v"),
+            json!({"whitelistMatcherData": {"whitelist": items}}),
+        )
     };
     assert!(accepts(list(&["1.2.3", "2.0.0"]), &attr("v", "1.2.3")));
     assert!(accepts(list(&["01.2.3"]), &attr("v", "1.02.3")));
-    assert!(!accepts(list(&["1.2.3", "not-a-version"]), &attr("v", "1.2.3")));
+    assert!(!accepts(
+        list(&["1.2.3", "not-a-version"]),
+        &attr("v", "1.2.3")
+    ));
     assert!(!accepts(list(&["1.2.3", ""]), &attr("v", "1.2.3")));
     assert!(!accepts(list(&[]), &attr("v", "1.2.3")));
     // Disabled means false, so negation gives true.
@@ -612,9 +802,15 @@ fn unknown_matcher_gives_control_and_unsupported_even_without_traffic() {
         vec![
             flag(
                 "new_thing",
-                json!([condition("WHITELIST", vec![whitelist(None, &["vip"])],
-                                 json!([{"treatment": "on", "size": 100}]), "whitelisted"),
-                       rule(vec![matcher("SOMETHING_NEW", Some("x"), json!({}))])]),
+                json!([
+                    condition(
+                        "WHITELIST",
+                        vec![whitelist(None, &["vip"])],
+                        json!([{"treatment": "on", "size": 100}]),
+                        "whitelisted"
+                    ),
+                    rule(vec![matcher("SOMETHING_NEW", Some("x"), json!({}))])
+                ]),
                 json!({"trafficAllocation": 0, "configurations": {"off": "{}"}}),
             ),
             flag("fine", json!([rule(vec![all_keys()])]), json!({})),
@@ -622,8 +818,16 @@ fn unknown_matcher_gives_control_and_unsupported_even_without_traffic() {
         vec![],
     );
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].to_string().contains("new_thing"), "{}", problems[0]);
-    assert!(problems[0].to_string().contains("SOMETHING_NEW"), "{}", problems[0]);
+    assert!(
+        problems[0].to_string().contains("new_thing"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[0].to_string().contains("SOMETHING_NEW"),
+        "{}",
+        problems[0]
+    );
     for key in ["vip", "a", "b", "c", "d"] {
         let e = s.evaluate(key, None, "new_thing", &none());
         assert_eq!(e.treatment, "control", "{key}");
@@ -651,13 +855,20 @@ fn large_segments_are_unsupported() {
     );
     assert_eq!(problems.len(), 1, "{problems:?}");
     let (t, label, _) = eval(&s, "k", "f", &none());
-    assert_eq!((t.as_str(), label.as_str()), ("control", "targeting rule type unsupported by sdk"));
+    assert_eq!(
+        (t.as_str(), label.as_str()),
+        ("control", "targeting rule type unsupported by sdk")
+    );
 }
 
 // ---- segments and rule-based segments ----
 
 fn in_rbs(name: &str) -> Value {
-    matcher("IN_RULE_BASED_SEGMENT", None, json!({"userDefinedSegmentMatcherData": {"segmentName": name}}))
+    matcher(
+        "IN_RULE_BASED_SEGMENT",
+        None,
+        json!({"userDefinedSegmentMatcherData": {"segmentName": name}}),
+    )
 }
 
 #[test]
@@ -691,11 +902,22 @@ fn rule_based_segment_exclusions() {
     assert_eq!(person("bilal", None), "on");
     assert_eq!(person("mauro", None), "off", "excluded key");
     assert_eq!(person("pato", None), "off", "excluded standard segment");
-    assert_eq!(person("nico", Some("contractor")), "off", "excluded rule-based segment");
+    assert_eq!(
+        person("nico", Some("contractor")),
+        "off",
+        "excluded rule-based segment"
+    );
     assert_eq!(person("nico", Some("employee")), "on");
-    assert_eq!(eval(&s, "bilal", "f", &attr("email", "bilal@other.com")).0, "off");
+    assert_eq!(
+        eval(&s, "bilal", "f", &attr("email", "bilal@other.com")).0,
+        "off"
+    );
     // A missing rule-based segment matches nobody.
-    let s = load(vec![flag("g", json!([rule(vec![in_rbs("ghost")])]), json!({}))]);
+    let s = load(vec![flag(
+        "g",
+        json!([rule(vec![in_rbs("ghost")])]),
+        json!({}),
+    )]);
     assert_eq!(eval(&s, "bilal", "g", &none()).0, "off");
 }
 
@@ -703,13 +925,23 @@ fn rule_based_segment_exclusions() {
 fn segments_are_looked_up_by_matching_key_not_bucketing_key() {
     let s = load(vec![flag(
         "f",
-        json!([rule(vec![matcher("IN_SEGMENT", None, json!({"userDefinedSegmentMatcherData": {"segmentName": "beta"}}))])]),
+        json!([rule(vec![matcher(
+            "IN_SEGMENT",
+            None,
+            json!({"userDefinedSegmentMatcherData": {"segmentName": "beta"}})
+        )])]),
         json!({}),
     )])
     .with_segment("beta", ["ann"]);
     assert_eq!(s.evaluate("ann", Some("zed"), "f", &none()).treatment, "on");
-    assert_eq!(s.evaluate("zed", Some("ann"), "f", &none()).treatment, "off");
-    assert_eq!(s.evaluate("ann", None, "unknown-flag", &none()).label, &Label::DefinitionNotFound);
+    assert_eq!(
+        s.evaluate("zed", Some("ann"), "f", &none()).treatment,
+        "off"
+    );
+    assert_eq!(
+        s.evaluate("ann", None, "unknown-flag", &none()).label,
+        &Label::DefinitionNotFound
+    );
 }
 
 // ---- labels ----
@@ -723,11 +955,18 @@ fn conditions_without_a_label_get_a_generated_one() {
     let s = load(vec![
         flag(
             "seg",
-            json!([no_label(matcher("IN_SEGMENT", None,
-                json!({"userDefinedSegmentMatcherData": {"segmentName": "employees"}})))]),
+            json!([no_label(matcher(
+                "IN_SEGMENT",
+                None,
+                json!({"userDefinedSegmentMatcherData": {"segmentName": "employees"}})
+            ))]),
             json!({}),
         ),
-        flag("loc", json!([no_label(whitelist(Some("location"), &["california"]))]), json!({})),
+        flag(
+            "loc",
+            json!([no_label(whitelist(Some("location"), &["california"]))]),
+            json!({}),
+        ),
     ])
     .with_segment("employees", ["ann"]);
     assert_eq!(eval(&s, "ann", "seg", &none()).1, "in segment employees");
@@ -742,7 +981,12 @@ fn condition_labels_are_copied_verbatim() {
     let parts = json!([{"treatment": "on", "size": 100}]);
     let s = load(vec![flag(
         "f",
-        json!([condition("ROLLOUT", vec![all_keys()], parts, "default rule")]),
+        json!([condition(
+            "ROLLOUT",
+            vec![all_keys()],
+            parts,
+            "default rule"
+        )]),
         json!({}),
     )]);
     let e = s.evaluate("k", None, "f", &none());
@@ -759,11 +1003,15 @@ fn missing_algo_uses_the_legacy_hash() {
     let seed = 77;
     let legacy_on = (0..100_000)
         .map(|i| format!("user-{i}"))
-        .find(|k| bucket(k, seed, HashAlgo::Legacy) <= 50 && bucket(k, seed, HashAlgo::Murmur3) > 50)
+        .find(|k| {
+            bucket(k, seed, HashAlgo::Legacy) <= 50 && bucket(k, seed, HashAlgo::Murmur3) > 50
+        })
         .expect("a key the two hashes disagree on");
     let legacy_off = (0..100_000)
         .map(|i| format!("user-{i}"))
-        .find(|k| bucket(k, seed, HashAlgo::Legacy) > 50 && bucket(k, seed, HashAlgo::Murmur3) <= 50)
+        .find(|k| {
+            bucket(k, seed, HashAlgo::Legacy) > 50 && bucket(k, seed, HashAlgo::Murmur3) <= 50
+        })
         .expect("a key the two hashes disagree on");
     let mut absent = flag("absent", conditions.clone(), json!({}));
     absent.as_object_mut().expect("object").remove("algo");
@@ -785,7 +1033,11 @@ fn missing_algo_uses_the_legacy_hash() {
 #[test]
 fn bucketing_key_decides_the_bucket() {
     let fifty = json!([{"treatment": "on", "size": 50}, {"treatment": "off", "size": 50}]);
-    let s = load(vec![flag("f", json!([condition("ROLLOUT", vec![all_keys()], fifty, "half")]), json!({}))]);
+    let s = load(vec![flag(
+        "f",
+        json!([condition("ROLLOUT", vec![all_keys()], fifty, "half")]),
+        json!({}),
+    )]);
     let low = key_with_bucket(77, HashAlgo::Murmur3, |b| b <= 50);
     let high = key_with_bucket(77, HashAlgo::Murmur3, |b| b > 50);
     for key in ["a", "b", "c"] {
@@ -800,11 +1052,18 @@ fn bucketing_key_decides_the_bucket() {
 fn archived_flags_are_not_loaded() {
     let s = load(vec![
         flag("live", json!([rule(vec![all_keys()])]), json!({})),
-        flag("gone", json!([rule(vec![all_keys()])]), json!({"status": "ARCHIVED"})),
+        flag(
+            "gone",
+            json!([rule(vec![all_keys()])]),
+            json!({"status": "ARCHIVED"}),
+        ),
     ]);
     assert_eq!(s.flag_names(), vec!["live".to_string()]);
     let e = s.evaluate("k", None, "gone", &none());
-    assert_eq!((e.treatment, e.label), ("control", &Label::DefinitionNotFound));
+    assert_eq!(
+        (e.treatment, e.label),
+        ("control", &Label::DefinitionNotFound)
+    );
     assert_eq!(e.change_number, None);
     // An ARCHIVED update removes a flag that was loaded.
     let (doc, _) = splitkit::SplitChanges::parse(
@@ -831,8 +1090,15 @@ fn a_broken_flag_is_reported_and_the_others_load() {
         Error::InvalidDefinition { flag, .. } => assert_eq!(flag, "broken"),
         other => panic!("unexpected problem {other:?}"),
     }
-    assert!(problems[0].to_string().contains("'broken'"), "{}", problems[0]);
-    assert_eq!(s.flag_names(), vec!["good".to_string(), "good2".to_string()]);
+    assert!(
+        problems[0].to_string().contains("'broken'"),
+        "{}",
+        problems[0]
+    );
+    assert_eq!(
+        s.flag_names(),
+        vec!["good".to_string(), "good2".to_string()]
+    );
     assert_eq!(eval(&s, "k", "good2", &none()).0, "on");
     assert_eq!(eval(&s, "k", "broken", &none()).1, "definition not found");
     assert_eq!(s.change_number(), 9);
@@ -866,8 +1132,10 @@ fn rule_based_segment_with_an_unsupported_matcher_matches_everyone_not_excluded(
             whitelist(Some("plan"), &["pro"]),
             matcher("FUTURE_MATCHER", None, json!({}))]}}]
     });
-    let (s, problems) =
-        load_doc(vec![flag("f", json!([rule(vec![in_rbs("odd")])]), json!({}))], vec![rbs]);
+    let (s, problems) = load_doc(
+        vec![flag("f", json!([rule(vec![in_rbs("odd")])]), json!({}))],
+        vec![rbs],
+    );
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].to_string().contains("'odd'"), "{}", problems[0]);
     let s = s.with_segment("blocked", ["pato"]);
@@ -884,11 +1152,17 @@ fn rule_based_segment_with_an_unsupported_matcher_matches_everyone_not_excluded(
 fn huge_partition_sizes_do_not_crash_the_loader() {
     let parts = json!([{"treatment": "on", "size": i64::MAX}, {"treatment": "off", "size": 1}]);
     let good = flag("good", json!([rule(vec![all_keys()])]), json!({}));
-    let bad = flag("bad", json!([condition("ROLLOUT", vec![all_keys()], parts, "r")]), json!({}));
+    let bad = flag(
+        "bad",
+        json!([condition("ROLLOUT", vec![all_keys()], parts, "r")]),
+        json!({}),
+    );
     let loaded = std::panic::catch_unwind(|| load_doc(vec![good, bad], vec![]));
     let (s, problems) = loaded.expect("loading must not panic");
     assert!(
-        problems.iter().any(|p| p.to_string().contains("partitions[0].size")),
+        problems
+            .iter()
+            .any(|p| p.to_string().contains("partitions[0].size")),
         "{problems:?}"
     );
     assert_eq!(eval(&s, "k", "good", &none()).0, "on");
