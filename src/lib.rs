@@ -75,6 +75,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod analysis;
 mod client;
 mod config;
 mod engine;
@@ -85,6 +86,13 @@ mod remote;
 mod storage;
 mod validation;
 
+pub use analysis::{
+    Aggregation, AnalysisError, AnalysisSpec, AnalysisSpecBuilder, AttributionEvent,
+    AttributionImpression, DEFAULT_ALPHA, DEFAULT_BUFFER_MS, DEFAULT_RETENTION_MS, DateRange,
+    EventPass, EventReader, FlagReport, FlagSpec, GroupReport, GroupStats, Impact, ImpressionPass,
+    ImpressionReader, InputStats, Metric, PartialReport, Report, Unit, UnitReport, VersionStarts,
+    analyze, read_events, read_impressions,
+};
 pub use client::{Client, ClientBuilder, Key, Manager, TreatmentDetails, TreatmentWithConfig};
 pub use config::{
     Config, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPLIT_FILE, LOCALHOST, MIN_LOCALHOST_REFRESH_RATE,
