@@ -1145,10 +1145,9 @@ fn rule_based_segment_with_an_unsupported_matcher_matches_everyone_not_excluded(
     assert_eq!(eval(&s, "pato", "f", &none()).0, "off");
 }
 
+/// Regression: partition sizes used to be summed with `+=`, which overflowed (a panic in
+/// debug builds, so the whole document failed to load).
 #[test]
-#[ignore = "bug: compile_flag sums partition sizes with `cumulative += p.size` (src/engine/compile.rs), \
-            which overflows on huge sizes: a panic in debug builds (the whole document fails to \
-            load), a silent wrap in release"]
 fn huge_partition_sizes_do_not_crash_the_loader() {
     let parts = json!([{"treatment": "on", "size": i64::MAX}, {"treatment": "off", "size": 1}]);
     let good = flag("good", json!([rule(vec![all_keys()])]), json!({}));
@@ -1170,9 +1169,8 @@ fn huge_partition_sizes_do_not_crash_the_loader() {
     assert!(["on", "off", "control"].contains(&t.as_str()), "{t}");
 }
 
+/// Regression: a -0.0 attribute used to read as "0"; the JavaScript SDK's `toString` gives "-0".
 #[test]
-#[ignore = "bug (minor): a -0.0 attribute reads as the string \"0\"; the JavaScript SDK's \
-            toString (which attributes.rs follows) gives \"-0\""]
 fn negative_zero_reads_as_minus_zero_like_javascript() {
     assert!(accepts(whitelist(Some("n"), &["-0"]), &attr("n", -0.0)));
     assert!(!accepts(whitelist(Some("n"), &["0"]), &attr("n", -0.0)));
