@@ -10,10 +10,8 @@ mod workload;
 use std::fmt::Write as _;
 use std::hint::black_box;
 
-use splitkit::{
-    AttributionEvent, AttributionImpression, analyze, read_events, read_impressions,
-};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use splitkit::{AttributionEvent, AttributionImpression, analyze, read_events, read_impressions};
 use workload::Workload;
 
 const KEYS: u64 = 20_000;

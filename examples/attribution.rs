@@ -14,11 +14,11 @@ mod workload;
 
 use std::fmt::Write as _;
 
+use serde_json::json;
 use splitkit::{
     Aggregation, AnalysisError, AnalysisSpecBuilder, FlagSpec, ImpressionPass, Metric, read_events,
     read_impressions,
 };
-use serde_json::json;
 use workload::Rng;
 
 const MINUTE: i64 = 60_000;

@@ -4,20 +4,31 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
 use parking_lot::Mutex;
 
-use crate::config::{Config, Options};
+use crate::builder::ClientBuilder;
+use crate::config::{Config, EVENTS_FLUSH_BYTES};
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::CONTROL;
 use crate::engine::labels::Label;
 use crate::error::Error;
+use crate::events::{Event, build_event};
+use crate::impressions::{
+    ImpressionFields, ImpressionStats, Recorder, RecorderConfig, SdkMetadata, now_ms,
+};
 use crate::localhost;
+use crate::metadata::{Metadata, SDK_VERSION};
+use crate::remote::{Readiness, SyncConfig, Synchronizer};
 use crate::storage::{FlagView, Snapshot, Store};
+use crate::sync::{
+    Endpoint, HttpConfig, HttpTransport, JsonBatcher, StatsSnapshot, Transport, Worker,
+    WorkerConfig,
+};
 use crate::validation::{check_flag_name, check_key, sanitize_flag_sets};
 
 /// The key an evaluation is for: a matching key, and optionally a separate bucketing key.
@@ -112,122 +123,6 @@ impl TreatmentDetails {
     }
 }
 
-/// Builds a [`Client`]: an SDK key plus options, each with a documented default, validated by
-/// [`ClientBuilder::build`].
-///
-/// # Examples
-/// ```
-/// let client = splitkit::ClientBuilder::new("localhost")
-///     .split_file("examples/flags.yaml")
-///     .build()?;
-/// client.block_until_ready(std::time::Duration::from_secs(1))?;
-/// # Ok::<(), splitkit::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct ClientBuilder {
-    sdk_key: String,
-    options: Options,
-    snapshot: Option<Snapshot>,
-}
-
-impl ClientBuilder {
-    /// A builder for `sdk_key`. The key `"localhost"` selects localhost mode, where flags come
-    /// from a local file; it is the only mode of this release.
-    pub fn new(sdk_key: impl Into<String>) -> ClientBuilder {
-        ClientBuilder {
-            sdk_key: sdk_key.into(),
-            options: Options::default(),
-            snapshot: None,
-        }
-    }
-
-    /// Localhost flags file: `.json` (splitChanges), `.yaml`/`.yml`, or the legacy
-    /// `flag treatment` lines. Default: `~/.split`.
-    pub fn split_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.options.split_file = Some(path.into());
-        self
-    }
-
-    /// Directory of segmentChanges JSON files for localhost mode. Default: none (every segment
-    /// is empty).
-    pub fn segment_directory(mut self, path: impl Into<PathBuf>) -> Self {
-        self.options.segment_directory = Some(path.into());
-        self
-    }
-
-    /// Checks the localhost file (and segment directory) for changes at this period and
-    /// reloads them; a bad edit keeps the last good definitions and logs the error.
-    /// Default: off. Minimum: 10 ms.
-    pub fn localhost_refresh_rate(mut self, period: Duration) -> Self {
-        self.options.localhost_refresh_rate = Some(period);
-        self
-    }
-
-    /// Restricts the client to flags in these flag sets (names are trimmed and lower-cased;
-    /// invalid names are dropped with a warning). Default: no filter.
-    pub fn flag_sets_filter<S: AsRef<str>>(mut self, sets: &[S]) -> Self {
-        self.options.flag_sets_filter = Some(sets.iter().map(|s| s.as_ref().to_string()).collect());
-        self
-    }
-
-    /// Evaluates with these compiled definitions, exactly as given, instead of reading
-    /// `split_file` (which is then ignored, and so is `segment_directory`). Useful in tests
-    /// and for definitions from a source of your own. Default: none.
-    ///
-    /// # Examples
-    /// ```
-    /// let (snapshot, _) = splitkit::Snapshot::from_json(
-    ///     r#"{"splits":[{"name":"f","defaultTreatment":"off"}],"since":-1,"till":1}"#, "inline")?;
-    /// let client = splitkit::Client::builder("localhost").snapshot(snapshot).build()?;
-    /// assert_eq!(client.get_treatment("k", "f", None), "off");
-    /// # Ok::<(), splitkit::Error>(())
-    /// ```
-    pub fn snapshot(mut self, snapshot: Snapshot) -> Self {
-        self.snapshot = Some(snapshot);
-        self
-    }
-
-    /// How long [`Client::destroy`] waits when the last handle is dropped. Default: 5 s.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.options.shutdown_timeout = Some(timeout);
-        self
-    }
-
-    /// Validates the options, loads the definitions and starts the background work.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the option when a value is invalid; [`Error::Io`] or
-    /// [`Error::Parse`] naming the file (and line or field) when the localhost file or a
-    /// segment file cannot be read or parsed.
-    pub fn build(self) -> Result<Client, Error> {
-        let given = self.snapshot.is_some();
-        let config = self.options.validate(&self.sdk_key, given)?;
-        let snapshot = match self.snapshot {
-            Some(s) => s,
-            None => {
-                let (snapshot, problems) = localhost::snapshot(&config)?;
-                for p in &problems {
-                    log::warn!("{p}");
-                }
-                snapshot
-            }
-        };
-        let store = Arc::new(Store::new(snapshot));
-        let reloader = match config.localhost_refresh_rate() {
-            Some(period) if !given => Some(Reloader::start(config.clone(), store.clone(), period)?),
-            _ => None,
-        };
-        Ok(Client {
-            inner: Arc::new(Inner {
-                config,
-                store,
-                destroyed: AtomicBool::new(false),
-                reloader: Mutex::new(reloader),
-            }),
-        })
-    }
-}
-
 /// The splitkit client: evaluates flags for keys. Cheap to clone (`Send + Sync`); every clone
 /// shares the same definitions and background work.
 ///
@@ -255,6 +150,44 @@ struct Inner {
     store: Arc<Store>,
     destroyed: AtomicBool,
     reloader: Mutex<Option<Reloader>>,
+    synchronizer: Option<Synchronizer>,
+    readiness: Option<Arc<Readiness>>,
+    recorder: Arc<Recorder>,
+    events: Option<Worker<Event>>,
+    event_counts: EventCounters,
+}
+
+#[derive(Debug, Default)]
+struct EventCounters {
+    tracked: AtomicU64,
+    rejected: AtomicU64,
+    not_delivered: AtomicU64,
+}
+
+/// Exact counters of `track`.
+///
+/// `tracked == queue.recorded + not_delivered`; `rejected` events were never queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventStats {
+    /// Events that passed validation.
+    pub tracked: u64,
+    /// Events refused by validation (or by a destroyed client).
+    pub rejected: u64,
+    /// Localhost mode with no events URL: accepted but not sent anywhere.
+    pub not_delivered: u64,
+    /// The delivery queue's counters (sent, dropped by reason, still queued, attempts).
+    pub queue: StatsSnapshot,
+}
+
+/// The client's counters: impressions and events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Impressions.
+    pub impressions: ImpressionStats,
+    /// Events.
+    pub events: EventStats,
 }
 
 impl Drop for Inner {
@@ -264,17 +197,150 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Stops definition updates, then delivers what is queued, then joins everything, all
+    /// within `timeout`. Idempotent.
     fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
         self.destroyed.store(true, Ordering::SeqCst);
-        let reloader = self.reloader.lock().take();
-        match reloader {
-            Some(r) => r.stop(timeout),
-            None => true,
+        let mut ok = true;
+        if let Some(r) = self.reloader.lock().take() {
+            ok &= r.stop(left());
         }
+        if let Some(s) = &self.synchronizer {
+            ok &= s.stop(left());
+        }
+        ok &= self.recorder.shutdown(left());
+        if let Some(e) = &self.events {
+            ok &= e.shutdown(left());
+        }
+        ok
     }
 }
 
 impl Client {
+    /// Starts a client from a builder (see [`ClientBuilder::build`]).
+    pub(crate) fn start(b: ClientBuilder) -> Result<Client, Error> {
+        let given = b.snapshot.is_some();
+        let config = b.options.validate(&b.sdk_key, given)?;
+        let meta = Metadata::detect(
+            config.ip_addresses_enabled,
+            config.machine_ip.clone(),
+            config.machine_name.clone(),
+        );
+        let metadata = SdkMetadata {
+            sdk_version: SDK_VERSION,
+            machine_ip: meta.ip.clone(),
+            machine_name: meta.name.clone(),
+        };
+        let remote = !config.is_localhost() && !given;
+        // One connection pool serves every host.
+        let transport = if remote || config.events_url().is_some() {
+            let base = config.events_url().unwrap_or(config.sdk_url()).to_string();
+            let mut http = HttpConfig::builder(base.as_str(), config.sdk_key.as_str())
+                .sdk_version(SDK_VERSION)
+                .request_timeout(config.request_timeout)
+                .connect_timeout(config.request_timeout.min(Duration::from_secs(10)));
+            if let Some(ip) = &meta.ip {
+                http = http.machine_ip(ip.as_str());
+            }
+            if let Some(name) = &meta.name {
+                http = http.machine_name(name.as_str());
+            }
+            Some(HttpTransport::new(http.build()?))
+        } else {
+            None
+        };
+        let store = Arc::new(Store::new(Snapshot::new()));
+        let mut reloader = None;
+        let mut synchronizer = None;
+        match b.snapshot {
+            Some(s) => store.replace(s),
+            None if !remote => {
+                let (snapshot, problems) = localhost::snapshot(&config)?;
+                for p in &problems {
+                    log::warn!("{p}");
+                }
+                store.replace(snapshot);
+                if let Some(period) = config.localhost_refresh_rate() {
+                    reloader = Some(Reloader::start(config.clone(), store.clone(), period)?);
+                }
+            }
+            None => {
+                let agent = match &transport {
+                    Some(t) => t.agent(),
+                    None => ureq::Agent::new_with_defaults(),
+                };
+                let mut sync = SyncConfig::new(config.sdk_key.as_str());
+                sync.sdk_url = config.sdk_url().to_string();
+                sync.features_refresh_rate = config.features_refresh_rate;
+                sync.segments_refresh_rate = config.segments_refresh_rate;
+                sync.request_timeout = config.request_timeout;
+                sync.flag_sets_filter = config.flag_sets_filter.clone();
+                sync.machine_ip = meta.ip.clone();
+                sync.machine_name = meta.name.clone();
+                sync.enforce_minimums = config.enforce_minimum_rates;
+                synchronizer = Some(Synchronizer::start(sync, agent, store.clone())?);
+            }
+        }
+        let events_transport: Option<Arc<HttpTransport>> = transport.map(Arc::new);
+        let telemetry = match (&events_transport, config.telemetry_url()) {
+            (Some(t), Some(url)) => Some(Arc::new(t.with_base_url(url)?)),
+            _ => None,
+        };
+        let recorder = Recorder::start(
+            &RecorderConfig {
+                mode: config.impressions_mode,
+                labels_enabled: config.labels_enabled,
+                dedupe_cache_size: config.dedupe_cache_size,
+                queue_size: config.impressions_queue_size,
+                bulk_size: config.impressions_bulk_size,
+                refresh_rate: config.impressions_refresh_rate,
+                counts_refresh_rate: config.impression_counts_refresh_rate,
+                unique_keys_refresh_rate: config.unique_keys_refresh_rate,
+                shutdown_timeout: config.shutdown_timeout,
+            },
+            events_transport.clone().zip(telemetry),
+            config.impression_listener.clone(),
+            metadata,
+        )?;
+        let events = match &events_transport {
+            None => None,
+            Some(t) => {
+                let t: Arc<dyn Transport> = t.clone();
+                let worker = WorkerConfig::builder("events")
+                    .queue_capacity(config.events_queue_size)
+                    .flush_interval(config.events_push_rate)
+                    .flush_max_items(config.events_bulk_size)
+                    .batch_max_items(config.events_bulk_size)
+                    .flush_max_bytes(EVENTS_FLUSH_BYTES)
+                    .max_retained_items(config.events_queue_size.max(config.events_bulk_size) * 3)
+                    .shutdown_timeout(config.shutdown_timeout)
+                    .build()?;
+                Some(Worker::start(
+                    worker,
+                    JsonBatcher::new(Event::estimated_size),
+                    t,
+                    Endpoint::new("/events/bulk"),
+                )?)
+            }
+        };
+        let readiness = synchronizer.as_ref().map(Synchronizer::readiness);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                destroyed: AtomicBool::new(false),
+                reloader: Mutex::new(reloader),
+                synchronizer,
+                readiness,
+                recorder,
+                events,
+                event_counts: EventCounters::default(),
+            }),
+        })
+    }
+
     /// A builder; same as [`ClientBuilder::new`].
     pub fn builder(sdk_key: impl Into<String>) -> ClientBuilder {
         ClientBuilder::new(sdk_key)
@@ -285,16 +351,157 @@ impl Client {
         &self.inner.config
     }
 
-    /// Waits until the client has definitions to evaluate with.
+    /// Waits until the client has definitions to evaluate with: flags and the segments they
+    /// use. Until then evaluations answer `control` with label `not ready`.
     ///
     /// In localhost mode the definitions are loaded by [`ClientBuilder::build`], so this
     /// returns at once.
     ///
     /// # Errors
-    /// [`Error::Destroyed`] after [`Client::destroy`].
-    pub fn block_until_ready(&self, _timeout: Duration) -> Result<(), Error> {
+    /// [`Error::NotReady`] saying why (the API is unreachable, the SDK key was rejected, or
+    /// still loading when `timeout` passed); [`Error::Destroyed`] after [`Client::destroy`].
+    pub fn block_until_ready(&self, timeout: Duration) -> Result<(), Error> {
         if self.inner.destroyed.load(Ordering::Acquire) {
             return Err(Error::Destroyed);
+        }
+        match &self.inner.readiness {
+            Some(r) => r.wait(timeout),
+            None => Ok(()),
+        }
+    }
+
+    /// Polls flag definitions and segments now instead of at the next period (remote mode;
+    /// no effect in localhost mode, where [`ClientBuilder::localhost_refresh_rate`] reloads).
+    pub fn sync_now(&self) {
+        if let Some(s) = &self.inner.synchronizer {
+            s.sync_now();
+        }
+    }
+
+    /// True once definitions are loaded (always, in localhost mode).
+    pub fn is_ready(&self) -> bool {
+        self.inner.readiness.as_ref().is_none_or(|r| r.is_ready())
+    }
+
+    /// Delivers everything recorded before the call (impressions, counts, unique keys,
+    /// events, listener calls). Returns true when all of it was resolved (delivered, or
+    /// dropped and counted) within `timeout`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut ok = self.inner.recorder.flush(timeout);
+        if let Some(e) = &self.inner.events {
+            ok &= e.flush(deadline.saturating_duration_since(Instant::now()));
+        }
+        ok
+    }
+
+    /// Exact counters of impressions and events.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.event_counts;
+        ClientStats {
+            impressions: self.inner.recorder.stats(),
+            events: EventStats {
+                tracked: c.tracked.load(Ordering::Relaxed),
+                rejected: c.rejected.load(Ordering::Relaxed),
+                not_delivered: c.not_delivered.load(Ordering::Relaxed),
+                queue: self
+                    .inner
+                    .events
+                    .as_ref()
+                    .map(Worker::stats)
+                    .unwrap_or_default(),
+            },
+        }
+    }
+
+    /// What the SDK reports about itself (version, machine IP and name).
+    pub fn metadata(&self) -> &SdkMetadata {
+        self.inner.recorder.metadata()
+    }
+
+    /// Records an event: `key` (of `traffic_type`) did `event_type`, now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the broken rule (key, traffic type, event type, value,
+    /// properties size); the event is not queued. [`Error::Destroyed`] after destroy.
+    ///
+    /// # Examples
+    /// ```
+    /// let client = splitkit::Client::builder("localhost").split_file("examples/flags.yaml").build()?;
+    /// let props = serde_json::json!({"plan": "pro", "items": 3});
+    /// client.track("ann", "user", "checkout", Some(42.5), props.as_object())?;
+    /// assert!(client.track("ann", "user", "bad event!", None, None).is_err());
+    /// # Ok::<(), splitkit::Error>(())
+    /// ```
+    pub fn track(
+        &self,
+        key: &str,
+        traffic_type: &str,
+        event_type: &str,
+        value: Option<f64>,
+        properties: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<(), Error> {
+        self.track_at(key, traffic_type, event_type, value, properties, now_ms())
+    }
+
+    /// [`Client::track`] for an event that happened earlier, at `timestamp` (epoch
+    /// milliseconds), for events sent late or in batch.
+    ///
+    /// # Errors
+    /// As [`Client::track`].
+    pub fn track_at(
+        &self,
+        key: &str,
+        traffic_type: &str,
+        event_type: &str,
+        value: Option<f64>,
+        properties: Option<&serde_json::Map<String, serde_json::Value>>,
+        timestamp: i64,
+    ) -> Result<(), Error> {
+        let counts = &self.inner.event_counts;
+        if self.is_destroyed() {
+            counts.rejected.fetch_add(1, Ordering::Relaxed);
+            log::warn!("track: client has already been destroyed - no calls possible");
+            return Err(Error::Destroyed);
+        }
+        let built = build_event(
+            key,
+            traffic_type,
+            event_type,
+            value,
+            properties,
+            timestamp,
+            &mut |w| log::warn!("{w}"),
+        );
+        let event = match built {
+            Ok(e) => e,
+            Err(e) => {
+                counts.rejected.fetch_add(1, Ordering::Relaxed);
+                log::warn!("{e}");
+                return Err(e);
+            }
+        };
+        if !self.inner.config.is_localhost()
+            && self.is_ready()
+            && !self
+                .inner
+                .store
+                .load()
+                .has_traffic_type(&event.traffic_type)
+        {
+            log::warn!(
+                "track: traffic type {} does not have any corresponding feature flags in this environment, make sure you're tracking your events to a valid traffic type defined in the Split user interface",
+                event.traffic_type
+            );
+        }
+        counts.tracked.fetch_add(1, Ordering::Relaxed);
+        match &self.inner.events {
+            Some(w) => {
+                w.push(event);
+            }
+            None => {
+                counts.not_delivered.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -496,15 +703,74 @@ impl Client {
         let Some(flag) = check_flag_name(op, flag, &mut |w| log::warn!("{w}")) else {
             return TreatmentDetails::control(None, false);
         };
+        let shared = self.listener_attributes(attributes);
+        if !self.is_ready() {
+            return self.not_ready(op, key, flag, shared.as_ref());
+        }
         let snapshot = self.inner.store.load();
-        evaluate_guarded(
+        let (d, disabled) = evaluate_guarded(
             op,
             &snapshot,
             key,
             flag,
             attributes,
             Snapshot::evaluate_owned,
-        )
+        );
+        self.record(key, flag, &d, disabled, shared.as_ref(), now_ms());
+        d
+    }
+
+    /// Attributes shared with the listener (only when there is one).
+    fn listener_attributes(&self, attributes: Option<&Attributes>) -> Option<Arc<Attributes>> {
+        if self.inner.config.impression_listener.is_some() {
+            attributes.map(|a| Arc::new(a.clone()))
+        } else {
+            None
+        }
+    }
+
+    fn not_ready(
+        &self,
+        op: &str,
+        key: Key<'_>,
+        flag: &str,
+        attributes: Option<&Arc<Attributes>>,
+    ) -> TreatmentDetails {
+        log::warn!(
+            "{op}: the SDK is not ready, results may be incorrect for feature flag {flag}. Make sure to wait for SDK readiness before using this method"
+        );
+        let d = TreatmentDetails::control(Some(Label::NotReady), true);
+        self.record(key, flag, &d, false, attributes, now_ms());
+        d
+    }
+
+    /// Records the impression of an evaluation, when it produces one.
+    fn record(
+        &self,
+        key: Key<'_>,
+        flag: &str,
+        d: &TreatmentDetails,
+        disabled: bool,
+        attributes: Option<&Arc<Attributes>>,
+        now: i64,
+    ) {
+        if !d.impression {
+            return;
+        }
+        self.inner.recorder.record(
+            ImpressionFields {
+                key: key.matching_key,
+                bucketing_key: key.bucketing_key,
+                flag,
+                treatment: &d.treatment,
+                label: d.label.as_ref().map(Label::as_str),
+                change_number: d.change_number,
+                time: now,
+                disabled,
+            },
+            attributes,
+            now,
+        );
     }
 
     fn evaluate_many<S: AsRef<str>>(
@@ -533,12 +799,21 @@ impl Client {
                 .map(|n| (n.to_string(), TreatmentDetails::control(None, false)))
                 .collect();
         }
+        let shared = self.listener_attributes(attributes);
+        if !self.is_ready() {
+            return names
+                .into_iter()
+                .map(|n| (n.to_string(), self.not_ready(op, key, n, shared.as_ref())))
+                .collect();
+        }
         let snapshot = self.inner.store.load();
+        let now = now_ms();
         names
             .into_iter()
             .map(|n| {
-                let d =
+                let (d, disabled) =
                     evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_owned);
+                self.record(key, n, &d, disabled, shared.as_ref(), now);
                 (n.to_string(), d)
             })
             .collect()
@@ -600,7 +875,7 @@ fn evaluate_guarded(
     flag: &str,
     attributes: Option<&Attributes>,
     eval: fn(&Snapshot, Key<'_>, &str, &Attributes) -> crate::EvaluationResult,
-) -> TreatmentDetails {
+) -> (TreatmentDetails, bool) {
     static NO_ATTRIBUTES: std::sync::LazyLock<Attributes> =
         std::sync::LazyLock::new(Attributes::new);
     let attributes = attributes.unwrap_or(&NO_ATTRIBUTES);
@@ -617,21 +892,24 @@ fn evaluate_guarded(
                     crate::MAX_DEPTH
                 );
             }
-            TreatmentDetails {
+            let disabled = e.impressions_disabled;
+            let d = TreatmentDetails {
                 treatment: e.treatment,
                 label: Some(e.label),
                 config: e.config,
                 change_number: e.change_number,
                 impression,
-            }
+            };
+            (d, disabled)
         }
         Err(_) => {
             log::error!("{op}: evaluation of {flag} panicked; returning control");
             let change_number = snapshot.flags.get(flag).map(|f| f.change_number);
-            TreatmentDetails {
+            let d = TreatmentDetails {
                 change_number,
                 ..TreatmentDetails::control(Some(Label::Exception), true)
-            }
+            };
+            (d, false)
         }
     }
 }
@@ -738,7 +1016,7 @@ mod tests {
         fn boom(_: &Snapshot, _: Key<'_>, _: &str, _: &Attributes) -> crate::EvaluationResult {
             panic!("injected")
         }
-        let d = evaluate_guarded("t", &Snapshot::new(), "k".into(), "f", None, boom);
+        let (d, _) = evaluate_guarded("t", &Snapshot::new(), "k".into(), "f", None, boom);
         assert_eq!(d.treatment, "control");
         assert_eq!(d.label, Some(Label::Exception));
         assert!(d.impression);

@@ -1,9 +1,11 @@
 //! Client configuration: every option with its documented default, validated at `build()`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::impressions::{ImpressionListener, ImpressionsMode};
 use crate::validation::sanitize_flag_sets;
 
 /// The SDK key that selects localhost mode.
@@ -14,9 +16,39 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MIN_LOCALHOST_REFRESH_RATE: Duration = Duration::from_millis(10);
 /// Default localhost flags file, relative to the home directory: `.split`.
 pub const DEFAULT_SPLIT_FILE: &str = ".split";
+/// Default SDK API base URL.
+pub const DEFAULT_SDK_URL: &str = "https://sdk.split.io/api";
+/// Default events API base URL (impressions and events).
+pub const DEFAULT_EVENTS_URL: &str = "https://events.split.io/api";
+/// Default telemetry API base URL (unique keys).
+pub const DEFAULT_TELEMETRY_URL: &str = "https://telemetry.split.io/api";
+/// Default of [`crate::ClientBuilder::features_refresh_rate`]: 60 s (minimum 5 s).
+pub const DEFAULT_FEATURES_REFRESH_RATE: Duration = Duration::from_secs(60);
+/// Default of [`crate::ClientBuilder::segments_refresh_rate`]: 60 s (minimum 30 s).
+pub const DEFAULT_SEGMENTS_REFRESH_RATE: Duration = Duration::from_secs(60);
+/// Default impressions refresh rate in optimized and none modes: 300 s (minimum 60 s).
+pub const DEFAULT_IMPRESSIONS_REFRESH_RATE: Duration = Duration::from_secs(300);
+/// Default impressions refresh rate in debug mode: 60 s (minimum 1 s).
+pub const DEFAULT_IMPRESSIONS_REFRESH_RATE_DEBUG: Duration = Duration::from_secs(60);
+/// Default of [`crate::ClientBuilder::impression_counts_refresh_rate`]: 1800 s.
+pub const DEFAULT_IMPRESSION_COUNTS_REFRESH_RATE: Duration = Duration::from_secs(1800);
+/// Default of [`crate::ClientBuilder::unique_keys_refresh_rate`]: 900 s.
+pub const DEFAULT_UNIQUE_KEYS_REFRESH_RATE: Duration = Duration::from_secs(900);
+/// Default of [`crate::ClientBuilder::events_push_rate`]: 10 s (minimum 1 s).
+pub const DEFAULT_EVENTS_PUSH_RATE: Duration = Duration::from_secs(10);
+/// Default queue sizes (impressions and events): 10,000.
+pub const DEFAULT_QUEUE_SIZE: usize = 10_000;
+/// Default bulk sizes (items per request): 5,000.
+pub const DEFAULT_BULK_SIZE: usize = 5_000;
+/// Default of [`crate::ClientBuilder::dedupe_cache_size`]: 500,000.
+pub const DEFAULT_DEDUPE_CACHE_SIZE: usize = 500_000;
+/// Default of [`crate::ClientBuilder::request_timeout`]: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events also flush when this many bytes are queued: 5 MB.
+pub const EVENTS_FLUSH_BYTES: usize = 5 * 1024 * 1024;
 
 /// A validated client configuration. Built by [`crate::ClientBuilder`]; read with the getters.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub(crate) sdk_key: String,
     pub(crate) split_file: PathBuf,
@@ -24,6 +56,43 @@ pub struct Config {
     pub(crate) localhost_refresh_rate: Option<Duration>,
     pub(crate) flag_sets_filter: Vec<String>,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) impressions_mode: ImpressionsMode,
+    pub(crate) labels_enabled: bool,
+    pub(crate) ip_addresses_enabled: bool,
+    pub(crate) machine_ip: Option<String>,
+    pub(crate) machine_name: Option<String>,
+    pub(crate) impressions_refresh_rate: Duration,
+    pub(crate) impression_counts_refresh_rate: Duration,
+    pub(crate) unique_keys_refresh_rate: Duration,
+    pub(crate) impressions_queue_size: usize,
+    pub(crate) impressions_bulk_size: usize,
+    pub(crate) dedupe_cache_size: usize,
+    pub(crate) events_push_rate: Duration,
+    pub(crate) events_queue_size: usize,
+    pub(crate) events_bulk_size: usize,
+    pub(crate) sdk_url: String,
+    pub(crate) events_url: Option<String>,
+    pub(crate) telemetry_url: Option<String>,
+    pub(crate) features_refresh_rate: Duration,
+    pub(crate) segments_refresh_rate: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) enforce_minimum_rates: bool,
+    pub(crate) impression_listener: Option<Arc<dyn ImpressionListener>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The SDK key is a secret: never printed.
+        f.debug_struct("Config")
+            .field("localhost", &self.is_localhost())
+            .field("split_file", &self.split_file)
+            .field("segment_directory", &self.segment_directory)
+            .field("impressions_mode", &self.impressions_mode)
+            .field("labels_enabled", &self.labels_enabled)
+            .field("sdk_url", &self.sdk_url)
+            .field("events_url", &self.events_url())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -56,16 +125,141 @@ impl Config {
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout
     }
+
+    /// The impressions mode.
+    pub fn impressions_mode(&self) -> ImpressionsMode {
+        self.impressions_mode
+    }
+
+    /// Whether impressions carry labels.
+    pub fn labels_enabled(&self) -> bool {
+        self.labels_enabled
+    }
+
+    /// How often queued impressions are sent.
+    pub fn impressions_refresh_rate(&self) -> Duration {
+        self.impressions_refresh_rate
+    }
+
+    /// How often tracked events are sent.
+    pub fn events_push_rate(&self) -> Duration {
+        self.events_push_rate
+    }
+
+    /// The SDK API base URL.
+    pub fn sdk_url(&self) -> &str {
+        &self.sdk_url
+    }
+
+    /// Where impressions and events are sent; `None` in localhost mode unless set (then
+    /// nothing is sent anywhere).
+    pub fn events_url(&self) -> Option<&str> {
+        match &self.events_url {
+            Some(u) => Some(u),
+            None if self.is_localhost() => None,
+            None => Some(DEFAULT_EVENTS_URL),
+        }
+    }
+
+    /// Where unique keys are sent (same rule as [`Config::events_url`]).
+    pub fn telemetry_url(&self) -> Option<&str> {
+        match &self.telemetry_url {
+            Some(u) => Some(u),
+            None if self.is_localhost() && self.events_url.is_none() => None,
+            None => Some(DEFAULT_TELEMETRY_URL),
+        }
+    }
+
+    /// How often flag definitions are polled (remote mode).
+    pub fn features_refresh_rate(&self) -> Duration {
+        self.features_refresh_rate
+    }
+
+    /// How often segments are polled (remote mode).
+    pub fn segments_refresh_rate(&self) -> Duration {
+        self.segments_refresh_rate
+    }
 }
 
 /// The options as given to the builder, before validation.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Options {
     pub(crate) split_file: Option<PathBuf>,
     pub(crate) segment_directory: Option<PathBuf>,
     pub(crate) localhost_refresh_rate: Option<Duration>,
     pub(crate) flag_sets_filter: Option<Vec<String>>,
     pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) impressions_mode: Option<ImpressionsMode>,
+    pub(crate) labels_enabled: Option<bool>,
+    pub(crate) ip_addresses_enabled: Option<bool>,
+    pub(crate) machine_ip: Option<String>,
+    pub(crate) machine_name: Option<String>,
+    pub(crate) impressions_refresh_rate: Option<Duration>,
+    pub(crate) impression_counts_refresh_rate: Option<Duration>,
+    pub(crate) unique_keys_refresh_rate: Option<Duration>,
+    pub(crate) impressions_queue_size: Option<usize>,
+    pub(crate) impressions_bulk_size: Option<usize>,
+    pub(crate) dedupe_cache_size: Option<usize>,
+    pub(crate) events_push_rate: Option<Duration>,
+    pub(crate) events_queue_size: Option<usize>,
+    pub(crate) events_bulk_size: Option<usize>,
+    pub(crate) sdk_url: Option<String>,
+    pub(crate) events_url: Option<String>,
+    pub(crate) telemetry_url: Option<String>,
+    pub(crate) features_refresh_rate: Option<Duration>,
+    pub(crate) segments_refresh_rate: Option<Duration>,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) enforce_minimum_rates: Option<bool>,
+    pub(crate) impression_listener: Option<Arc<dyn ImpressionListener>>,
+}
+
+fn rate(
+    option: &'static str,
+    value: Option<Duration>,
+    default: Duration,
+    min: Duration,
+    enforce: bool,
+) -> Result<Duration, Error> {
+    let v = value.unwrap_or(default);
+    if v.is_zero() {
+        return Err(Error::Config {
+            option,
+            message: "must be greater than zero".into(),
+        });
+    }
+    if enforce && v < min {
+        return Err(Error::Config {
+            option,
+            message: format!("must be at least {min:?}, got {v:?}"),
+        });
+    }
+    Ok(v)
+}
+
+fn size(option: &'static str, value: Option<usize>, default: usize) -> Result<usize, Error> {
+    match value.unwrap_or(default) {
+        0 => Err(Error::Config {
+            option,
+            message: "must be at least 1".into(),
+        }),
+        n => Ok(n),
+    }
+}
+
+fn url(option: &'static str, value: Option<String>) -> Result<Option<String>, Error> {
+    match value {
+        None => Ok(None),
+        Some(u) => {
+            let t = u.trim().trim_end_matches('/').to_string();
+            if !(t.starts_with("http://") || t.starts_with("https://")) || t.len() < 10 {
+                return Err(Error::Config {
+                    option,
+                    message: format!("must be an absolute http or https URL, got {u:?}"),
+                });
+            }
+            Ok(Some(t))
+        }
+    }
 }
 
 impl Options {
@@ -77,12 +271,7 @@ impl Options {
                 message: "must be a non-empty string (use \"localhost\" for localhost mode)".into(),
             });
         }
-        if sdk_key != LOCALHOST {
-            return Err(Error::Config {
-                option: "sdk_key",
-                message: "this version of splitkit runs in localhost mode only: use the SDK key \"localhost\" (remote synchronization is not part of this release)".into(),
-            });
-        }
+        let localhost = sdk_key == LOCALHOST || has_snapshot;
         if let Some(rate) = self.localhost_refresh_rate
             && rate < MIN_LOCALHOST_REFRESH_RATE
         {
@@ -93,7 +282,7 @@ impl Options {
         }
         let split_file = match self.split_file {
             Some(p) => p,
-            None if has_snapshot => PathBuf::new(),
+            None if has_snapshot || !localhost => PathBuf::new(),
             None => match std::env::var_os("HOME") {
                 Some(home) => PathBuf::from(home).join(DEFAULT_SPLIT_FILE),
                 None => {
@@ -119,6 +308,16 @@ impl Options {
                 cleaned
             }
         };
+        let enforce = self.enforce_minimum_rates.unwrap_or(true);
+        let mode = self.impressions_mode.unwrap_or_default();
+        let (imp_default, imp_min) = match mode {
+            ImpressionsMode::Debug => (
+                DEFAULT_IMPRESSIONS_REFRESH_RATE_DEBUG,
+                Duration::from_secs(1),
+            ),
+            _ => (DEFAULT_IMPRESSIONS_REFRESH_RATE, Duration::from_secs(60)),
+        };
+        let sdk_url = url("sdk_url", self.sdk_url)?.unwrap_or_else(|| DEFAULT_SDK_URL.into());
         Ok(Config {
             sdk_key: sdk_key.to_string(),
             split_file,
@@ -126,6 +325,86 @@ impl Options {
             localhost_refresh_rate: self.localhost_refresh_rate,
             flag_sets_filter,
             shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            impressions_mode: mode,
+            labels_enabled: self.labels_enabled.unwrap_or(true),
+            ip_addresses_enabled: self.ip_addresses_enabled.unwrap_or(true),
+            machine_ip: self.machine_ip,
+            machine_name: self.machine_name,
+            impressions_refresh_rate: rate(
+                "impressions_refresh_rate",
+                self.impressions_refresh_rate,
+                imp_default,
+                imp_min,
+                enforce,
+            )?,
+            impression_counts_refresh_rate: rate(
+                "impression_counts_refresh_rate",
+                self.impression_counts_refresh_rate,
+                DEFAULT_IMPRESSION_COUNTS_REFRESH_RATE,
+                Duration::from_secs(60),
+                enforce,
+            )?,
+            unique_keys_refresh_rate: rate(
+                "unique_keys_refresh_rate",
+                self.unique_keys_refresh_rate,
+                DEFAULT_UNIQUE_KEYS_REFRESH_RATE,
+                Duration::from_secs(60),
+                enforce,
+            )?,
+            impressions_queue_size: size(
+                "impressions_queue_size",
+                self.impressions_queue_size,
+                DEFAULT_QUEUE_SIZE,
+            )?,
+            impressions_bulk_size: size(
+                "impressions_bulk_size",
+                self.impressions_bulk_size,
+                DEFAULT_BULK_SIZE,
+            )?,
+            dedupe_cache_size: size(
+                "dedupe_cache_size",
+                self.dedupe_cache_size,
+                DEFAULT_DEDUPE_CACHE_SIZE,
+            )?,
+            events_push_rate: rate(
+                "events_push_rate",
+                self.events_push_rate,
+                DEFAULT_EVENTS_PUSH_RATE,
+                Duration::from_secs(1),
+                enforce,
+            )?,
+            events_queue_size: size(
+                "events_queue_size",
+                self.events_queue_size,
+                DEFAULT_QUEUE_SIZE,
+            )?,
+            events_bulk_size: size("events_bulk_size", self.events_bulk_size, DEFAULT_BULK_SIZE)?,
+            sdk_url,
+            events_url: url("events_url", self.events_url)?,
+            telemetry_url: url("telemetry_url", self.telemetry_url)?,
+            features_refresh_rate: rate(
+                "features_refresh_rate",
+                self.features_refresh_rate,
+                DEFAULT_FEATURES_REFRESH_RATE,
+                Duration::from_secs(5),
+                enforce,
+            )?,
+            segments_refresh_rate: rate(
+                "segments_refresh_rate",
+                self.segments_refresh_rate,
+                DEFAULT_SEGMENTS_REFRESH_RATE,
+                Duration::from_secs(30),
+                enforce,
+            )?,
+            request_timeout: rate(
+                "request_timeout",
+                self.request_timeout,
+                DEFAULT_REQUEST_TIMEOUT,
+                Duration::from_millis(1),
+                enforce,
+            )?,
+            enforce_minimum_rates: enforce,
+            impression_listener: self.impression_listener,
         })
     }
 }

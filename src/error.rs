@@ -62,6 +62,21 @@ pub enum Error {
     Destroyed,
 }
 
+impl From<crate::sync::SyncError> for Error {
+    fn from(e: crate::sync::SyncError) -> Self {
+        match e {
+            crate::sync::SyncError::Config(message) => Error::Config {
+                option: "delivery",
+                message: message.to_string(),
+            },
+            crate::sync::SyncError::Spawn(source) => Error::Io {
+                path: PathBuf::from("<splitkit worker thread>"),
+                source,
+            },
+        }
+    }
+}
+
 /// Shorthand for results with splitkit's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

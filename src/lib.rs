@@ -76,14 +76,19 @@
 #![deny(missing_docs)]
 
 mod analysis;
+mod builder;
 mod client;
 mod config;
 mod engine;
 mod error;
+mod events;
+mod impressions;
 mod localhost;
+mod metadata;
 mod model;
 mod remote;
 mod storage;
+pub mod sync;
 mod validation;
 
 pub use analysis::{
@@ -93,15 +98,29 @@ pub use analysis::{
     ImpressionReader, InputStats, Metric, PartialReport, Report, Unit, UnitReport, VersionStarts,
     analyze, read_events, read_impressions,
 };
-pub use client::{Client, ClientBuilder, Key, Manager, TreatmentDetails, TreatmentWithConfig};
+pub use builder::ClientBuilder;
+pub use client::{
+    Client, ClientStats, EventStats, Key, Manager, TreatmentDetails, TreatmentWithConfig,
+};
 pub use config::{
-    Config, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPLIT_FILE, LOCALHOST, MIN_LOCALHOST_REFRESH_RATE,
+    Config, DEFAULT_BULK_SIZE, DEFAULT_DEDUPE_CACHE_SIZE, DEFAULT_EVENTS_PUSH_RATE,
+    DEFAULT_EVENTS_URL, DEFAULT_FEATURES_REFRESH_RATE, DEFAULT_IMPRESSION_COUNTS_REFRESH_RATE,
+    DEFAULT_IMPRESSIONS_REFRESH_RATE, DEFAULT_IMPRESSIONS_REFRESH_RATE_DEBUG, DEFAULT_QUEUE_SIZE,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SDK_URL, DEFAULT_SEGMENTS_REFRESH_RATE,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPLIT_FILE, DEFAULT_TELEMETRY_URL,
+    DEFAULT_UNIQUE_KEYS_REFRESH_RATE, EVENTS_FLUSH_BYTES, LOCALHOST, MIN_LOCALHOST_REFRESH_RATE,
 };
 pub use engine::attributes::{AttributeValue, Attributes};
 pub use engine::bucket::{HashAlgo, bucket, legacy_hash, murmur3_hash};
 pub use engine::evaluator::{CONTROL, Evaluation, EvaluationResult, MAX_DEPTH};
 pub use engine::labels::Label;
 pub use error::{Error, Result};
+pub use events::{Event, MAX_PROPERTIES, MAX_PROPERTIES_SIZE};
+pub use impressions::{
+    Impression, ImpressionFields, ImpressionListener, ImpressionStats, ImpressionsMode,
+    SdkMetadata, UNIQUE_KEYS_EARLY_FLUSH,
+};
+pub use metadata::SDK_VERSION;
 pub use model::*;
 pub use storage::{FlagView, IntoSnapshot, Snapshot, Store};
 pub use validation::MAX_KEY_LENGTH;

@@ -52,7 +52,7 @@ pub(crate) struct SyncConfig {
     /// Sent as `SplitSDKMachineName` when set (and not `NA`/`unknown`).
     pub(crate) machine_name: Option<String>,
     /// False only in configurations built by [`SyncConfig::for_tests`].
-    enforce_minimums: bool,
+    pub(crate) enforce_minimums: bool,
 }
 
 impl fmt::Debug for SyncConfig {
@@ -93,6 +93,7 @@ impl SyncConfig {
     /// A configuration for tests against a local server: refresh rates of 50 ms, a request
     /// timeout of 2 s, backoff from 5 ms to 50 ms, and the refresh-rate minimums not enforced
     /// (so tests may lower the rates further).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn for_tests(sdk_url: impl Into<String>, sdk_key: impl Into<String>) -> SyncConfig {
         SyncConfig {
             sdk_url: sdk_url.into(),

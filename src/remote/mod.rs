@@ -25,7 +25,6 @@
 
 // The client starts the synchronizer outside localhost mode; until it does in every build,
 // parts of this module are only used by its tests.
-#![cfg_attr(not(test), allow(dead_code))]
 
 mod api;
 mod backoff;

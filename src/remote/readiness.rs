@@ -67,6 +67,7 @@ impl Readiness {
     }
 
     /// The current state.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn state(&self) -> ReadinessState {
         self.inner.lock().state.clone()
     }
@@ -77,6 +78,7 @@ impl Readiness {
     }
 
     /// The latest failure recorded since the last success, if any.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn last_error(&self) -> Option<String> {
         self.inner.lock().last_error.clone()
     }

@@ -126,6 +126,7 @@ impl Synchronizer {
     }
 
     /// True once flags and their segments have been loaded.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn is_ready(&self) -> bool {
         self.readiness.is_ready()
     }

@@ -272,8 +272,27 @@ fn options_are_validated() {
         ),
         "{e}"
     );
-    let e = ClientBuilder::new("some-server-key").build().unwrap_err();
-    assert!(e.to_string().contains("localhost"), "{e}");
+    let e = ClientBuilder::new("some-server-key")
+        .sdk_url("not a url")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Config {
+                option: "sdk_url",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = ClientBuilder::new("some-server-key")
+        .sdk_url("http://127.0.0.1:9/api")
+        .events_url("http://127.0.0.1:9/api")
+        .features_refresh_rate(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("features_refresh_rate"), "{e}");
     let e = ClientBuilder::new("localhost")
         .split_file(examples("flags.json"))
         .localhost_refresh_rate(Duration::from_millis(1))

@@ -1,0 +1,257 @@
+//! [`ClientBuilder`]: every option of the client, with its default.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::config::Options;
+use crate::error::Error;
+use crate::impressions::{ImpressionListener, ImpressionsMode};
+use crate::storage::Snapshot;
+
+/// Builds a [`Client`]: an SDK key plus options, each with a documented default, validated by
+/// [`ClientBuilder::build`].
+///
+/// The SDK key `"localhost"` selects localhost mode (definitions from a file, nothing sent
+/// anywhere unless [`ClientBuilder::events_url`] is set); any other key synchronizes
+/// definitions from Split's API (or [`ClientBuilder::sdk_url`]) and sends impressions and
+/// events to [`ClientBuilder::events_url`].
+///
+/// # Examples
+/// ```
+/// let client = splitkit::ClientBuilder::new("localhost")
+///     .split_file("examples/flags.yaml")
+///     .build()?;
+/// client.block_until_ready(std::time::Duration::from_secs(1))?;
+/// # Ok::<(), splitkit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ClientBuilder {
+    pub(crate) sdk_key: String,
+    pub(crate) options: Options,
+    pub(crate) snapshot: Option<Snapshot>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("localhost", &(self.sdk_key == crate::LOCALHOST))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// A builder for `sdk_key`.
+    pub fn new(sdk_key: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            sdk_key: sdk_key.into(),
+            options: Options::default(),
+            snapshot: None,
+        }
+    }
+
+    /// Localhost flags file: `.json` (splitChanges), `.yaml`/`.yml`, or the legacy
+    /// `flag treatment` lines. Default: `~/.split`.
+    pub fn split_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.split_file = Some(path.into());
+        self
+    }
+
+    /// Directory of segmentChanges JSON files for localhost mode. Default: none (every segment
+    /// is empty).
+    pub fn segment_directory(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.segment_directory = Some(path.into());
+        self
+    }
+
+    /// Checks the localhost file (and segment directory) for changes at this period and
+    /// reloads them; a bad edit keeps the last good definitions and logs the error.
+    /// Default: off. Minimum: 10 ms.
+    pub fn localhost_refresh_rate(mut self, period: Duration) -> Self {
+        self.options.localhost_refresh_rate = Some(period);
+        self
+    }
+
+    /// Restricts the client to flags in these flag sets (names are trimmed and lower-cased;
+    /// invalid names are dropped with a warning). Default: no filter.
+    pub fn flag_sets_filter<S: AsRef<str>>(mut self, sets: &[S]) -> Self {
+        self.options.flag_sets_filter = Some(sets.iter().map(|s| s.as_ref().to_string()).collect());
+        self
+    }
+
+    /// Evaluates with these compiled definitions, exactly as given, instead of reading
+    /// `split_file` or synchronizing (both are then ignored). Useful in tests and for
+    /// definitions from a source of your own. Default: none.
+    ///
+    /// # Examples
+    /// ```
+    /// let (snapshot, _) = splitkit::Snapshot::from_json(
+    ///     r#"{"splits":[{"name":"f","defaultTreatment":"off"}],"since":-1,"till":1}"#, "inline")?;
+    /// let client = splitkit::Client::builder("localhost").snapshot(snapshot).build()?;
+    /// assert_eq!(client.get_treatment("k", "f", None), "off");
+    /// # Ok::<(), splitkit::Error>(())
+    /// ```
+    pub fn snapshot(mut self, snapshot: Snapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// How long [`Client::destroy`] waits when the last handle is dropped. Default: 5 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.options.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    /// How impressions are reported. Default: [`ImpressionsMode::Optimized`].
+    pub fn impressions_mode(mut self, mode: ImpressionsMode) -> Self {
+        self.options.impressions_mode = Some(mode);
+        self
+    }
+
+    /// Whether impressions carry the label of the rule that decided. With `false` no label
+    /// leaves the evaluation call: not in the queue, a listener, the wire or the dedupe key.
+    /// Default: true.
+    pub fn labels_enabled(mut self, enabled: bool) -> Self {
+        self.options.labels_enabled = Some(enabled);
+        self
+    }
+
+    /// Whether the machine's IP and name are detected and sent. Default: true.
+    pub fn ip_addresses_enabled(mut self, enabled: bool) -> Self {
+        self.options.ip_addresses_enabled = Some(enabled);
+        self
+    }
+
+    /// The machine IP to report instead of the detected one. Default: detected.
+    pub fn machine_ip(mut self, ip: impl Into<String>) -> Self {
+        self.options.machine_ip = Some(ip.into());
+        self
+    }
+
+    /// The machine name to report instead of the host name. Default: detected.
+    pub fn machine_name(mut self, name: impl Into<String>) -> Self {
+        self.options.machine_name = Some(name.into());
+        self
+    }
+
+    /// How often queued impressions are sent. Default: 300 s (60 s in debug mode); minimum
+    /// 60 s (1 s in debug mode). Impressions are also sent when the queue holds
+    /// [`ClientBuilder::impressions_bulk_size`] of them, on [`Client::flush`] and at shutdown.
+    pub fn impressions_refresh_rate(mut self, period: Duration) -> Self {
+        self.options.impressions_refresh_rate = Some(period);
+        self
+    }
+
+    /// How often impression counts are sent. Default: 1800 s; minimum 60 s.
+    pub fn impression_counts_refresh_rate(mut self, period: Duration) -> Self {
+        self.options.impression_counts_refresh_rate = Some(period);
+        self
+    }
+
+    /// How often unique keys (`none` mode) are sent. Default: 900 s; minimum 60 s.
+    pub fn unique_keys_refresh_rate(mut self, period: Duration) -> Self {
+        self.options.unique_keys_refresh_rate = Some(period);
+        self
+    }
+
+    /// Impressions the queue holds; beyond it they are dropped and counted. Default: 10,000.
+    pub fn impressions_queue_size(mut self, size: usize) -> Self {
+        self.options.impressions_queue_size = Some(size);
+        self
+    }
+
+    /// Impressions per request, and the queue length that triggers a send. Default: 5,000.
+    pub fn impressions_bulk_size(mut self, size: usize) -> Self {
+        self.options.impressions_bulk_size = Some(size);
+        self
+    }
+
+    /// Entries of the optimized mode's dedupe cache. Default: 500,000.
+    pub fn dedupe_cache_size(mut self, size: usize) -> Self {
+        self.options.dedupe_cache_size = Some(size);
+        self
+    }
+
+    /// Receives every impression on a thread of its own. Default: none.
+    pub fn impression_listener(mut self, listener: Arc<dyn ImpressionListener>) -> Self {
+        self.options.impression_listener = Some(listener);
+        self
+    }
+
+    /// How often tracked events are sent. Default: 10 s; minimum 1 s. Events are also sent
+    /// when the queue holds [`ClientBuilder::events_bulk_size`] of them or 5 MB.
+    pub fn events_push_rate(mut self, period: Duration) -> Self {
+        self.options.events_push_rate = Some(period);
+        self
+    }
+
+    /// Events the queue holds; beyond it they are dropped and counted. Default: 10,000.
+    pub fn events_queue_size(mut self, size: usize) -> Self {
+        self.options.events_queue_size = Some(size);
+        self
+    }
+
+    /// Events per request. Default: 5,000.
+    pub fn events_bulk_size(mut self, size: usize) -> Self {
+        self.options.events_bulk_size = Some(size);
+        self
+    }
+
+    /// Base URL of the SDK API (definitions). Default: `https://sdk.split.io/api`.
+    pub fn sdk_url(mut self, url: impl Into<String>) -> Self {
+        self.options.sdk_url = Some(url.into());
+        self
+    }
+
+    /// Base URL where impressions, counts and events are posted. Default:
+    /// `https://events.split.io/api`, except in localhost mode, where nothing is sent unless
+    /// this is set.
+    pub fn events_url(mut self, url: impl Into<String>) -> Self {
+        self.options.events_url = Some(url.into());
+        self
+    }
+
+    /// Base URL where unique keys are posted. Default: `https://telemetry.split.io/api`
+    /// (in localhost mode, only when an events URL is set).
+    pub fn telemetry_url(mut self, url: impl Into<String>) -> Self {
+        self.options.telemetry_url = Some(url.into());
+        self
+    }
+
+    /// How often flag definitions are polled. Default: 60 s; minimum 5 s.
+    pub fn features_refresh_rate(mut self, period: Duration) -> Self {
+        self.options.features_refresh_rate = Some(period);
+        self
+    }
+
+    /// How often segments are polled. Default: 60 s; minimum 30 s.
+    pub fn segments_refresh_rate(mut self, period: Duration) -> Self {
+        self.options.segments_refresh_rate = Some(period);
+        self
+    }
+
+    /// Timeout of each HTTP request. Default: 30 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.options.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether the minimum refresh rates are enforced. Turn off only for tests against a
+    /// local server or a proxy you run. Default: true.
+    pub fn enforce_minimum_rates(mut self, enforce: bool) -> Self {
+        self.options.enforce_minimum_rates = Some(enforce);
+        self
+    }
+
+    /// Validates the options, loads (or starts loading) the definitions and starts the
+    /// background work.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the option when a value is invalid; [`Error::Io`] or
+    /// [`Error::Parse`] naming the file (and line or field) when the localhost file or a
+    /// segment file cannot be read or parsed.
+    pub fn build(self) -> Result<Client, Error> {
+        Client::start(self)
+    }
+}

@@ -1,0 +1,291 @@
+//! The impression record: one client evaluation, compact in memory.
+
+use std::fmt;
+
+/// One evaluation as it is reported: who saw which treatment of which flag, why and when.
+///
+/// The strings live in one buffer (one allocation per impression), so a queued impression
+/// costs little memory and recording one stays cheap.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Impression {
+    /// key, bucketing key, flag, treatment, label, concatenated.
+    buf: Box<str>,
+    /// End offsets of key, bucketing key, flag, treatment in `buf` (label runs to the end).
+    ends: [u32; 4],
+    has_bucketing_key: bool,
+    has_label: bool,
+    change_number: Option<i64>,
+    time: i64,
+    previous_time: Option<i64>,
+    disabled: bool,
+}
+
+/// The fields of an [`Impression`], for building one.
+#[derive(Debug, Clone, Copy)]
+pub struct ImpressionFields<'a> {
+    /// Matching key.
+    pub key: &'a str,
+    /// Bucketing key, when one was given apart from the matching key.
+    pub bucketing_key: Option<&'a str>,
+    /// Flag name.
+    pub flag: &'a str,
+    /// Treatment.
+    pub treatment: &'a str,
+    /// Label (`None` when labels are disabled).
+    pub label: Option<&'a str>,
+    /// The flag's change number.
+    pub change_number: Option<i64>,
+    /// Evaluation time, epoch milliseconds.
+    pub time: i64,
+    /// Whether the flag has `impressionsDisabled`.
+    pub disabled: bool,
+}
+
+impl Impression {
+    /// Builds an impression.
+    ///
+    /// # Examples
+    /// ```
+    /// use splitkit::{Impression, ImpressionFields};
+    /// let i = Impression::new(ImpressionFields {
+    ///     key: "ann", bucketing_key: None, flag: "checkout", treatment: "on",
+    ///     label: Some("default rule"), change_number: Some(7), time: 1_700_000_000_000,
+    ///     disabled: false,
+    /// });
+    /// assert_eq!((i.key(), i.flag(), i.treatment(), i.label()), ("ann", "checkout", "on", Some("default rule")));
+    /// ```
+    pub fn new(f: ImpressionFields<'_>) -> Impression {
+        let b = f.bucketing_key.unwrap_or("");
+        let l = f.label.unwrap_or("");
+        let mut buf = String::with_capacity(
+            f.key.len() + b.len() + f.flag.len() + f.treatment.len() + l.len(),
+        );
+        let mut ends = [0u32; 4];
+        for (i, part) in [f.key, b, f.flag, f.treatment].into_iter().enumerate() {
+            buf.push_str(part);
+            ends[i] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        }
+        buf.push_str(l);
+        Impression {
+            buf: buf.into_boxed_str(),
+            ends,
+            has_bucketing_key: f.bucketing_key.is_some(),
+            has_label: f.label.is_some(),
+            change_number: f.change_number,
+            time: f.time,
+            previous_time: None,
+            disabled: f.disabled,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = if i == 4 {
+            self.buf.len()
+        } else {
+            self.ends[i] as usize
+        };
+        self.buf.get(start..end).unwrap_or("")
+    }
+
+    /// Matching key.
+    pub fn key(&self) -> &str {
+        self.part(0)
+    }
+
+    /// Bucketing key, when one was given apart from the matching key.
+    pub fn bucketing_key(&self) -> Option<&str> {
+        self.has_bucketing_key.then(|| self.part(1))
+    }
+
+    /// Flag name.
+    pub fn flag(&self) -> &str {
+        self.part(2)
+    }
+
+    /// Treatment.
+    pub fn treatment(&self) -> &str {
+        self.part(3)
+    }
+
+    /// Label; `None` when labels are disabled.
+    pub fn label(&self) -> Option<&str> {
+        self.has_label.then(|| self.part(4))
+    }
+
+    /// The flag's change number.
+    pub fn change_number(&self) -> Option<i64> {
+        self.change_number
+    }
+
+    /// Evaluation time, epoch milliseconds.
+    pub fn time(&self) -> i64 {
+        self.time
+    }
+
+    /// When the same key last saw the same flag, treatment, label and change number (epoch
+    /// milliseconds), as far as the dedupe cache remembers.
+    pub fn previous_time(&self) -> Option<i64> {
+        self.previous_time
+    }
+
+    /// Whether the flag has `impressionsDisabled` (the impression is only counted).
+    pub fn impressions_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    pub(crate) fn set_previous_time(&mut self, pt: Option<i64>) {
+        self.previous_time = pt;
+    }
+
+    /// Heap bytes held by this impression beyond its own size.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes the impression as an item of `testImpressions/bulk`:
+    /// `{"k","t","m","c","r","b","pt"}` (`r`, `b`, `pt` omitted when absent).
+    pub(crate) fn write_wire(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"k\":");
+        write_json_str(out, self.key());
+        out.extend_from_slice(b",\"t\":");
+        write_json_str(out, self.treatment());
+        out.extend_from_slice(b",\"m\":");
+        write_int(out, self.time);
+        out.extend_from_slice(b",\"c\":");
+        write_int(out, self.change_number.unwrap_or(0));
+        if let Some(l) = self.label() {
+            out.extend_from_slice(b",\"r\":");
+            write_json_str(out, l);
+        }
+        if let Some(b) = self.bucketing_key() {
+            out.extend_from_slice(b",\"b\":");
+            write_json_str(out, b);
+        }
+        if let Some(pt) = self.previous_time {
+            out.extend_from_slice(b",\"pt\":");
+            write_int(out, pt);
+        }
+        out.push(b'}');
+    }
+}
+
+impl fmt::Debug for Impression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Impression")
+            .field("key", &self.key())
+            .field("bucketing_key", &self.bucketing_key())
+            .field("flag", &self.flag())
+            .field("treatment", &self.treatment())
+            .field("label", &self.label())
+            .field("change_number", &self.change_number)
+            .field("time", &self.time)
+            .field("previous_time", &self.previous_time)
+            .field("impressions_disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        match esc {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends an integer in decimal.
+pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imp(label: Option<&str>, b: Option<&str>) -> Impression {
+        Impression::new(ImpressionFields {
+            key: "k\"1",
+            bucketing_key: b,
+            flag: "f",
+            treatment: "on",
+            label,
+            change_number: Some(-3),
+            time: 1_700_000_000_123,
+            disabled: false,
+        })
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        let i = imp(Some("rule"), Some("acct"));
+        assert_eq!(i.key(), "k\"1");
+        assert_eq!(i.bucketing_key(), Some("acct"));
+        assert_eq!(i.flag(), "f");
+        assert_eq!(i.treatment(), "on");
+        assert_eq!(i.label(), Some("rule"));
+        let j = imp(None, None);
+        assert_eq!((j.bucketing_key(), j.label()), (None, None));
+        let e = imp(Some(""), Some(""));
+        assert_eq!((e.bucketing_key(), e.label()), (Some(""), Some("")));
+    }
+
+    #[test]
+    fn wire_form_is_valid_json() {
+        let mut i = imp(Some("line\nbreak\u{1}"), Some("acct"));
+        i.set_previous_time(Some(5));
+        let mut out = Vec::new();
+        i.write_wire(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"k":"k\"1","t":"on","m":1_700_000_000_123i64,"c":-3,"r":"line\nbreak\u{1}","b":"acct","pt":5})
+        );
+        let mut out = Vec::new();
+        imp(None, None).write_wire(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"k":"k\"1","t":"on","m":1700000000123,"c":-3}"#
+        );
+        let mut out = Vec::new();
+        write_int(&mut out, i64::MIN);
+        assert_eq!(out, i64::MIN.to_string().as_bytes());
+    }
+}

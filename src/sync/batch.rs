@@ -1,0 +1,154 @@
+//! Batch encoding: the [`Batcher`] trait supplied by each user of a worker.
+
+use serde::Serialize;
+
+/// Turns items into request bodies for one endpoint.
+///
+/// The worker calls [`estimate_size`](Batcher::estimate_size) once per item as it
+/// leaves the queue (for the byte thresholds and batch limits) and
+/// [`encode`](Batcher::encode) once per request attempt. Both run on the worker
+/// thread, never on the producer's.
+///
+/// Implementations should not panic; if one does, the panic is caught and logged:
+/// a panicking `estimate_size` counts the item as 1 KiB, a panicking `encode`
+/// drops the batch (counted in `dropped_rejected`).
+///
+/// # Examples
+///
+/// Impressions grouped by flag, as Split's `testImpressions/bulk` expects:
+///
+/// ```
+/// use splitkit::sync::{Batcher, EncodeError};
+/// use serde::Serialize;
+///
+/// #[derive(Serialize)]
+/// struct Impression { #[serde(skip)] flag: String, k: String, t: String, m: u64 }
+///
+/// struct ImpressionsBatcher;
+///
+/// impl Batcher<Impression> for ImpressionsBatcher {
+///     fn estimate_size(&self, i: &Impression) -> usize {
+///         40 + i.flag.len() + i.k.len() + i.t.len()
+///     }
+///     fn encode(&self, items: &[Impression], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+///         #[derive(Serialize)]
+///         struct Group<'a> { f: &'a str, i: Vec<&'a Impression> }
+///         let mut groups: Vec<Group<'_>> = Vec::new();
+///         for item in items {
+///             match groups.iter_mut().find(|g| g.f == item.flag) {
+///                 Some(g) => g.i.push(item),
+///                 None => groups.push(Group { f: &item.flag, i: vec![item] }),
+///             }
+///         }
+///         serde_json::to_writer(out, &groups).map_err(EncodeError::new)
+///     }
+/// }
+///
+/// let mut body = Vec::new();
+/// let items = [Impression { flag: "f1".into(), k: "u".into(), t: "on".into(), m: 1 }];
+/// ImpressionsBatcher.encode(&items, &mut body)?;
+/// assert_eq!(body, br#"[{"f":"f1","i":[{"k":"u","t":"on","m":1}]}]"#);
+/// # Ok::<(), EncodeError>(())
+/// ```
+pub trait Batcher<T>: Send + 'static {
+    /// Estimated encoded size of `item` in bytes. Cheap and roughly right is better
+    /// than exact and slow: it only drives the byte thresholds.
+    fn estimate_size(&self, item: &T) -> usize;
+
+    /// Appends the request body for `items` (never empty) to `out`, which is empty
+    /// on entry.
+    ///
+    /// # Errors
+    ///
+    /// An [`EncodeError`] when the items cannot be represented; the batch is then
+    /// dropped and counted as rejected, since retrying cannot help.
+    fn encode(&self, items: &[T], out: &mut Vec<u8>) -> Result<(), EncodeError>;
+}
+
+/// A batch could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("could not encode batch")]
+pub struct EncodeError {
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl EncodeError {
+    /// Wraps the underlying error (for example a `serde_json::Error`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use splitkit::sync::EncodeError;
+    ///
+    /// let e = EncodeError::new("map key must be a string");
+    /// assert_eq!(e.to_string(), "could not encode batch");
+    /// ```
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self {
+            source: source.into(),
+        }
+    }
+}
+
+/// A [`Batcher`] that encodes a batch as a plain JSON array of the items, as
+/// Split's `events/bulk` expects.
+///
+/// # Examples
+///
+/// ```
+/// use splitkit::sync::{Batcher, JsonBatcher};
+///
+/// let batcher = JsonBatcher::new(|s: &String| s.len() + 3);
+/// let mut body = Vec::new();
+/// batcher.encode(&["a".to_string(), "b".to_string()], &mut body)?;
+/// assert_eq!(body, br#"["a","b"]"#);
+/// assert_eq!(batcher.estimate_size(&"abc".to_string()), 6);
+/// # Ok::<(), splitkit::sync::EncodeError>(())
+/// ```
+pub struct JsonBatcher<F> {
+    estimate: F,
+}
+
+impl<F> JsonBatcher<F> {
+    /// A JSON array batcher that estimates item sizes with `estimate`.
+    pub fn new(estimate: F) -> Self {
+        Self { estimate }
+    }
+}
+
+impl<F> std::fmt::Debug for JsonBatcher<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonBatcher").finish_non_exhaustive()
+    }
+}
+
+impl<T, F> Batcher<T> for JsonBatcher<F>
+where
+    T: Serialize,
+    F: Fn(&T) -> usize + Send + 'static,
+{
+    fn estimate_size(&self, item: &T) -> usize {
+        (self.estimate)(item)
+    }
+
+    fn encode(&self, items: &[T], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        serde_json::to_writer(out, items).map_err(EncodeError::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn json_batcher_reports_unencodable_items() {
+        // JSON object keys must be strings: a map keyed by a tuple cannot be encoded.
+        let batcher = JsonBatcher::new(|_: &HashMap<(u8, u8), u8>| 1);
+        let mut body = Vec::new();
+        let item = HashMap::from([((1, 2), 3)]);
+        let err = batcher.encode(&[item], &mut body);
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! [`WorkerConfig`]: queue size, flush triggers, batch limits, retry policy.
+
+use std::time::Duration;
+
+use super::SyncError;
+
+/// Settings of one [`Worker`](super::Worker); built with [`WorkerConfig::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use splitkit::sync::WorkerConfig;
+///
+/// let config = WorkerConfig::builder("events")
+///     .queue_capacity(500)
+///     .flush_interval(Duration::from_secs(60))
+///     .flush_max_bytes(5 * 1024 * 1024)
+///     .build()?;
+/// assert_eq!(config.thread_name(), "splitkit-events");
+/// assert_eq!(config.queue_capacity(), 500);
+/// # Ok::<(), splitkit::sync::SyncError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    role: String,
+    queue_capacity: usize,
+    flush_interval: Duration,
+    flush_max_items: usize,
+    flush_max_bytes: usize,
+    batch_max_items: usize,
+    batch_max_bytes: usize,
+    max_retained_items: usize,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+    max_attempts: u32,
+    warn_interval: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl WorkerConfig {
+    /// Default queue capacity: 10 000 items.
+    pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+    /// Default period of the timed flush: 60 s.
+    pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+    /// Default item count that triggers a flush: 5 000.
+    pub const DEFAULT_FLUSH_MAX_ITEMS: usize = 5_000;
+    /// Default estimated byte total that triggers a flush: 5 MiB.
+    pub const DEFAULT_FLUSH_MAX_BYTES: usize = 5 * 1024 * 1024;
+    /// Default largest batch, in items: 5 000.
+    pub const DEFAULT_BATCH_MAX_ITEMS: usize = 5_000;
+    /// Default largest batch, in estimated bytes: 5 MiB.
+    pub const DEFAULT_BATCH_MAX_BYTES: usize = 5 * 1024 * 1024;
+    /// Default bound on items retained for retry: 30 000.
+    pub const DEFAULT_MAX_RETAINED_ITEMS: usize = 30_000;
+    /// Default first retry bound: 1 s.
+    pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
+    /// Default largest retry bound: 60 s.
+    pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+    /// Default attempts per batch, the first included: 5.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+    /// Default shortest gap between two warnings of one kind: 60 s.
+    pub const DEFAULT_WARN_INTERVAL: Duration = Duration::from_secs(60);
+    /// Default shutdown timeout when the worker is dropped: 5 s.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Starts a configuration with every default, for a worker whose thread is named
+    /// `"splitkit-<role>"` (e.g. `"impressions"`, `"events"`, `"impression-listener"`).
+    pub fn builder(role: impl Into<String>) -> WorkerConfigBuilder {
+        WorkerConfigBuilder {
+            config: WorkerConfig {
+                role: role.into(),
+                queue_capacity: Self::DEFAULT_QUEUE_CAPACITY,
+                flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
+                flush_max_items: Self::DEFAULT_FLUSH_MAX_ITEMS,
+                flush_max_bytes: Self::DEFAULT_FLUSH_MAX_BYTES,
+                batch_max_items: Self::DEFAULT_BATCH_MAX_ITEMS,
+                batch_max_bytes: Self::DEFAULT_BATCH_MAX_BYTES,
+                max_retained_items: Self::DEFAULT_MAX_RETAINED_ITEMS,
+                backoff_base: Self::DEFAULT_BACKOFF_BASE,
+                backoff_cap: Self::DEFAULT_BACKOFF_CAP,
+                max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+                warn_interval: Self::DEFAULT_WARN_INTERVAL,
+                shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
+            },
+        }
+    }
+
+    /// The role the thread is named after.
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// The worker thread's name: `"splitkit-<role>"`.
+    pub fn thread_name(&self) -> String {
+        format!("splitkit-{}", self.role)
+    }
+
+    /// Items the queue holds before `push` starts dropping.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// Period of the timed flush.
+    pub fn flush_interval(&self) -> Duration {
+        self.flush_interval
+    }
+
+    /// Buffered item count that triggers a flush.
+    pub fn flush_max_items(&self) -> usize {
+        self.flush_max_items
+    }
+
+    /// Buffered estimated bytes that trigger a flush.
+    pub fn flush_max_bytes(&self) -> usize {
+        self.flush_max_bytes
+    }
+
+    /// Largest batch (one request), in items.
+    pub fn batch_max_items(&self) -> usize {
+        self.batch_max_items
+    }
+
+    /// Largest batch (one request), in estimated bytes; a single larger item is
+    /// still sent alone.
+    pub fn batch_max_bytes(&self) -> usize {
+        self.batch_max_bytes
+    }
+
+    /// Items kept for retry while the endpoint fails; beyond it the oldest batches
+    /// are dropped.
+    pub fn max_retained_items(&self) -> usize {
+        self.max_retained_items
+    }
+
+    /// Bound of the first retry wait.
+    pub fn backoff_base(&self) -> Duration {
+        self.backoff_base
+    }
+
+    /// Largest retry wait bound.
+    pub fn backoff_cap(&self) -> Duration {
+        self.backoff_cap
+    }
+
+    /// Attempts per batch, the first included, before it is dropped.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Shortest gap between two warnings of one kind (queue full, batch rejected...).
+    pub fn warn_interval(&self) -> Duration {
+        self.warn_interval
+    }
+
+    /// Timeout of the shutdown run when the last owner or handle is dropped.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+}
+
+/// By-value builder of [`WorkerConfig`]; every setter states its default.
+#[derive(Debug, Clone)]
+pub struct WorkerConfigBuilder {
+    config: WorkerConfig,
+}
+
+impl WorkerConfigBuilder {
+    /// Items the queue holds before `push` drops. The queue's slots are allocated
+    /// up front. Default: [`WorkerConfig::DEFAULT_QUEUE_CAPACITY`].
+    pub fn queue_capacity(mut self, items: usize) -> Self {
+        self.config.queue_capacity = items;
+        self
+    }
+
+    /// Period of the timed flush. Default: [`WorkerConfig::DEFAULT_FLUSH_INTERVAL`].
+    pub fn flush_interval(mut self, period: Duration) -> Self {
+        self.config.flush_interval = period;
+        self
+    }
+
+    /// Buffered item count that triggers a flush.
+    /// Default: [`WorkerConfig::DEFAULT_FLUSH_MAX_ITEMS`].
+    pub fn flush_max_items(mut self, items: usize) -> Self {
+        self.config.flush_max_items = items;
+        self
+    }
+
+    /// Buffered estimated bytes that trigger a flush.
+    /// Default: [`WorkerConfig::DEFAULT_FLUSH_MAX_BYTES`].
+    pub fn flush_max_bytes(mut self, bytes: usize) -> Self {
+        self.config.flush_max_bytes = bytes;
+        self
+    }
+
+    /// Largest batch in items. Default: [`WorkerConfig::DEFAULT_BATCH_MAX_ITEMS`].
+    pub fn batch_max_items(mut self, items: usize) -> Self {
+        self.config.batch_max_items = items;
+        self
+    }
+
+    /// Largest batch in estimated bytes. Default: [`WorkerConfig::DEFAULT_BATCH_MAX_BYTES`].
+    pub fn batch_max_bytes(mut self, bytes: usize) -> Self {
+        self.config.batch_max_bytes = bytes;
+        self
+    }
+
+    /// Items kept for retry while the endpoint fails.
+    /// Default: [`WorkerConfig::DEFAULT_MAX_RETAINED_ITEMS`].
+    pub fn max_retained_items(mut self, items: usize) -> Self {
+        self.config.max_retained_items = items;
+        self
+    }
+
+    /// Bound of the first retry wait. Default: [`WorkerConfig::DEFAULT_BACKOFF_BASE`].
+    pub fn backoff_base(mut self, base: Duration) -> Self {
+        self.config.backoff_base = base;
+        self
+    }
+
+    /// Largest retry wait bound. Default: [`WorkerConfig::DEFAULT_BACKOFF_CAP`].
+    pub fn backoff_cap(mut self, cap: Duration) -> Self {
+        self.config.backoff_cap = cap;
+        self
+    }
+
+    /// Attempts per batch, the first included. Default: [`WorkerConfig::DEFAULT_MAX_ATTEMPTS`].
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts;
+        self
+    }
+
+    /// Shortest gap between two warnings of one kind.
+    /// Default: [`WorkerConfig::DEFAULT_WARN_INTERVAL`].
+    pub fn warn_interval(mut self, interval: Duration) -> Self {
+        self.config.warn_interval = interval;
+        self
+    }
+
+    /// Timeout of the shutdown run on drop. Default: [`WorkerConfig::DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Config`] when the role is empty or contains a NUL byte, a count
+    /// or byte limit is zero, the flush interval is zero, `max_attempts` is zero, the
+    /// backoff cap is below its base, or `max_retained_items` cannot hold one batch.
+    pub fn build(self) -> Result<WorkerConfig, SyncError> {
+        let c = &self.config;
+        let checks: [(bool, &'static str); 9] = [
+            (
+                !c.role.is_empty() && !c.role.contains('\0'),
+                "role must be non-empty and contain no NUL byte",
+            ),
+            (c.queue_capacity > 0, "queue_capacity must be at least 1"),
+            (
+                !c.flush_interval.is_zero(),
+                "flush_interval must be greater than zero",
+            ),
+            (
+                c.flush_max_items > 0 && c.flush_max_bytes > 0,
+                "flush_max_items and flush_max_bytes must be at least 1",
+            ),
+            (
+                c.batch_max_items > 0 && c.batch_max_bytes > 0,
+                "batch_max_items and batch_max_bytes must be at least 1",
+            ),
+            (
+                c.max_retained_items >= c.batch_max_items,
+                "max_retained_items must be at least batch_max_items",
+            ),
+            (c.max_attempts > 0, "max_attempts must be at least 1"),
+            (
+                c.backoff_cap >= c.backoff_base,
+                "backoff_cap must be at least backoff_base",
+            ),
+            (
+                !c.shutdown_timeout.is_zero(),
+                "shutdown_timeout must be greater than zero",
+            ),
+        ];
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, rule)) => Err(SyncError::Config(rule)),
+            None => Ok(self.config),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = WorkerConfig::builder("impressions").build();
+        assert!(
+            matches!(&c, Ok(c) if c.thread_name() == "splitkit-impressions"
+            && c.max_attempts() == WorkerConfig::DEFAULT_MAX_ATTEMPTS)
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let cases = [
+            (WorkerConfig::builder(""), "role"),
+            (
+                WorkerConfig::builder("x").queue_capacity(0),
+                "queue_capacity",
+            ),
+            (
+                WorkerConfig::builder("x").flush_interval(Duration::ZERO),
+                "flush_interval",
+            ),
+            (
+                WorkerConfig::builder("x").batch_max_bytes(0),
+                "batch_max_items",
+            ),
+            (
+                WorkerConfig::builder("x").max_retained_items(10),
+                "max_retained_items",
+            ),
+            (WorkerConfig::builder("x").max_attempts(0), "max_attempts"),
+            (
+                WorkerConfig::builder("x").backoff_cap(Duration::from_millis(1)),
+                "backoff_cap",
+            ),
+        ];
+        for (builder, field) in cases {
+            match builder.build() {
+                Err(SyncError::Config(rule)) => assert!(rule.contains(field), "{rule}"),
+                other => panic!("expected error naming {field}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Background delivery of impressions, events and telemetry.
+//!
+//! One mechanism serves every destination: a [`Worker`] is a named thread that owns
+//! a bounded queue. Producers [`push`](WorkerHandle::push) without ever blocking; the
+//! worker batches items with a [`Batcher`] and posts them to an [`Endpoint`] through
+//! a [`Transport`] (normally the shared [`HttpTransport`]), or hands them to a
+//! listener callback ([`Worker::listener`]).
+//!
+//! # Delivery rules
+//!
+//! | answer | what happens |
+//! |---|---|
+//! | 2xx | delivered (`sent`) |
+//! | 413 | the batch is split in halves, each retried; a single item still 413 is dropped (`dropped_rejected`) |
+//! | 408, 429, 5xx, network error or timeout | retried with exponential backoff and full jitter, or after `Retry-After` when given; after `max_attempts` dropped (`dropped_retry_limit`) |
+//! | other 4xx, 3xx | can never succeed: dropped (`dropped_rejected`) and a warning names status and endpoint |
+//!
+//! While an endpoint fails, batches wait in order behind the failing one; at most
+//! [`max_retained_items`](WorkerConfig::max_retained_items) are kept, the oldest
+//! beyond that are dropped (`dropped_retained_overflow`).
+//!
+//! # Accounting
+//!
+//! Every pushed item is counted once and ends in exactly one terminal counter of
+//! [`StatsSnapshot`]; see [`StatsSnapshot::is_balanced`].
+//!
+//! # Pre-stages and second consumers
+//!
+//! The worker knows nothing about the items: filtering (impression dedupe, sampling)
+//! happens before `push`, in the caller. To feed a second consumer, push a clone to
+//! a second worker, e.g. a [`Worker::listener`].
+
+mod backoff;
+mod batch;
+mod config;
+mod delivery;
+mod error;
+mod http;
+mod listener;
+mod stats;
+mod worker;
+
+pub use batch::{Batcher, EncodeError, JsonBatcher};
+pub use config::{WorkerConfig, WorkerConfigBuilder};
+pub use error::SyncError;
+pub use http::{
+    Endpoint, HttpConfig, HttpConfigBuilder, HttpTransport, Request, Response, Transport,
+    TransportError,
+};
+pub use stats::StatsSnapshot;
+pub use worker::{Worker, WorkerHandle};

@@ -1,0 +1,236 @@
+//! Delivery accounting: lock-free counters shared by producers and the worker thread.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters of one [`Worker`](super::Worker), updated with atomics; read
+/// through [`StatsSnapshot`].
+///
+/// Producers update `recorded`, `queued_now`, `dropped_queue_full` and
+/// `rejected_after_shutdown` (and `dropped_shutdown` for a push that races with the
+/// start of shutdown); everything else is written by the worker thread.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    // Producer-side counters first; the worker-side ones follow so that the hot
+    // path and the worker touch different cache lines as much as possible.
+    recorded: AtomicU64,
+    queued_now: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    rejected_after_shutdown: AtomicU64,
+    sent: AtomicU64,
+    dropped_rejected: AtomicU64,
+    dropped_retry_limit: AtomicU64,
+    dropped_retained_overflow: AtomicU64,
+    dropped_shutdown: AtomicU64,
+    failed_attempts: AtomicU64,
+    requests: AtomicU64,
+    bytes_sent: AtomicU64,
+    listener_panics: AtomicU64,
+}
+
+/// Why the worker gave up on items; each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// The server answered with a status that can never succeed (4xx other than 429,
+    /// a single item still too large), the batch could not be encoded, or a listener
+    /// callback panicked.
+    Rejected,
+    /// The batch failed `max_attempts` times.
+    RetryLimit,
+    /// The bound on retained items was exceeded while the endpoint was failing.
+    RetainedOverflow,
+    /// Not delivered by the shutdown deadline.
+    Shutdown,
+}
+
+const ACQ: Ordering = Ordering::Acquire;
+const REL: Ordering = Ordering::AcqRel;
+
+impl WorkerStats {
+    /// Takes a snapshot of all counters.
+    ///
+    /// Counters are read in an order that never over-counts an item that moves while
+    /// the snapshot is taken: terminal counters (`sent`, `dropped_*`) first, then
+    /// `queued_now`, then `recorded`. An item leaves `queued_now` before it is added
+    /// to a terminal counter, and is added to `recorded` before `queued_now`.
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let sent = self.sent.load(ACQ);
+        let dropped_queue_full = self.dropped_queue_full.load(ACQ);
+        let dropped_rejected = self.dropped_rejected.load(ACQ);
+        let dropped_retry_limit = self.dropped_retry_limit.load(ACQ);
+        let dropped_retained_overflow = self.dropped_retained_overflow.load(ACQ);
+        let dropped_shutdown = self.dropped_shutdown.load(ACQ);
+        let queued_now = self.queued_now.load(ACQ);
+        let recorded = self.recorded.load(ACQ);
+        StatsSnapshot {
+            recorded,
+            queued_now,
+            sent,
+            dropped_queue_full,
+            dropped_rejected,
+            dropped_retry_limit,
+            dropped_retained_overflow,
+            dropped_shutdown,
+            rejected_after_shutdown: self.rejected_after_shutdown.load(ACQ),
+            failed_attempts: self.failed_attempts.load(ACQ),
+            requests: self.requests.load(ACQ),
+            bytes_sent: self.bytes_sent.load(ACQ),
+            listener_panics: self.listener_panics.load(ACQ),
+        }
+    }
+
+    /// A producer passed the shutdown check with one item (first step of a push).
+    pub(crate) fn on_record(&self) {
+        // SeqCst: part of the shutdown handshake (see `worker::Gate`).
+        self.recorded.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The recorded item is about to enter the queue.
+    pub(crate) fn on_enqueue(&self) {
+        self.queued_now.fetch_add(1, REL);
+    }
+
+    /// The queue was full: the item counted by [`on_enqueue`](Self::on_enqueue) is
+    /// dropped. Returns the number of items dropped for that reason so far.
+    pub(crate) fn on_queue_full(&self) -> u64 {
+        self.queued_now.fetch_sub(1, REL);
+        self.dropped_queue_full.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// A recorded item found shutdown begun before it reached the queue.
+    pub(crate) fn on_unqueued_shutdown_drop(&self) {
+        self.dropped_shutdown.fetch_add(1, REL);
+    }
+
+    /// Items recorded so far (for the shutdown handshake).
+    pub(crate) fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::SeqCst)
+    }
+
+    /// Items dropped by producers on a full queue so far (for the shutdown handshake).
+    pub(crate) fn dropped_queue_full(&self) -> u64 {
+        self.dropped_queue_full.load(Ordering::SeqCst)
+    }
+
+    /// A push arrived after shutdown began; the item was not recorded.
+    pub(crate) fn on_rejected_after_shutdown(&self) {
+        self.rejected_after_shutdown.fetch_add(1, REL);
+    }
+
+    /// `n` queued items were delivered.
+    pub(crate) fn on_sent(&self, n: u64) {
+        self.queued_now.fetch_sub(n, REL);
+        self.sent.fetch_add(n, REL);
+    }
+
+    /// `n` queued items were given up for `reason`.
+    pub(crate) fn on_dropped(&self, reason: DropReason, n: u64) {
+        self.queued_now.fetch_sub(n, REL);
+        let counter = match reason {
+            DropReason::Rejected => &self.dropped_rejected,
+            DropReason::RetryLimit => &self.dropped_retry_limit,
+            DropReason::RetainedOverflow => &self.dropped_retained_overflow,
+            DropReason::Shutdown => &self.dropped_shutdown,
+        };
+        counter.fetch_add(n, REL);
+    }
+
+    /// One request of `bytes` body bytes was made; `ok` tells whether it succeeded.
+    pub(crate) fn on_request(&self, bytes: usize, ok: bool) {
+        self.requests.fetch_add(1, REL);
+        self.bytes_sent
+            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), REL);
+        if !ok {
+            self.failed_attempts.fetch_add(1, REL);
+        }
+    }
+
+    /// A listener callback panicked.
+    pub(crate) fn on_listener_panic(&self) {
+        self.listener_panics.fetch_add(1, REL);
+    }
+}
+
+/// A point-in-time copy of a worker's counters
+/// ([`Worker::stats`](super::Worker::stats)).
+///
+/// Every item that a `push` call hands to a running worker is counted in `recorded`
+/// and ends in exactly one of `sent` or a `dropped_*` counter; until then it is
+/// counted in `queued_now`. So, once the worker is quiet (after a successful
+/// [`flush`](super::WorkerHandle::flush) or after shutdown):
+///
+/// `recorded == sent + dropped_queue_full + dropped_rejected + dropped_retry_limit
+///  + dropped_retained_overflow + dropped_shutdown + queued_now`
+///
+/// While items are moving, a snapshot never over-counts: the right-hand side is at
+/// most `recorded` ([`is_consistent`](Self::is_consistent)). Counters are read in an
+/// order that guarantees it: terminal counters first, then `queued_now`, then
+/// `recorded`; an item leaves `queued_now` before it enters a terminal counter and
+/// enters `recorded` before `queued_now`.
+///
+/// # Examples
+///
+/// ```
+/// use splitkit::sync::StatsSnapshot;
+///
+/// let snap = StatsSnapshot { recorded: 3, sent: 2, dropped_rejected: 1, ..Default::default() };
+/// assert_eq!(snap.dropped(), 1);
+/// assert!(snap.is_balanced());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Items handed to the worker by `push`: queued, dropped because the queue was
+    /// full, or dropped because shutdown began during the push. Pushes refused after
+    /// shutdown are not included (see `rejected_after_shutdown`).
+    pub recorded: u64,
+    /// Items held by the worker right now: queued, being encoded or sent, or retained
+    /// for a retry.
+    pub queued_now: u64,
+    /// Items delivered (2xx answer, or handed to a listener callback that returned).
+    pub sent: u64,
+    /// Items dropped by `push` because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Items dropped because they can never be delivered: a 4xx answer other than 429,
+    /// a single item still answered with 413, an encoding failure, or a listener panic.
+    pub dropped_rejected: u64,
+    /// Items dropped after their batch failed `max_attempts` times.
+    pub dropped_retry_limit: u64,
+    /// Items dropped because the bound on retained items was exceeded.
+    pub dropped_retained_overflow: u64,
+    /// Items not delivered by the shutdown deadline (and pushes that raced with the
+    /// start of shutdown).
+    pub dropped_shutdown: u64,
+    /// `push` calls refused because the worker was shutting down (not in `recorded`).
+    pub rejected_after_shutdown: u64,
+    /// Requests that did not succeed (non-2xx answer or transport error).
+    pub failed_attempts: u64,
+    /// Requests made, successful or not.
+    pub requests: u64,
+    /// Encoded body bytes of all requests made (before optional compression).
+    pub bytes_sent: u64,
+    /// Listener callbacks that panicked (each also counted in `dropped_rejected`).
+    pub listener_panics: u64,
+}
+
+impl StatsSnapshot {
+    /// Sum of all `dropped_*` counters.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full
+            + self.dropped_rejected
+            + self.dropped_retry_limit
+            + self.dropped_retained_overflow
+            + self.dropped_shutdown
+    }
+
+    /// Whether `recorded == sent + dropped() + queued_now`: true whenever the worker
+    /// is quiet.
+    pub fn is_balanced(&self) -> bool {
+        self.recorded == self.sent + self.dropped() + self.queued_now
+    }
+
+    /// Whether `sent + dropped() + queued_now <= recorded`: true for every snapshot,
+    /// even one taken while items move (an item in transit between two counters may be
+    /// missing from the right-hand side, never counted twice).
+    pub fn is_consistent(&self) -> bool {
+        self.sent + self.dropped() + self.queued_now <= self.recorded
+    }
+}

@@ -1,0 +1,776 @@
+//! THE background worker: a named thread with a bounded queue, flush barrier and
+//! orderly shutdown, shared by every kind of delivery (HTTP batches, listeners).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded, select,
+};
+use parking_lot::Mutex;
+
+use super::delivery::HttpDelivery;
+use super::listener::ListenerDelivery;
+use super::stats::{DropReason, StatsSnapshot, WorkerStats};
+use super::{Batcher, Endpoint, SyncError, Transport, WorkerConfig};
+
+/// Messages that go through the item queue. Flush markers travel with the items so
+/// that a flush waits exactly for what was pushed before it (FIFO barrier).
+enum Msg<T> {
+    Item(T),
+    Flush(Sender<()>),
+}
+
+/// Lock-free shutdown handshake between producers and the worker thread.
+///
+/// A push increments `recorded` and then checks `closed` (both sequentially
+/// consistent); shutdown sets `closed` before the worker reads `recorded`. So either
+/// the push sees `closed` and stays out of the queue, or the worker sees the push in
+/// `recorded` and keeps taking from the queue until every recorded item is accounted
+/// for (taken, dropped on a full queue, or `raced`). Flush calls are tracked the same
+/// way with `flushers`. Pushes pay two atomic increments and two loads, no lock.
+#[derive(Debug, Default)]
+struct Gate {
+    closed: AtomicBool,
+    /// `flush` calls between their check of `closed` and the end of their send.
+    flushers: AtomicUsize,
+    /// Recorded pushes that found `closed` set right after recording (counted in
+    /// `dropped_shutdown`, never queued).
+    raced: AtomicU64,
+}
+
+/// Messages handled per wake-up before timers are looked at again.
+const DRAIN_BURST: usize = 4096;
+
+/// Part of the shutdown timeout kept back for the reply and the join.
+const JOIN_MARGIN: Duration = Duration::from_millis(50);
+
+/// Lets at most one event through per interval, from any thread, without locks.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    origin: Instant,
+    interval_ms: u64,
+    next_ms: AtomicU64,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            origin: Instant::now(),
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            next_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the caller may log now; true at most once per interval.
+    pub(crate) fn allow(&self) -> bool {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(self.interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
+/// What a consumer uses to report the fate of items; keeps the shared counters and
+/// the worker's own count of resolved items (for flush barriers) in step.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) stats: Arc<WorkerStats>,
+    pub(crate) name: Arc<str>,
+    /// Set once shutdown began: requests must give up by then.
+    pub(crate) deadline: Option<Instant>,
+    resolved: u64,
+}
+
+impl Ctx {
+    /// `n` items were delivered.
+    pub(crate) fn sent(&mut self, n: usize) {
+        let n = count(n);
+        self.stats.on_sent(n);
+        self.resolved += n;
+    }
+
+    /// `n` items were given up for `reason`.
+    pub(crate) fn dropped(&mut self, reason: DropReason, n: usize) {
+        let n = count(n);
+        self.stats.on_dropped(reason, n);
+        self.resolved += n;
+    }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The stage behind a worker's queue. Runs on the worker thread only.
+///
+/// Contract: items are resolved (through [`Ctx::sent`] / [`Ctx::dropped`]) in the order
+/// they were accepted; the flush barrier relies on it.
+pub(crate) trait Consumer<T>: Send {
+    /// Takes one item off the queue.
+    fn accept(&mut self, item: T, ctx: &mut Ctx);
+    /// Whether buffered items passed a flush threshold.
+    fn wants_flush(&self) -> bool;
+    /// Sends what is buffered, unless a retry wait is in force.
+    fn flush(&mut self, ctx: &mut Ctx);
+    /// When [`flush`](Consumer::flush) must run again (end of a retry wait).
+    fn next_due(&self) -> Option<Instant>;
+    /// Shutdown: deliver what can be delivered by `deadline`, drop and count the rest.
+    fn finish(&mut self, ctx: &mut Ctx, deadline: Instant);
+}
+
+/// A background delivery worker: a thread named `"splitkit-<role>"` that owns a
+/// bounded queue of items and hands them to its stage (HTTP batches or a listener).
+///
+/// * [`push`](Worker::push) never blocks: when the queue is full the item is dropped,
+///   counted in `dropped_queue_full`, a flush is triggered and a warning is logged
+///   at most once per [`warn_interval`](WorkerConfig::warn_interval).
+/// * The worker flushes every [`flush_interval`](WorkerConfig::flush_interval), when
+///   the buffered items pass [`flush_max_items`](WorkerConfig::flush_max_items) or
+///   [`flush_max_bytes`](WorkerConfig::flush_max_bytes), and on
+///   [`flush`](Worker::flush).
+/// * [`shutdown`](Worker::shutdown) is idempotent: it stops accepting, delivers what
+///   is queued, and joins the thread within its timeout.
+///
+/// # Threads and shutdown
+///
+/// `Worker` is the owner; [`WorkerHandle`]s are cheap producer-side clones. When the
+/// last of them is dropped, the worker is shut down with
+/// [`shutdown_timeout`](WorkerConfig::shutdown_timeout): dropping blocks for up to
+/// that long while the queue is delivered. Call `shutdown` yourself to choose the
+/// timeout and learn the result.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use splitkit::sync::{
+///     Endpoint, HttpConfig, HttpTransport, JsonBatcher, Worker, WorkerConfig,
+/// };
+///
+/// let transport = Arc::new(HttpTransport::new(
+///     HttpConfig::builder("https://events.split.io/api", "SDK_KEY").build()?,
+/// ));
+/// let events: Worker<serde_json::Value> = Worker::start(
+///     WorkerConfig::builder("events").build()?,
+///     JsonBatcher::new(|e: &serde_json::Value| 1024 + e.to_string().len()),
+///     transport,
+///     Endpoint::new("/events/bulk"),
+/// )?;
+/// events.push(serde_json::json!({"eventTypeId": "checkout", "key": "user-1"}));
+/// assert!(events.flush(Duration::from_secs(5)));
+/// events.shutdown(Duration::from_secs(5));
+/// # Ok::<(), splitkit::sync::SyncError>(())
+/// ```
+pub struct Worker<T: Send + 'static> {
+    handle: WorkerHandle<T>,
+}
+
+/// The producer side of a [`Worker`]: `Clone + Send + Sync`, cheap to clone.
+///
+/// Keeps the worker alive; dropping the last handle (and the `Worker`) shuts it down.
+pub struct WorkerHandle<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Send + 'static> Clone for WorkerHandle<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for Worker<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("name", &self.handle.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for WorkerHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerHandle")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<T> {
+    name: Arc<str>,
+    tx: Sender<Msg<T>>,
+    /// Kept so that items can never be lost inside the channel: whatever is left in
+    /// it after the worker thread ended is drained and counted here.
+    rx: Receiver<Msg<T>>,
+    /// Flush request from a producer that found the queue full (capacity 1).
+    wake: Sender<()>,
+    /// The one stop message, carrying the worker's deadline (capacity 1).
+    stop: Sender<Instant>,
+    /// Disconnected when the worker thread has ended.
+    done: Receiver<()>,
+    gate: Arc<Gate>,
+    stats: Arc<WorkerStats>,
+    queue_full_warning: RateLimiter,
+    capacity: usize,
+    shutdown_timeout: Duration,
+    thread_id: ThreadId,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    /// Starts a worker that batches items with `batcher` and posts them to `endpoint`
+    /// through `transport`, retrying as configured.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Spawn`] when the thread cannot be started.
+    pub fn start<B: Batcher<T>>(
+        config: WorkerConfig,
+        batcher: B,
+        transport: Arc<dyn Transport>,
+        endpoint: Endpoint,
+    ) -> Result<Self, SyncError> {
+        let delivery = HttpDelivery::new(&config, batcher, transport, endpoint);
+        Self::spawn(&config, delivery)
+    }
+
+    /// Starts a listener worker: `callback` is called with each item, in push order,
+    /// on the worker's own thread.
+    ///
+    /// A panicking callback is caught and counted (`listener_panics`, and the item in
+    /// `dropped_rejected`); the listener goes on with the next item. A slow callback
+    /// only fills the queue: producers never wait for it, their overflow is dropped
+    /// and counted. The flush settings do not apply.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Spawn`] when the thread cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use splitkit::sync::{Worker, WorkerConfig};
+    ///
+    /// let listener = Worker::listener(
+    ///     WorkerConfig::builder("impression-listener").build()?,
+    ///     |n: &u32| println!("impression {n}"),
+    /// )?;
+    /// assert!(listener.push(7));
+    /// assert!(listener.flush(Duration::from_secs(1)));
+    /// assert_eq!(listener.stats().sent, 1);
+    /// # Ok::<(), splitkit::sync::SyncError>(())
+    /// ```
+    pub fn listener<F>(config: WorkerConfig, callback: F) -> Result<Self, SyncError>
+    where
+        F: FnMut(&T) + Send + 'static,
+    {
+        let delivery = ListenerDelivery::new(&config, callback);
+        Self::spawn(&config, delivery)
+    }
+
+    fn spawn<C: Consumer<T> + 'static>(
+        config: &WorkerConfig,
+        consumer: C,
+    ) -> Result<Self, SyncError> {
+        let name: Arc<str> = config.thread_name().into();
+        let (tx, rx) = bounded(config.queue_capacity());
+        let (wake_tx, wake_rx) = bounded(1);
+        let (stop_tx, stop_rx) = bounded(1);
+        let (done_tx, done_rx) = bounded::<()>(0);
+        let gate = Arc::new(Gate::default());
+        let stats = Arc::new(WorkerStats::default());
+        let core = Core {
+            rx: rx.clone(),
+            wake: wake_rx,
+            stop: stop_rx,
+            gate: Arc::clone(&gate),
+            consumer,
+            ctx: Ctx {
+                stats: Arc::clone(&stats),
+                name: Arc::clone(&name),
+                deadline: None,
+                resolved: 0,
+            },
+            taken: 0,
+            waiters: VecDeque::new(),
+            flush_interval: config.flush_interval(),
+            default_shutdown: config.shutdown_timeout(),
+        };
+        let join = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                core.run();
+                drop(done_tx);
+            })
+            .map_err(SyncError::Spawn)?;
+        let shared = Shared {
+            name,
+            tx,
+            rx,
+            wake: wake_tx,
+            stop: stop_tx,
+            done: done_rx,
+            gate,
+            stats,
+            queue_full_warning: RateLimiter::new(config.warn_interval()),
+            capacity: config.queue_capacity(),
+            shutdown_timeout: config.shutdown_timeout(),
+            thread_id: join.thread().id(),
+            join: Mutex::new(Some(join)),
+        };
+        Ok(Self {
+            handle: WorkerHandle {
+                shared: Arc::new(shared),
+            },
+        })
+    }
+
+    /// A producer handle for other threads.
+    pub fn handle(&self) -> WorkerHandle<T> {
+        self.handle.clone()
+    }
+
+    /// Queues `item` without blocking; see [`WorkerHandle::push`].
+    pub fn push(&self, item: T) -> bool {
+        self.handle.push(item)
+    }
+
+    /// Waits until everything pushed before this call is resolved; see
+    /// [`WorkerHandle::flush`].
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.handle.flush(timeout)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.handle.stats()
+    }
+
+    /// The worker thread's name, `"splitkit-<role>"`.
+    pub fn name(&self) -> &str {
+        &self.handle.shared.name
+    }
+
+    /// Stops the worker: refuses further pushes (they return `false` and are counted
+    /// in `rejected_after_shutdown`), delivers everything queued, retained items
+    /// included (one last attempt even if a retry wait would end after the deadline),
+    /// counts in `dropped_shutdown` what could not be delivered in time, and joins
+    /// the thread.
+    ///
+    /// Idempotent: later calls return at once with `true` once the thread was joined,
+    /// or wait again (up to their own timeout) if an earlier call timed out.
+    ///
+    /// Returns whether the thread ended and was joined within `timeout`. A thread
+    /// that panicked is logged at error level and still counts as ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use splitkit::sync::{Worker, WorkerConfig};
+    ///
+    /// let worker = Worker::listener(WorkerConfig::builder("doc").build()?, |_: &u8| {})?;
+    /// assert!(worker.push(1));
+    /// assert!(worker.shutdown(Duration::from_secs(1)));
+    /// assert!(worker.shutdown(Duration::from_secs(1)));
+    /// assert!(!worker.push(2));
+    /// let stats = worker.stats();
+    /// assert_eq!((stats.sent, stats.rejected_after_shutdown), (1, 1));
+    /// # Ok::<(), splitkit::sync::SyncError>(())
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        self.handle.shared.shutdown(timeout)
+    }
+}
+
+impl<T: Send + 'static> WorkerHandle<T> {
+    /// Queues `item` for delivery. Never blocks and takes no lock: returns `true` when
+    /// the item was queued, `false` when it was dropped because the queue is full
+    /// (counted in `dropped_queue_full`; a flush is triggered) or the worker is
+    /// shutting down (counted in `rejected_after_shutdown`; a push that races with
+    /// the start of shutdown is counted in `recorded` and `dropped_shutdown` instead).
+    ///
+    /// Cost: two atomic increments, two atomic loads and the queue's own `try_send`.
+    pub fn push(&self, item: T) -> bool {
+        let s = &*self.shared;
+        if s.gate.closed.load(Ordering::Acquire) {
+            s.stats.on_rejected_after_shutdown();
+            return false;
+        }
+        s.stats.on_record();
+        if s.gate.closed.load(Ordering::SeqCst) {
+            // Shutdown began between the two checks; the worker may have taken its
+            // last look at the queue already.
+            s.stats.on_unqueued_shutdown_drop();
+            s.gate.raced.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
+        s.stats.on_enqueue();
+        match s.tx.try_send(Msg::Item(item)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                let dropped = s.stats.on_queue_full();
+                // A full wake channel already holds a flush request: nothing to add.
+                let _ = s.wake.try_send(());
+                if s.queue_full_warning.allow() {
+                    log::warn!(
+                        "{}: queue full ({} items), dropping new items ({dropped} dropped so far)",
+                        s.name,
+                        s.capacity
+                    );
+                }
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                // Unreachable while `Shared` holds a receiver; counted all the same.
+                s.stats.on_dropped(DropReason::Shutdown, 1);
+                false
+            }
+        }
+    }
+
+    /// Waits until everything pushed before this call has been delivered or finally
+    /// dropped (and counted). Returns `false` if that did not happen within `timeout`
+    /// (for instance while the endpoint fails and a retry wait is in force: a flush
+    /// does not shorten retry waits).
+    ///
+    /// Implemented as a marker that travels through the queue behind the items.
+    /// During or after shutdown it waits for the worker thread to end.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let s = &*self.shared;
+        let deadline = deadline_after(timeout);
+        let gate = &s.gate;
+        if gate.closed.load(Ordering::SeqCst) {
+            return s.wait_ended(deadline);
+        }
+        gate.flushers.fetch_add(1, Ordering::SeqCst);
+        if gate.closed.load(Ordering::SeqCst) {
+            gate.flushers.fetch_sub(1, Ordering::SeqCst);
+            return s.wait_ended(deadline);
+        }
+        let (reply_tx, reply_rx) = bounded(1);
+        let sent = s.tx.send_deadline(Msg::Flush(reply_tx), deadline);
+        gate.flushers.fetch_sub(1, Ordering::SeqCst);
+        match sent {
+            Ok(()) => reply_rx.recv_deadline(deadline).is_ok(),
+            Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Whether shutdown has begun (pushes are refused).
+    pub fn is_closed(&self) -> bool {
+        self.shared.gate.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl<T> Shared<T> {
+    fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = deadline_after(timeout);
+        if !self.gate.closed.swap(true, Ordering::SeqCst) {
+            let worker_deadline = deadline
+                .checked_sub(JOIN_MARGIN.min(timeout / 10))
+                .unwrap_or(deadline);
+            // Capacity 1 and sent once: cannot be full; disconnected means ended.
+            let _ = self.stop.try_send(worker_deadline);
+        }
+        if thread::current().id() == self.thread_id {
+            // Dropped from inside the worker (e.g. by its own callback): it stops
+            // after the current message; it cannot wait for itself.
+            return false;
+        }
+        if !self.wait_ended(deadline) {
+            log::warn!(
+                "{}: did not stop within {timeout:?}; the thread is left running",
+                self.name
+            );
+            return false;
+        }
+        let Some(mut join) = self.join.try_lock_until(deadline) else {
+            return false;
+        };
+        if let Some(handle) = join.take() {
+            match handle.join() {
+                Ok(()) => log::debug!("{}: stopped", self.name),
+                Err(_) => log::error!("{}: worker thread panicked", self.name),
+            }
+        }
+        drop(join);
+        self.drain_leftovers();
+        true
+    }
+
+    /// Whether the worker thread has ended by `deadline`.
+    fn wait_ended(&self, deadline: Instant) -> bool {
+        matches!(
+            self.done.recv_deadline(deadline),
+            Err(RecvTimeoutError::Disconnected) | Ok(())
+        )
+    }
+
+    /// Counts items that reached the channel after the worker's last look at it.
+    /// Only a producer preempted for the whole shutdown window can leave one.
+    fn drain_leftovers(&self) {
+        let mut items = 0;
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Item(_) => items += 1,
+                Msg::Flush(reply) => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+        if items > 0 {
+            self.stats.on_dropped(DropReason::Shutdown, items);
+            log::warn!("{}: {items} items arrived after shutdown", self.name);
+        }
+    }
+}
+
+impl<T> Drop for Shared<T> {
+    fn drop(&mut self) {
+        self.shutdown(self.shutdown_timeout);
+        self.drain_leftovers();
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// The worker thread's state.
+struct Core<T, C> {
+    rx: Receiver<Msg<T>>,
+    wake: Receiver<()>,
+    stop: Receiver<Instant>,
+    gate: Arc<Gate>,
+    consumer: C,
+    ctx: Ctx,
+    /// Items taken off the queue so far.
+    taken: u64,
+    /// Flush callers, each waiting for the first `target` items to be resolved.
+    waiters: VecDeque<(u64, Sender<()>)>,
+    flush_interval: Duration,
+    default_shutdown: Duration,
+}
+
+impl<T, C: Consumer<T>> Core<T, C> {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.flush_interval;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.consumer.flush(&mut self.ctx);
+                next_tick = Instant::now() + self.flush_interval;
+            } else if self.consumer.next_due().is_some_and(|due| due <= now) {
+                self.consumer.flush(&mut self.ctx);
+            }
+            self.answer_waiters();
+            let wake_at = self
+                .consumer
+                .next_due()
+                .map_or(next_tick, |due| due.min(next_tick));
+            let timeout = wake_at.saturating_duration_since(Instant::now());
+            let stop_at = select! {
+                recv(self.rx) -> msg => match msg {
+                    Ok(msg) => {
+                        self.handle(msg);
+                        self.drain_burst();
+                        None
+                    }
+                    Err(_) => Some(self.stop_deadline()),
+                },
+                recv(self.wake) -> msg => match msg {
+                    Ok(()) => {
+                        self.drain_burst();
+                        self.consumer.flush(&mut self.ctx);
+                        None
+                    }
+                    Err(_) => Some(self.stop_deadline()),
+                },
+                recv(self.stop) -> msg => Some(msg.unwrap_or_else(|_| self.default_deadline())),
+                default(timeout) => None,
+            };
+            if let Some(deadline) = stop_at {
+                self.stop(deadline);
+                return;
+            }
+        }
+    }
+
+    /// The deadline of the stop message, or the default one if the owner vanished
+    /// without sending it.
+    fn stop_deadline(&self) -> Instant {
+        self.stop
+            .try_recv()
+            .unwrap_or_else(|_| self.default_deadline())
+    }
+
+    fn default_deadline(&self) -> Instant {
+        deadline_after(self.default_shutdown)
+    }
+
+    fn handle(&mut self, msg: Msg<T>) {
+        match msg {
+            Msg::Item(item) => {
+                self.taken += 1;
+                self.consumer.accept(item, &mut self.ctx);
+                if self.consumer.wants_flush() {
+                    self.consumer.flush(&mut self.ctx);
+                }
+            }
+            Msg::Flush(reply) => {
+                self.waiters.push_back((self.taken, reply));
+                self.consumer.flush(&mut self.ctx);
+            }
+        }
+    }
+
+    fn drain_burst(&mut self) {
+        for _ in 0..DRAIN_BURST {
+            match self.rx.try_recv() {
+                Ok(msg) => self.handle(msg),
+                Err(_) => break,
+            }
+        }
+        self.answer_waiters();
+    }
+
+    fn answer_waiters(&mut self) {
+        while let Some((target, _)) = self.waiters.front() {
+            if *target > self.ctx.resolved {
+                break;
+            }
+            if let Some((_, reply)) = self.waiters.pop_front() {
+                // The caller may have timed out and gone: nothing to tell then.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn stop(mut self, deadline: Instant) {
+        self.ctx.deadline = Some(deadline);
+        // Normally set by `shutdown` already; set here too for the case where the
+        // owner vanished without one.
+        self.gate.closed.store(true, Ordering::SeqCst);
+        // Take everything queued, including the items of producers that passed the
+        // gate before it closed: wait until every recorded item is accounted for.
+        loop {
+            self.take_queued_for_shutdown(deadline);
+            if self.producers_settled() || Instant::now() >= deadline {
+                break;
+            }
+            thread::yield_now();
+        }
+        self.take_queued_for_shutdown(deadline);
+        self.consumer.finish(&mut self.ctx, deadline);
+        self.answer_waiters();
+        // Everything is resolved now; answer anyone left regardless.
+        for (_, reply) in self.waiters.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Whether no producer is between the gate and the queue any more (see [`Gate`]).
+    ///
+    /// `recorded` is read last: a producer that shows up in `dropped_queue_full` or
+    /// `raced` was recorded before, so the sum can only catch up with `recorded` once
+    /// every item recorded before the gate closed has been taken or counted.
+    fn producers_settled(&self) -> bool {
+        let accounted = self.taken
+            + self.ctx.stats.dropped_queue_full()
+            + self.gate.raced.load(Ordering::SeqCst);
+        let recorded = self.ctx.stats.recorded();
+        accounted >= recorded && self.gate.flushers.load(Ordering::SeqCst) == 0
+    }
+
+    /// Handles what is queued; items met after the deadline are dropped and counted.
+    fn take_queued_for_shutdown(&mut self, deadline: Instant) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Item(_) if Instant::now() >= deadline => {
+                    self.taken += 1;
+                    self.ctx.dropped(DropReason::Shutdown, 1);
+                }
+                msg => self.handle(msg),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn assert_send_sync<X: Send + Sync>() {}
+        assert_send_sync::<Worker<String>>();
+        assert_send_sync::<WorkerHandle<String>>();
+    }
+
+    #[test]
+    fn queue_slots_cost_no_more_than_the_item_plus_a_word() {
+        // A flush marker shares the item's slot; the enum tag fits in a niche of
+        // most item types, else costs one word.
+        type Item = (String, String, String, String, u64, i64);
+        assert!(std::mem::size_of::<Msg<Item>>() <= std::mem::size_of::<Item>() + 8);
+        assert_eq!(
+            std::mem::size_of::<Msg<String>>(),
+            std::mem::size_of::<String>()
+        );
+    }
+
+    #[test]
+    fn rate_limiter_lets_one_through_per_interval() {
+        let limiter = RateLimiter::new(Duration::from_secs(3600));
+        assert!(limiter.allow());
+        assert!(!limiter.allow());
+        assert!(!limiter.allow());
+        let always = RateLimiter::new(Duration::ZERO);
+        assert!(always.allow());
+        assert!(always.allow());
+    }
+
+    #[test]
+    fn listener_flush_answers_after_items_before_it() {
+        let (tx, rx) = bounded(100);
+        let worker = Worker::listener(
+            WorkerConfig::builder("unit-listener")
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+            move |n: &u32| {
+                let _ = tx.send(*n);
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for n in 0..50 {
+            assert!(worker.push(n));
+        }
+        assert!(worker.flush(Duration::from_secs(5)));
+        let seen: Vec<u32> = rx.try_iter().collect();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        assert!(worker.shutdown(Duration::from_secs(5)));
+    }
+}
