@@ -1,0 +1,189 @@
+//! Impression recording through the client: what it adds to an evaluation, how it scales
+//! with threads, and how fast queued impressions are flushed to a loopback server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use splitkit::{Attributes, Client, ImpressionsMode, Snapshot};
+
+/// A loopback server that answers 200 to everything.
+struct Sink {
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let s = server.clone();
+        let thread = std::thread::spawn(move || {
+            for mut request in s.incoming_requests() {
+                let mut body = Vec::new();
+                let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
+                let _ = request.respond(tiny_http::Response::empty(200));
+            }
+        });
+        Sink {
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/api", self.server.server_addr())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const DOC: &str = r#"{"ff":{"d":[{"name":"checkout","trafficTypeName":"user","defaultTreatment":"off",
+ "changeNumber":5,"algo":2,"seed":7,"trafficAllocation":100,"status":"ACTIVE","conditions":[
+ {"conditionType":"ROLLOUT","matcherGroup":{"combiner":"AND","matchers":[
+   {"keySelector":{"trafficType":"user","attribute":"plan"},"matcherType":"WHITELIST","negate":false,
+    "whitelistMatcherData":{"whitelist":["enterprise","pro"]}}]},
+  "partitions":[{"treatment":"on","size":100}],"label":"plan"},
+ {"conditionType":"ROLLOUT","matcherGroup":{"combiner":"AND","matchers":[{"matcherType":"ALL_KEYS"}]},
+  "partitions":[{"treatment":"on","size":50},{"treatment":"off","size":50}],"label":"default rule"}]}],
+ "s":-1,"t":5}}"#;
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+                i * 2_654_435_761usize % 0xffff_ffff,
+                i % 0xffff,
+                i % 0xfff,
+                (i * 7) % 0xfff,
+                i * 31
+            )
+        })
+        .collect()
+}
+
+fn client(sink: &Sink, mode: ImpressionsMode) -> Client {
+    let (snapshot, _) = Snapshot::from_json(DOC, "bench").expect("doc");
+    Client::builder("localhost")
+        .snapshot(snapshot)
+        .events_url(sink.url())
+        .impressions_mode(mode)
+        .impressions_queue_size(200_000)
+        .impressions_bulk_size(5_000)
+        .build()
+        .expect("client")
+}
+
+fn bench(c: &mut Criterion) {
+    let sink = Sink::start();
+    let keys = keys(4096);
+    let attrs = Attributes::new().with("plan", "free");
+    let (snapshot, _) = Snapshot::from_json(DOC, "bench").expect("doc");
+
+    let mut g = c.benchmark_group("impressions");
+    let mut i = 0usize;
+    g.bench_function("engine_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            std::hint::black_box(
+                snapshot
+                    .evaluate(&keys[i], None, "checkout", &attrs)
+                    .treatment
+                    .len(),
+            )
+        })
+    });
+    for (name, mode) in [
+        ("client_debug", ImpressionsMode::Debug),
+        ("client_optimized", ImpressionsMode::Optimized),
+    ] {
+        let cl = client(&sink, mode);
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                std::hint::black_box(cl.get_treatment(keys[i].as_str(), "checkout", Some(&attrs)))
+            })
+        });
+        cl.destroy(Duration::from_secs(10));
+    }
+    for threads in [1usize, 2] {
+        g.bench_function(format!("client_debug_threads/{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let cl = client(&sink, ImpressionsMode::Debug);
+                let per = (iters as usize).div_ceil(threads);
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let cl = cl.clone();
+                        let keys = &keys;
+                        let attrs = &attrs;
+                        s.spawn(move || {
+                            for n in 0..per {
+                                let k = &keys[(n * 7 + t * 13) % keys.len()];
+                                std::hint::black_box(cl.get_treatment(
+                                    k.as_str(),
+                                    "checkout",
+                                    Some(attrs),
+                                ));
+                            }
+                        });
+                    }
+                });
+                let elapsed = start.elapsed();
+                cl.destroy(Duration::from_secs(10));
+                // Wall time per evaluation across all threads.
+                elapsed / threads as u32
+            })
+        });
+    }
+    {
+        let cl = client(&sink, ImpressionsMode::Debug);
+        let props = serde_json::json!({"plan": "pro", "items": 3, "coupon": null, "gift": false});
+        let props = props.as_object().cloned().unwrap_or_default();
+        let mut i = 0usize;
+        g.bench_function("track_with_properties", |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                std::hint::black_box(cl.track(&keys[i], "user", "checkout", Some(12.5), Some(&props)))
+            })
+        });
+        cl.destroy(Duration::from_secs(10));
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("flush");
+    g.sample_size(10);
+    g.bench_function("100k_debug_impressions_to_loopback", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let cl = client(&sink, ImpressionsMode::Debug);
+                for n in 0..100_000 {
+                    cl.get_treatment(keys[n % keys.len()].as_str(), "checkout", Some(&attrs));
+                }
+                let start = Instant::now();
+                assert!(cl.flush(Duration::from_secs(30)));
+                total += start.elapsed();
+                assert_eq!(cl.stats().impressions.queue.sent, 100_000);
+                cl.destroy(Duration::from_secs(10));
+            }
+            total
+        })
+    });
+    g.finish();
+    eprintln!(
+        "memory per queued impression: {} bytes inline + key/flag/treatment/label bytes on the heap",
+        std::mem::size_of::<splitkit::Impression>()
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
