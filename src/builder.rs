@@ -173,9 +173,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Receives every impression on a thread of its own. Default: none.
+    /// Adds a listener that receives every impression, on a thread of its own (each listener
+    /// added gets its own). Default: none.
     pub fn impression_listener(mut self, listener: Arc<dyn ImpressionListener>) -> Self {
-        self.options.impression_listener = Some(listener);
+        self.options.impression_listeners.push(listener);
         self
     }
 

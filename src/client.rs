@@ -301,7 +301,7 @@ impl Client {
                 shutdown_timeout: config.shutdown_timeout,
             },
             events_transport.clone().zip(telemetry),
-            config.impression_listener.clone(),
+            config.impression_listeners.clone(),
             metadata,
         )?;
         let events = match &events_transport {
@@ -722,7 +722,7 @@ impl Client {
 
     /// Attributes shared with the listener (only when there is one).
     fn listener_attributes(&self, attributes: Option<&Attributes>) -> Option<Arc<Attributes>> {
-        if self.inner.config.impression_listener.is_some() {
+        if !self.inner.config.impression_listeners.is_empty() {
             attributes.map(|a| Arc::new(a.clone()))
         } else {
             None

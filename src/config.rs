@@ -77,7 +77,7 @@ pub struct Config {
     pub(crate) segments_refresh_rate: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) enforce_minimum_rates: bool,
-    pub(crate) impression_listener: Option<Arc<dyn ImpressionListener>>,
+    pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -210,7 +210,7 @@ pub(crate) struct Options {
     pub(crate) segments_refresh_rate: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) enforce_minimum_rates: Option<bool>,
-    pub(crate) impression_listener: Option<Arc<dyn ImpressionListener>>,
+    pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
 }
 
 fn rate(
@@ -404,7 +404,7 @@ impl Options {
                 enforce,
             )?,
             enforce_minimum_rates: enforce,
-            impression_listener: self.impression_listener,
+            impression_listeners: self.impression_listeners,
         })
     }
 }

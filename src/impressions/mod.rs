@@ -102,8 +102,8 @@ pub struct ImpressionStats {
     pub counts: StatsSnapshot,
     /// Unique-keys entries delivered and dropped.
     pub unique_keys: StatsSnapshot,
-    /// Listener calls made (and panics caught).
-    pub listener: Option<StatsSnapshot>,
+    /// Per listener, in the order they were added: calls made, panics caught, drops.
+    pub listeners: Vec<StatsSnapshot>,
 }
 
 impl ImpressionStats {
@@ -260,7 +260,7 @@ pub(crate) struct Recorder {
     strategy: Strategy,
     labels_enabled: bool,
     delivery: Option<Delivery>,
-    listener: Option<Worker<Listened>>,
+    listeners: Vec<Worker<Listened>>,
     metadata: SdkMetadata,
     recorded: AtomicU64,
     deduplicated: AtomicU64,
@@ -277,7 +277,7 @@ impl std::fmt::Debug for Recorder {
             .field("mode", &self.strategy.mode)
             .field("labels_enabled", &self.labels_enabled)
             .field("delivers", &self.delivery.is_some())
-            .field("listener", &self.listener.is_some())
+            .field("listeners", &self.listeners.len())
             .finish_non_exhaustive()
     }
 }
@@ -311,7 +311,7 @@ impl Recorder {
     pub(crate) fn start(
         config: &RecorderConfig,
         transports: Option<(Arc<HttpTransport>, Arc<HttpTransport>)>,
-        listener: Option<Arc<dyn ImpressionListener>>,
+        listeners: Vec<Arc<dyn ImpressionListener>>,
         metadata: SdkMetadata,
     ) -> Result<Arc<Recorder>, Error> {
         let delivery = match transports {
@@ -362,30 +362,28 @@ impl Recorder {
                 })
             }
         };
-        let listener = match listener {
-            None => None,
-            Some(l) => {
-                let meta = metadata.clone();
-                Some(Worker::listener(
-                    worker_config(
-                        "impression-listener",
-                        config.queue_size,
-                        config.bulk_size,
-                        config.refresh_rate,
-                        config.shutdown_timeout,
-                    )?,
-                    move |item: &Listened| {
-                        l.on_impression(&item.impression, item.attributes.as_deref(), &meta)
-                    },
-                )?)
-            }
-        };
+        let mut listener_workers = Vec::with_capacity(listeners.len());
+        for (n, l) in listeners.into_iter().enumerate() {
+            let meta = metadata.clone();
+            listener_workers.push(Worker::listener(
+                worker_config(
+                    &format!("impression-listener-{n}"),
+                    config.queue_size,
+                    config.bulk_size,
+                    config.refresh_rate,
+                    config.shutdown_timeout,
+                )?,
+                move |item: &Listened| {
+                    l.on_impression(&item.impression, item.attributes.as_deref(), &meta)
+                },
+            )?);
+        }
         let (drain_now, drain_rx) = bounded::<()>(1);
         let recorder = Arc::new(Recorder {
             strategy: Strategy::new(config.mode, config.dedupe_cache_size),
             labels_enabled: config.labels_enabled,
             delivery,
-            listener,
+            listeners: listener_workers,
             metadata,
             recorded: AtomicU64::new(0),
             deduplicated: AtomicU64::new(0),
@@ -423,7 +421,7 @@ impl Recorder {
         };
         let impression = Impression::new(fields);
         self.recorded.fetch_add(1, Ordering::Relaxed);
-        if let Some(l) = &self.listener {
+        for l in &self.listeners {
             l.push(Listened {
                 impression: impression.clone(),
                 attributes: attributes.cloned(),
@@ -479,7 +477,7 @@ impl Recorder {
             ok &= d.counts.flush(left());
             ok &= d.unique_keys.flush(left());
         }
-        if let Some(l) = &self.listener {
+        for l in &self.listeners {
             ok &= l.flush(left());
         }
         ok
@@ -499,7 +497,7 @@ impl Recorder {
             ok &= d.counts.shutdown(left());
             ok &= d.unique_keys.shutdown(left());
         }
-        if let Some(l) = &self.listener {
+        for l in &self.listeners {
             ok &= l.shutdown(left());
         }
         ok
@@ -523,7 +521,7 @@ impl Recorder {
             queue,
             counts,
             unique_keys,
-            listener: self.listener.as_ref().map(Worker::stats),
+            listeners: self.listeners.iter().map(Worker::stats).collect(),
         }
     }
 
