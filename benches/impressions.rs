@@ -152,7 +152,13 @@ fn bench(c: &mut Criterion) {
         g.bench_function("track_with_properties", |b| {
             b.iter(|| {
                 i = (i + 1) % keys.len();
-                std::hint::black_box(cl.track(&keys[i], "user", "checkout", Some(12.5), Some(&props)))
+                std::hint::black_box(cl.track(
+                    &keys[i],
+                    "user",
+                    "checkout",
+                    Some(12.5),
+                    Some(&props),
+                ))
             })
         });
         cl.destroy(Duration::from_secs(10));

@@ -104,25 +104,6 @@ pub struct TreatmentDetails {
     pub impression: bool,
 }
 
-impl TreatmentDetails {
-    fn control(label: Option<Label>, impression: bool) -> TreatmentDetails {
-        TreatmentDetails {
-            treatment: CONTROL.to_string(),
-            label,
-            config: None,
-            change_number: None,
-            impression,
-        }
-    }
-
-    fn with_config(self) -> TreatmentWithConfig {
-        TreatmentWithConfig {
-            treatment: self.treatment,
-            config: self.config,
-        }
-    }
-}
-
 /// The splitkit client: evaluates flags for keys. Cheap to clone (`Send + Sync`); every clone
 /// shares the same definitions and background work.
 ///
@@ -528,8 +509,9 @@ impl Client {
         flag: &str,
         attributes: Option<&Attributes>,
     ) -> String {
-        self.evaluate_op("get_treatment", key.into(), flag, attributes)
-            .treatment
+        self.evaluate_op("get_treatment", key.into(), flag, attributes, |o| {
+            o.treatment.to_string()
+        })
     }
 
     /// The treatment of `flag` for `key`, with its configuration.
@@ -539,8 +521,13 @@ impl Client {
         flag: &str,
         attributes: Option<&Attributes>,
     ) -> TreatmentWithConfig {
-        self.evaluate_op("get_treatment_with_config", key.into(), flag, attributes)
-            .with_config()
+        self.evaluate_op(
+            "get_treatment_with_config",
+            key.into(),
+            flag,
+            attributes,
+            |o| o.with_config(),
+        )
     }
 
     /// Everything the evaluation decided: treatment, label, configuration, change number and
@@ -561,7 +548,7 @@ impl Client {
         flag: &str,
         attributes: Option<&Attributes>,
     ) -> TreatmentDetails {
-        self.evaluate_op("evaluate", key.into(), flag, attributes)
+        self.evaluate_op("evaluate", key.into(), flag, attributes, |o| o.details())
     }
 
     /// Treatments of several flags for `key`: flag name to treatment. Invalid and duplicate
@@ -572,10 +559,11 @@ impl Client {
         flags: &[S],
         attributes: Option<&Attributes>,
     ) -> HashMap<String, String> {
-        self.evaluate_many("get_treatments", key.into(), flags, attributes)
-            .into_iter()
-            .map(|(f, d)| (f, d.treatment))
-            .collect()
+        self.evaluate_many("get_treatments", key.into(), flags, attributes, |o| {
+            o.treatment.to_string()
+        })
+        .into_iter()
+        .collect()
     }
 
     /// [`Client::get_treatments`] with configurations.
@@ -585,10 +573,15 @@ impl Client {
         flags: &[S],
         attributes: Option<&Attributes>,
     ) -> HashMap<String, TreatmentWithConfig> {
-        self.evaluate_many("get_treatments_with_config", key.into(), flags, attributes)
-            .into_iter()
-            .map(|(f, d)| (f, d.with_config()))
-            .collect()
+        self.evaluate_many(
+            "get_treatments_with_config",
+            key.into(),
+            flags,
+            attributes,
+            |o| o.with_config(),
+        )
+        .into_iter()
+        .collect()
     }
 
     /// Treatments of every flag in a flag set.
@@ -603,9 +596,9 @@ impl Client {
             key.into(),
             &[flag_set],
             attributes,
+            |o| o.treatment.to_string(),
         )
         .into_iter()
-        .map(|(f, d)| (f, d.treatment))
         .collect()
     }
 
@@ -621,9 +614,9 @@ impl Client {
             key.into(),
             flag_sets,
             attributes,
+            |o| o.treatment.to_string(),
         )
         .into_iter()
-        .map(|(f, d)| (f, d.treatment))
         .collect()
     }
 
@@ -639,9 +632,9 @@ impl Client {
             key.into(),
             &[flag_set],
             attributes,
+            |o| o.with_config(),
         )
         .into_iter()
-        .map(|(f, d)| (f, d.with_config()))
         .collect()
     }
 
@@ -657,9 +650,9 @@ impl Client {
             key.into(),
             flag_sets,
             attributes,
+            |o| o.with_config(),
         )
         .into_iter()
-        .map(|(f, d)| (f, d.with_config()))
         .collect()
     }
 
@@ -689,43 +682,41 @@ impl Client {
         Ok(())
     }
 
-    fn evaluate_op(
+    /// One evaluation through the API: validation, readiness, the engine (guarded against
+    /// panics), the impression, then `shape` builds the caller's result from the borrowed
+    /// outcome (so nothing is copied that the caller does not need).
+    fn evaluate_op<R>(
         &self,
         op: &str,
         key: Key<'_>,
         flag: &str,
         attributes: Option<&Attributes>,
-    ) -> TreatmentDetails {
+        shape: impl FnOnce(&Outcome<'_>) -> R,
+    ) -> R {
         if let Err(w) = self.check_call(op, &key) {
             log::warn!("{w}");
-            return TreatmentDetails::control(None, false);
+            return shape(&Outcome::INVALID);
         }
         let Some(flag) = check_flag_name(op, flag, &mut |w| log::warn!("{w}")) else {
-            return TreatmentDetails::control(None, false);
+            return shape(&Outcome::INVALID);
         };
         let shared = self.listener_attributes(attributes);
         if !self.is_ready() {
-            return self.not_ready(op, key, flag, shared.as_ref());
+            let o = self.not_ready(op, key, flag, shared.as_ref());
+            return shape(&o);
         }
         let snapshot = self.inner.store.load();
-        let (d, disabled) = evaluate_guarded(
-            op,
-            &snapshot,
-            key,
-            flag,
-            attributes,
-            Snapshot::evaluate_owned,
-        );
-        self.record(key, flag, &d, disabled, shared.as_ref(), now_ms());
-        d
+        let o = evaluate_guarded(op, &snapshot, key, flag, attributes, Snapshot::evaluate_key);
+        self.record(key, flag, &o, shared.as_ref(), now_ms());
+        shape(&o)
     }
 
-    /// Attributes shared with the listener (only when there is one).
+    /// Attributes shared with the listeners (only when there are some).
     fn listener_attributes(&self, attributes: Option<&Attributes>) -> Option<Arc<Attributes>> {
-        if !self.inner.config.impression_listeners.is_empty() {
-            attributes.map(|a| Arc::new(a.clone()))
-        } else {
+        if self.inner.config.impression_listeners.is_empty() {
             None
+        } else {
+            attributes.map(|a| Arc::new(a.clone()))
         }
     }
 
@@ -735,13 +726,13 @@ impl Client {
         key: Key<'_>,
         flag: &str,
         attributes: Option<&Arc<Attributes>>,
-    ) -> TreatmentDetails {
+    ) -> Outcome<'static> {
         log::warn!(
             "{op}: the SDK is not ready, results may be incorrect for feature flag {flag}. Make sure to wait for SDK readiness before using this method"
         );
-        let d = TreatmentDetails::control(Some(Label::NotReady), true);
-        self.record(key, flag, &d, false, attributes, now_ms());
-        d
+        let o = Outcome::control(&NOT_READY, None);
+        self.record(key, flag, &o, attributes, now_ms());
+        o
     }
 
     /// Records the impression of an evaluation, when it produces one.
@@ -749,12 +740,11 @@ impl Client {
         &self,
         key: Key<'_>,
         flag: &str,
-        d: &TreatmentDetails,
-        disabled: bool,
+        o: &Outcome<'_>,
         attributes: Option<&Arc<Attributes>>,
         now: i64,
     ) {
-        if !d.impression {
+        if !o.impression {
             return;
         }
         self.inner.recorder.record(
@@ -762,24 +752,25 @@ impl Client {
                 key: key.matching_key,
                 bucketing_key: key.bucketing_key,
                 flag,
-                treatment: &d.treatment,
-                label: d.label.as_ref().map(Label::as_str),
-                change_number: d.change_number,
+                treatment: o.treatment,
+                label: o.label.map(Label::as_str),
+                change_number: o.change_number,
                 time: now,
-                disabled,
+                disabled: o.disabled,
             },
             attributes,
             now,
         );
     }
 
-    fn evaluate_many<S: AsRef<str>>(
+    fn evaluate_many<S: AsRef<str>, R>(
         &self,
         op: &str,
         key: Key<'_>,
         flags: &[S],
         attributes: Option<&Attributes>,
-    ) -> Vec<(String, TreatmentDetails)> {
+        shape: impl Fn(&Outcome<'_>) -> R,
+    ) -> Vec<(String, R)> {
         if flags.is_empty() {
             log::warn!("{op}: flag names must be a non-empty array");
             return Vec::new();
@@ -796,14 +787,17 @@ impl Client {
             log::warn!("{w}");
             return names
                 .into_iter()
-                .map(|n| (n.to_string(), TreatmentDetails::control(None, false)))
+                .map(|n| (n.to_string(), shape(&Outcome::INVALID)))
                 .collect();
         }
         let shared = self.listener_attributes(attributes);
         if !self.is_ready() {
             return names
                 .into_iter()
-                .map(|n| (n.to_string(), self.not_ready(op, key, n, shared.as_ref())))
+                .map(|n| {
+                    let o = self.not_ready(op, key, n, shared.as_ref());
+                    (n.to_string(), shape(&o))
+                })
                 .collect();
         }
         let snapshot = self.inner.store.load();
@@ -811,21 +805,21 @@ impl Client {
         names
             .into_iter()
             .map(|n| {
-                let (d, disabled) =
-                    evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_owned);
-                self.record(key, n, &d, disabled, shared.as_ref(), now);
-                (n.to_string(), d)
+                let o = evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_key);
+                self.record(key, n, &o, shared.as_ref(), now);
+                (n.to_string(), shape(&o))
             })
             .collect()
     }
 
-    fn by_flag_sets<S: AsRef<str>>(
+    fn by_flag_sets<S: AsRef<str>, R>(
         &self,
         op: &str,
         key: Key<'_>,
         sets: &[S],
         attributes: Option<&Attributes>,
-    ) -> Vec<(String, TreatmentDetails)> {
+        shape: impl Fn(&Outcome<'_>) -> R,
+    ) -> Vec<(String, R)> {
         let mut sets = sanitize_flag_sets(op, sets, &mut |w| log::warn!("{w}"));
         let filter = self.inner.config.flag_sets_filter();
         if !filter.is_empty() {
@@ -850,66 +844,118 @@ impl Client {
         if flags.is_empty() {
             return Vec::new();
         }
-        self.evaluate_many(op, key, &flags, attributes)
+        self.evaluate_many(op, key, &flags, attributes, shape)
+    }
+}
+
+static NOT_READY: Label = Label::NotReady;
+static EXCEPTION: Label = Label::Exception;
+
+/// What one evaluation decided, borrowing from the snapshot.
+#[derive(Debug, Clone, Copy)]
+struct Outcome<'a> {
+    treatment: &'a str,
+    /// `None` for invalid input or a destroyed client.
+    label: Option<&'a Label>,
+    config: Option<&'a str>,
+    change_number: Option<i64>,
+    impression: bool,
+    /// The flag has `impressionsDisabled`.
+    disabled: bool,
+}
+
+impl<'a> Outcome<'a> {
+    /// Invalid input or a destroyed client: `control`, no label, no impression.
+    const INVALID: Outcome<'static> = Outcome {
+        treatment: CONTROL,
+        label: None,
+        config: None,
+        change_number: None,
+        impression: false,
+        disabled: false,
+    };
+
+    /// `control` with a label, producing an impression.
+    fn control(label: &'a Label, change_number: Option<i64>) -> Outcome<'a> {
+        Outcome {
+            label: Some(label),
+            change_number,
+            impression: true,
+            ..Outcome::INVALID
+        }
+    }
+
+    fn with_config(&self) -> TreatmentWithConfig {
+        TreatmentWithConfig {
+            treatment: self.treatment.to_string(),
+            config: self.config.map(str::to_string),
+        }
+    }
+
+    fn details(&self) -> TreatmentDetails {
+        TreatmentDetails {
+            treatment: self.treatment.to_string(),
+            label: self.label.cloned(),
+            config: self.config.map(str::to_string),
+            change_number: self.change_number,
+            impression: self.impression,
+        }
     }
 }
 
 impl Snapshot {
-    fn evaluate_owned(
-        &self,
+    fn evaluate_key<'s>(
+        &'s self,
         key: Key<'_>,
         flag: &str,
         attributes: &Attributes,
-    ) -> crate::EvaluationResult {
+    ) -> crate::Evaluation<'s> {
         self.evaluate(key.matching_key, key.bucketing_key, flag, attributes)
-            .to_owned()
     }
 }
 
+/// The engine as the client calls it (swappable in tests).
+type EvalFn = for<'s> fn(&'s Snapshot, Key<'_>, &str, &Attributes) -> crate::Evaluation<'s>;
+
 /// Runs one evaluation at the API boundary: a panic inside becomes `control` with label
 /// `exception` (and an impression), an unknown flag a warning and no impression.
-fn evaluate_guarded(
+fn evaluate_guarded<'s>(
     op: &str,
-    snapshot: &Snapshot,
+    snapshot: &'s Snapshot,
     key: Key<'_>,
     flag: &str,
     attributes: Option<&Attributes>,
-    eval: fn(&Snapshot, Key<'_>, &str, &Attributes) -> crate::EvaluationResult,
-) -> (TreatmentDetails, bool) {
+    eval: EvalFn,
+) -> Outcome<'s> {
     static NO_ATTRIBUTES: std::sync::LazyLock<Attributes> =
         std::sync::LazyLock::new(Attributes::new);
     let attributes = attributes.unwrap_or(&NO_ATTRIBUTES);
     match catch_unwind(AssertUnwindSafe(|| eval(snapshot, key, flag, attributes))) {
         Ok(e) => {
-            let impression = e.label != Label::DefinitionNotFound;
+            let impression = *e.label != Label::DefinitionNotFound;
             if !impression {
                 log::warn!(
                     "{op}: you passed {flag} that does not exist in this environment, please double check what feature flags exist in the Split user interface."
                 );
-            } else if e.label == Label::Exception {
+            } else if *e.label == Label::Exception {
                 log::warn!(
                     "{op}: evaluation of {flag} failed (dependency chain deeper than {} or cyclic); returning control",
                     crate::MAX_DEPTH
                 );
             }
-            let disabled = e.impressions_disabled;
-            let d = TreatmentDetails {
+            Outcome {
                 treatment: e.treatment,
                 label: Some(e.label),
                 config: e.config,
                 change_number: e.change_number,
                 impression,
-            };
-            (d, disabled)
+                disabled: e.impressions_disabled,
+            }
         }
         Err(_) => {
             log::error!("{op}: evaluation of {flag} panicked; returning control");
             let change_number = snapshot.flags.get(flag).map(|f| f.change_number);
-            let d = TreatmentDetails {
-                change_number,
-                ..TreatmentDetails::control(Some(Label::Exception), true)
-            };
-            (d, false)
+            Outcome::control(&EXCEPTION, change_number)
         }
     }
 }
@@ -1013,12 +1059,13 @@ mod tests {
 
     #[test]
     fn a_panic_inside_evaluation_answers_control_with_exception() {
-        fn boom(_: &Snapshot, _: Key<'_>, _: &str, _: &Attributes) -> crate::EvaluationResult {
+        fn boom<'s>(_: &'s Snapshot, _: Key<'_>, _: &str, _: &Attributes) -> crate::Evaluation<'s> {
             panic!("injected")
         }
-        let (d, _) = evaluate_guarded("t", &Snapshot::new(), "k".into(), "f", None, boom);
-        assert_eq!(d.treatment, "control");
-        assert_eq!(d.label, Some(Label::Exception));
-        assert!(d.impression);
+        let snapshot = Snapshot::new();
+        let o = evaluate_guarded("t", &snapshot, "k".into(), "f", None, boom);
+        assert_eq!(o.treatment, "control");
+        assert_eq!(o.label, Some(&Label::Exception));
+        assert!(o.impression);
     }
 }

@@ -419,24 +419,38 @@ impl Recorder {
             },
             ..fields
         };
-        let impression = Impression::new(fields);
         self.recorded.fetch_add(1, Ordering::Relaxed);
-        for l in &self.listeners {
-            l.push(Listened {
-                impression: impression.clone(),
-                attributes: attributes.cloned(),
-            });
+        let decision = self.strategy.process(&fields, now);
+        let previous_time = match decision {
+            Decision::Queue { previous_time } | Decision::Deduplicated { previous_time } => {
+                previous_time
+            }
+            Decision::CountedOnly { .. } => None,
+        };
+        let build = || {
+            let mut i = Impression::new(fields);
+            i.set_previous_time(previous_time);
+            i
+        };
+        if !self.listeners.is_empty() {
+            let impression = build();
+            for l in &self.listeners {
+                l.push(Listened {
+                    impression: impression.clone(),
+                    attributes: attributes.cloned(),
+                });
+            }
         }
-        match self.strategy.process(impression, now) {
-            Decision::Queue(i) => match &self.delivery {
+        match decision {
+            Decision::Queue { .. } => match &self.delivery {
                 Some(d) => {
-                    d.impressions.push(i);
+                    d.impressions.push(build());
                 }
                 None => {
                     self.not_delivered.fetch_add(1, Ordering::Relaxed);
                 }
             },
-            Decision::Deduplicated => {
+            Decision::Deduplicated { .. } => {
                 self.deduplicated.fetch_add(1, Ordering::Relaxed);
             }
             Decision::CountedOnly { unique_keys } => {

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use parking_lot::Mutex;
 
-use super::impression::Impression;
+use super::impression::ImpressionFields;
 
 /// How impressions are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +82,7 @@ impl Hasher for Identity {
 }
 
 type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<Identity>>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Two generations per shard: when the current one fills up it becomes the previous one, so
 /// memory stays bounded and recently used entries survive (an approximate LRU).
@@ -95,7 +96,7 @@ struct Generations {
 pub(crate) struct Observer {
     shards: Box<[Mutex<Generations>]>,
     per_generation: usize,
-    hasher: std::hash::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl std::fmt::Debug for Observer {
@@ -114,23 +115,18 @@ impl Observer {
                 .map(|_| Mutex::new(Generations::default()))
                 .collect(),
             per_generation: (capacity / (2 * SHARDS)).max(1),
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
     /// The dedupe hash of (key, flag, treatment, label, change number).
-    pub(crate) fn hash(&self, i: &Impression) -> u64 {
+    pub(crate) fn hash(&self, i: &ImpressionFields<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
-        for part in [
-            i.key(),
-            i.flag(),
-            i.treatment(),
-            i.label().unwrap_or("UNKNOWN"),
-        ] {
+        for part in [i.key, i.flag, i.treatment, i.label.unwrap_or("UNKNOWN")] {
             h.write(part.as_bytes());
             h.write_u8(0xff);
         }
-        h.write_i64(i.change_number().unwrap_or(0));
+        h.write_i64(i.change_number.unwrap_or(0));
         h.finish()
     }
 
@@ -153,11 +149,11 @@ impl Observer {
 /// Impression counts per flag and hour.
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
-    shards: [Mutex<HashMap<String, HashMap<i64, u64>>>; 8],
+    shards: [Mutex<FastMap<String, HashMap<i64, u64>>>; 8],
 }
 
 impl Counter {
-    fn shard(&self, flag: &str) -> &Mutex<HashMap<String, HashMap<i64, u64>>> {
+    fn shard(&self, flag: &str) -> &Mutex<FastMap<String, HashMap<i64, u64>>> {
         let h = flag.bytes().fold(0usize, |a, b| {
             a.wrapping_mul(31).wrapping_add(usize::from(b))
         });
@@ -231,12 +227,12 @@ impl UniqueKeys {
 }
 
 /// What the mode decided for one impression.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Queue it (with `pt` set).
-    Queue(Impression),
+    /// Queue it, with this previous time (`pt`).
+    Queue { previous_time: Option<i64> },
     /// Seen this hour already: counted, not queued.
-    Deduplicated,
+    Deduplicated { previous_time: Option<i64> },
     /// `none` mode or `impressionsDisabled`: counted and its key tracked, not queued.
     CountedOnly {
         /// Number of unique keys held after this one.
@@ -263,29 +259,30 @@ impl Strategy {
         }
     }
 
-    pub(crate) fn process(&self, mut imp: Impression, now: i64) -> Decision {
-        if self.mode == ImpressionsMode::None || imp.impressions_disabled() {
-            self.counter.inc(imp.flag(), truncate_hour(now));
-            let unique_keys = self.unique_keys.add(imp.flag(), imp.key());
+    /// Decides what happens to an impression (before it is built, so that deduplicated ones
+    /// cost no allocation).
+    pub(crate) fn process(&self, imp: &ImpressionFields<'_>, now: i64) -> Decision {
+        if self.mode == ImpressionsMode::None || imp.disabled {
+            self.counter.inc(imp.flag, truncate_hour(now));
+            let unique_keys = self.unique_keys.add(imp.flag, imp.key);
             return Decision::CountedOnly { unique_keys };
         }
-        let pt = self
+        let previous_time = self
             .observer
-            .test_and_set(self.observer.hash(&imp), imp.time());
-        imp.set_previous_time(pt);
+            .test_and_set(self.observer.hash(imp), imp.time);
         if self.mode == ImpressionsMode::Debug {
-            return Decision::Queue(imp);
+            return Decision::Queue { previous_time };
         }
-        match pt {
+        match previous_time {
             Some(pt) => {
-                self.counter.inc(imp.flag(), truncate_hour(now));
+                self.counter.inc(imp.flag, truncate_hour(now));
                 if pt < truncate_hour(now) {
-                    Decision::Queue(imp)
+                    Decision::Queue { previous_time }
                 } else {
-                    Decision::Deduplicated
+                    Decision::Deduplicated { previous_time }
                 }
             }
-            None => Decision::Queue(imp),
+            None => Decision::Queue { previous_time },
         }
     }
 }
@@ -293,10 +290,9 @@ impl Strategy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::impressions::impression::ImpressionFields;
 
-    fn imp(key: &str, t: &str, time: i64, disabled: bool) -> Impression {
-        Impression::new(ImpressionFields {
+    fn imp<'a>(key: &'a str, t: &'a str, time: i64, disabled: bool) -> ImpressionFields<'a> {
+        ImpressionFields {
             key,
             bucketing_key: None,
             flag: "f",
@@ -305,7 +301,7 @@ mod tests {
             change_number: Some(1),
             time,
             disabled,
-        })
+        }
     }
 
     const H: i64 = 3_600_000;
@@ -314,21 +310,24 @@ mod tests {
     fn optimized_dedupes_within_the_hour() {
         let s = Strategy::new(ImpressionsMode::Optimized, 1000);
         let now = 10 * H + 5;
-        assert!(
-            matches!(s.process(imp("a", "on", now, false), now), Decision::Queue(i) if i.previous_time().is_none())
-        );
         assert!(matches!(
-            s.process(imp("a", "on", now + 1, false), now + 1),
-            Decision::Deduplicated
+            s.process(&imp("a", "on", now, false), now),
+            Decision::Queue {
+                previous_time: None
+            }
         ));
         assert!(matches!(
-            s.process(imp("a", "off", now + 2, false), now + 2),
-            Decision::Queue(_)
+            s.process(&imp("a", "on", now + 1, false), now + 1),
+            Decision::Deduplicated { .. }
+        ));
+        assert!(matches!(
+            s.process(&imp("a", "off", now + 2, false), now + 2),
+            Decision::Queue { .. }
         ));
         // The next hour: queued again, with pt from the last hour.
         let later = 11 * H + 1;
         assert!(
-            matches!(s.process(imp("a", "on", later, false), later), Decision::Queue(i) if i.previous_time() == Some(now + 1))
+            matches!(s.process(&imp("a", "on", later, false), later), Decision::Queue { previous_time: Some(p) } if p == now + 1)
         );
         assert_eq!(
             s.counter.drain(),
@@ -339,12 +338,18 @@ mod tests {
     #[test]
     fn debug_queues_everything_with_pt() {
         let s = Strategy::new(ImpressionsMode::Debug, 1000);
-        assert!(
-            matches!(s.process(imp("a", "on", 1, false), 1), Decision::Queue(i) if i.previous_time().is_none())
-        );
-        assert!(
-            matches!(s.process(imp("a", "on", 2, false), 2), Decision::Queue(i) if i.previous_time() == Some(1))
-        );
+        assert!(matches!(
+            s.process(&imp("a", "on", 1, false), 1),
+            Decision::Queue {
+                previous_time: None
+            }
+        ));
+        assert!(matches!(
+            s.process(&imp("a", "on", 2, false), 2),
+            Decision::Queue {
+                previous_time: Some(1)
+            }
+        ));
         assert!(s.counter.drain().is_empty());
     }
 
@@ -352,15 +357,15 @@ mod tests {
     fn none_and_disabled_only_count() {
         let s = Strategy::new(ImpressionsMode::None, 1000);
         assert!(matches!(
-            s.process(imp("a", "on", 1, false), 1),
+            s.process(&imp("a", "on", 1, false), 1),
             Decision::CountedOnly { unique_keys: 1 }
         ));
         assert!(matches!(
-            s.process(imp("a", "on", 2, false), 2),
+            s.process(&imp("a", "on", 2, false), 2),
             Decision::CountedOnly { unique_keys: 1 }
         ));
         assert!(matches!(
-            s.process(imp("b", "on", 2, false), 2),
+            s.process(&imp("b", "on", 2, false), 2),
             Decision::CountedOnly { unique_keys: 2 }
         ));
         assert_eq!(s.counter.drain(), vec![("f".to_string(), 0, 3)]);
@@ -370,7 +375,7 @@ mod tests {
         );
         let d = Strategy::new(ImpressionsMode::Debug, 1000);
         assert!(matches!(
-            d.process(imp("a", "on", 1, true), 1),
+            d.process(&imp("a", "on", 1, true), 1),
             Decision::CountedOnly { .. }
         ));
     }
