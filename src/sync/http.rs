@@ -185,6 +185,19 @@ pub struct HttpConfig {
     connect_timeout: Duration,
     request_timeout: Duration,
     gzip: bool,
+    authorization: Authorization,
+    sdk_headers: bool,
+}
+
+/// What the `Authorization` header carries.
+#[derive(Clone, PartialEq, Eq)]
+enum Authorization {
+    /// `Bearer <sdk key>` (the default).
+    SdkKey,
+    /// A value of the caller's, e.g. `Basic …` for a third-party API.
+    Value(String),
+    /// No `Authorization` header.
+    Omitted,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -198,6 +211,15 @@ impl fmt::Debug for HttpConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("gzip", &self.gzip)
+            .field(
+                "authorization",
+                &match self.authorization {
+                    Authorization::SdkKey => "Bearer <sdk key>",
+                    Authorization::Value(_) => "<redacted>",
+                    Authorization::Omitted => "none",
+                },
+            )
+            .field("sdk_headers", &self.sdk_headers)
             .finish()
     }
 }
@@ -237,6 +259,8 @@ impl HttpConfig {
                 connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
                 request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
                 gzip: false,
+                authorization: Authorization::SdkKey,
+                sdk_headers: true,
             },
         }
     }
@@ -321,6 +345,40 @@ impl HttpConfigBuilder {
         self
     }
 
+    /// Sends `Authorization: <value>` instead of `Bearer <sdk key>`, for a destination
+    /// that authenticates otherwise (e.g. `Basic …`). Default: `Bearer <sdk key>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use splitkit::sync::HttpConfig;
+    ///
+    /// let config = HttpConfig::builder("http://127.0.0.1:9", "")
+    ///     .authorization("Basic d3JpdGVrZXk6")
+    ///     .sdk_headers(false)
+    ///     .build()?;
+    /// assert!(!format!("{config:?}").contains("d3JpdGVrZXk6"));
+    /// # Ok::<(), splitkit::sync::SyncError>(())
+    /// ```
+    pub fn authorization(mut self, value: impl Into<String>) -> Self {
+        self.config.authorization = Authorization::Value(value.into());
+        self
+    }
+
+    /// Sends no `Authorization` header. Default: `Bearer <sdk key>`.
+    pub fn no_authorization(mut self) -> Self {
+        self.config.authorization = Authorization::Omitted;
+        self
+    }
+
+    /// Whether the Split headers (`SplitSDKVersion`, `SplitSDKMachineIP`,
+    /// `SplitSDKMachineName`) are sent; turn off for destinations other than Split.
+    /// Default: true.
+    pub fn sdk_headers(mut self, enabled: bool) -> Self {
+        self.config.sdk_headers = enabled;
+        self
+    }
+
     /// Validates the settings.
     ///
     /// # Errors
@@ -341,6 +399,13 @@ impl HttpConfigBuilder {
                     "sdk key, sdk version and machine headers must be visible ASCII",
                 ));
             }
+        }
+        if let Authorization::Value(value) = &c.authorization
+            && ureq::http::HeaderValue::from_str(value).is_err()
+        {
+            return Err(SyncError::Config(
+                "the authorization header must be visible ASCII",
+            ));
         }
         if c.connect_timeout.is_zero() || c.request_timeout.is_zero() {
             return Err(SyncError::Config("HTTP timeouts must be greater than zero"));
@@ -368,8 +433,10 @@ fn validate_base_url(url: &str) -> Result<&str, SyncError> {
 
 /// The ureq-based [`Transport`]: one shared connection pool for every endpoint.
 ///
-/// Sends `Authorization: Bearer <sdk key>`, `Content-Type: application/json`,
-/// `SplitSDKVersion`, the optional machine headers and each endpoint's own headers.
+/// Sends `Authorization: Bearer <sdk key>` (or the value set with
+/// [`HttpConfigBuilder::authorization`], or none), `Content-Type: application/json`,
+/// `SplitSDKVersion` and the optional machine headers (unless
+/// [`HttpConfigBuilder::sdk_headers`] is off) and each endpoint's own headers.
 /// Every HTTP status is returned as a [`Response`]; `Retry-After` (in seconds) is read.
 ///
 /// # Examples
@@ -413,19 +480,26 @@ impl HttpTransport {
             .timeout_global(Some(config.request_timeout))
             .build()
             .new_agent();
-        let mut headers = vec![
-            (
+        let mut headers = Vec::with_capacity(6);
+        match &config.authorization {
+            Authorization::SdkKey => headers.push((
                 "Authorization".to_owned(),
                 format!("Bearer {}", config.sdk_key),
-            ),
-            ("Content-Type".to_owned(), "application/json".to_owned()),
-            ("SplitSDKVersion".to_owned(), config.sdk_version.clone()),
-        ];
-        if let Some(ip) = &config.machine_ip {
-            headers.push(("SplitSDKMachineIP".to_owned(), ip.clone()));
+            )),
+            Authorization::Value(value) => {
+                headers.push(("Authorization".to_owned(), value.clone()));
+            }
+            Authorization::Omitted => {}
         }
-        if let Some(name) = &config.machine_name {
-            headers.push(("SplitSDKMachineName".to_owned(), name.clone()));
+        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+        if config.sdk_headers {
+            headers.push(("SplitSDKVersion".to_owned(), config.sdk_version.clone()));
+            if let Some(ip) = &config.machine_ip {
+                headers.push(("SplitSDKMachineIP".to_owned(), ip.clone()));
+            }
+            if let Some(name) = &config.machine_name {
+                headers.push(("SplitSDKMachineName".to_owned(), name.clone()));
+            }
         }
         if config.gzip {
             headers.push(("Content-Encoding".to_owned(), "gzip".to_owned()));
@@ -621,6 +695,38 @@ mod tests {
             let transport = HttpTransport::new(config);
             assert!(!format!("{transport:?}").contains("secret-key"));
         }
+    }
+
+    #[test]
+    fn authorization_can_be_replaced_or_omitted_and_split_headers_dropped() {
+        let names = |builder: HttpConfigBuilder| -> Vec<(String, String)> {
+            match builder.build() {
+                Ok(config) => HttpTransport::new(config).headers.to_vec(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let default = names(HttpConfig::builder("http://h", "k").machine_name("m"));
+        assert_eq!(default[0], ("Authorization".into(), "Bearer k".into()));
+        assert!(default.iter().any(|(n, _)| n == "SplitSDKMachineName"));
+        let basic = names(
+            HttpConfig::builder("http://h", "")
+                .authorization("Basic d3JpdGVrZXk6")
+                .machine_name("m")
+                .sdk_headers(false),
+        );
+        assert_eq!(
+            basic,
+            vec![
+                ("Authorization".into(), "Basic d3JpdGVrZXk6".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ]
+        );
+        let none = names(HttpConfig::builder("http://h", "k").no_authorization());
+        assert!(none.iter().all(|(n, _)| n != "Authorization"));
+        let bad = HttpConfig::builder("http://h", "k")
+            .authorization("Basic\nx")
+            .build();
+        assert!(matches!(bad, Err(SyncError::Config(rule)) if rule.contains("authorization")));
     }
 
     #[test]

@@ -2,8 +2,12 @@
 
 mod client;
 mod common;
+mod events;
 mod fixtures;
 mod golden;
 mod properties;
+mod recorder;
+mod remote;
 mod semantics;
+mod server;
 mod vectors;

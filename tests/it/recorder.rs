@@ -1,0 +1,1116 @@
+//! Impressions end to end, through the public API, against a loopback server: the wire format
+//! of every endpoint, the three modes, labels, the listener, and delivery under failure,
+//! concurrency and shutdown, with exact totals.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use splitkit::{
+    Attributes, Impression, ImpressionListener, ImpressionsMode, Key, Label, SDK_VERSION,
+    SdkMetadata,
+};
+
+use crate::server::{
+    Gate, Recorded, Reply, SdkBackend, Server, dead_port, eventually, flag, localhost, remote,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+const HOUR: i64 = 3_600_000;
+const BULK: &str = "/events/testImpressions/bulk";
+const COUNT: &str = "/events/testImpressions/count";
+const KEYS: &str = "/telemetry/v1/keys/ss";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `(flag, item)` of every impression in the 2xx-answered bulk requests, in wire order.
+fn delivered(server: &Server) -> Vec<(String, Value)> {
+    server
+        .requests_to(BULK)
+        .iter()
+        .filter(|r| r.ok())
+        .flat_map(items)
+        .collect()
+}
+
+fn items(r: &Recorded) -> Vec<(String, Value)> {
+    let body = r.json();
+    let groups = body
+        .as_array()
+        .unwrap_or_else(|| panic!("not a bulk body: {body}"));
+    let mut out = Vec::new();
+    for g in groups {
+        let f = g["f"].as_str().expect("f").to_string();
+        for i in g["i"].as_array().expect("i") {
+            out.push((f.clone(), i.clone()));
+        }
+    }
+    out
+}
+
+/// Matching keys of the delivered impressions, each once; panics on a duplicate.
+fn delivered_keys(server: &Server) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for (_, i) in delivered(server) {
+        let k = i["k"].as_str().expect("k").to_string();
+        assert!(seen.insert(k.clone()), "impression of {k} delivered twice");
+    }
+    seen
+}
+
+/// Replaces `m` (checked to lie in `[from, to]`) by 0, for exact comparisons.
+fn without_time(mut item: Value, from: i64, to: i64) -> Value {
+    let m = item["m"].as_i64().expect("m");
+    assert!((from..=to).contains(&m), "m {m} not in [{from}, {to}]");
+    item["m"] = json!(0);
+    item
+}
+
+/// A listener that keeps every impression with its attributes and metadata.
+#[derive(Default)]
+struct Collect(Mutex<Vec<(Impression, Option<Attributes>, SdkMetadata)>>);
+
+impl ImpressionListener for Collect {
+    fn on_impression(&self, i: &Impression, a: Option<&Attributes>, m: &SdkMetadata) {
+        self.0
+            .lock()
+            .expect("collect")
+            .push((i.clone(), a.cloned(), m.clone()));
+    }
+}
+
+impl Collect {
+    fn seen(&self) -> Vec<(Impression, Option<Attributes>, SdkMetadata)> {
+        self.0.lock().expect("collect").clone()
+    }
+}
+
+/// A localhost JSON flags file in a temporary directory:
+/// - `quiet`: `impressionsDisabled`, `on` for everyone;
+/// - `lab`: `on` for everyone, with label `pro plan` when `plan` is `pro`, else `everyone`.
+fn lab_flags() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut quiet = flag("quiet", 5, &[], None, "on");
+    quiet["impressionsDisabled"] = json!(true);
+    let all_keys = json!({"keySelector": {"trafficType": "user", "attribute": null},
+                          "matcherType": "ALL_KEYS", "negate": false});
+    let lab = json!({
+        "name": "lab", "trafficTypeName": "user", "killed": false, "defaultTreatment": "off",
+        "changeNumber": 6, "algo": 2, "trafficAllocation": 100, "trafficAllocationSeed": 1,
+        "seed": 3, "status": "ACTIVE",
+        "conditions": [
+            {"conditionType": "ROLLOUT",
+             "matcherGroup": {"combiner": "AND", "matchers": [
+                {"keySelector": {"trafficType": "user", "attribute": "plan"},
+                 "matcherType": "WHITELIST", "negate": false,
+                 "whitelistMatcherData": {"whitelist": ["pro"]}}]},
+             "partitions": [{"treatment": "on", "size": 100}], "label": "pro plan"},
+            {"conditionType": "ROLLOUT",
+             "matcherGroup": {"combiner": "AND", "matchers": [all_keys]},
+             "partitions": [{"treatment": "on", "size": 100}], "label": "everyone"}
+        ]
+    });
+    let doc =
+        json!({"ff": {"d": [quiet, lab], "s": -1, "t": 6}, "rbs": {"d": [], "s": -1, "t": -1}});
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, doc.to_string()).expect("write flags");
+    (dir, path)
+}
+
+#[test]
+fn bulk_payload_is_grouped_by_flag_with_exact_fields() {
+    let server = Server::start();
+    let client = localhost(&server).build().expect("client");
+    let from = now_ms();
+    assert_eq!(client.get_treatment("qa_alice", "new_checkout", None), "on");
+    assert_eq!(
+        client.get_treatment("anyone", "legacy_banner", None),
+        "hidden"
+    );
+    assert_eq!(
+        client.get_treatment(Key::new("carol", "acct-1"), "new_checkout", None),
+        "on"
+    );
+    assert_eq!(client.get_treatment("qa_alice", "new_checkout", None), "on"); // deduped
+    let to = now_ms();
+    assert!(client.flush(WAIT));
+
+    let bulk = server.requests_to(BULK);
+    assert_eq!(bulk.len(), 1, "one request");
+    assert_eq!(bulk[0].method, "POST");
+    let mut body = bulk[0].json();
+    for g in body.as_array_mut().expect("array") {
+        for i in g["i"].as_array_mut().expect("i") {
+            *i = without_time(i.take(), from, to);
+        }
+    }
+    assert_eq!(
+        body,
+        json!([
+            {"f": "new_checkout", "i": [
+                {"k": "qa_alice", "t": "on", "m": 0, "c": 1_700_000_000_000i64, "r": "whitelisted"},
+                {"k": "carol", "t": "on", "m": 0, "c": 1_700_000_000_000i64,
+                 "r": "in segment beta_testers", "b": "acct-1"}]},
+            {"f": "legacy_banner", "i": [
+                {"k": "anyone", "t": "hidden", "m": 0, "c": 1_700_000_000_002i64, "r": "killed"}]}
+        ]),
+        "grouped by flag in first-seen order; b only with a bucketing key; no pt the first time"
+    );
+
+    // The repeat was counted: {"pf":[{"f","m","rc"}]} with the hour of the evaluation.
+    let count = server.requests_to(COUNT);
+    assert_eq!(count.len(), 1);
+    let pf = count[0].json();
+    let m = pf["pf"][0]["m"].as_i64().expect("m");
+    assert!(m == from - from % HOUR || m == to - to % HOUR, "{m}");
+    assert_eq!(pf, json!({"pf": [{"f": "new_checkout", "m": m, "rc": 1}]}));
+    assert_eq!(
+        count[0].header("SplitSDKImpressionsMode"),
+        Some("OPTIMIZED")
+    );
+    assert!(
+        server.requests_to(KEYS).is_empty(),
+        "no unique keys outside none mode"
+    );
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.deduplicated, s.queue.sent), (4, 1, 3));
+    assert_eq!((s.counts.sent, s.not_delivered, s.counted_only), (1, 0, 0));
+    assert!(s.is_balanced(), "{s:?}");
+}
+
+#[test]
+fn headers_name_the_key_version_mode_and_machine() {
+    let server = Server::start();
+    let backend = SdkBackend::new();
+    backend.push_flag(flag("f", 10, &["a"], None, "off"));
+    backend.install(&server, "/sdk");
+    let client = remote(&server, "hdr-key-42")
+        .machine_ip("10.9.8.7")
+        .machine_name("test-box")
+        .build()
+        .expect("client");
+    client.block_until_ready(WAIT).expect("ready");
+    client.get_treatment("a", "f", None);
+    client.get_treatment("a", "f", None);
+    assert!(client.flush(WAIT));
+    let posts: Vec<Recorded> = [BULK, COUNT]
+        .iter()
+        .flat_map(|p| server.requests_to(p))
+        .collect();
+    assert_eq!(posts.len(), 2, "bulk and count");
+    let gets = server.requests_to("/sdk/");
+    assert!(!gets.is_empty());
+    for r in posts.iter().chain(&gets) {
+        let what = format!("{} {}", r.method, r.path);
+        assert_eq!(
+            r.header("Authorization"),
+            Some("Bearer hdr-key-42"),
+            "{what}"
+        );
+        assert_eq!(r.header("SplitSDKVersion"), Some(SDK_VERSION), "{what}");
+        assert!(SDK_VERSION.starts_with("rust-"));
+        assert_eq!(r.header("SplitSDKMachineIP"), Some("10.9.8.7"), "{what}");
+        assert_eq!(r.header("SplitSDKMachineName"), Some("test-box"), "{what}");
+    }
+    for r in &posts {
+        assert_eq!(r.header("SplitSDKImpressionsMode"), Some("OPTIMIZED"));
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+    }
+    let m = client.metadata();
+    assert_eq!(
+        (m.machine_ip.as_deref(), m.machine_name.as_deref()),
+        (Some("10.9.8.7"), Some("test-box"))
+    );
+}
+
+#[test]
+fn machine_headers_are_absent_when_ip_addresses_are_disabled() {
+    let server = Server::start();
+    let seen = Arc::new(Collect::default());
+    let client = localhost(&server)
+        .ip_addresses_enabled(false)
+        .machine_ip("10.9.8.7")
+        .machine_name("test-box")
+        .impressions_mode(ImpressionsMode::Debug)
+        .impression_listener(seen.clone())
+        .build()
+        .expect("client");
+    client.get_treatment("a", "new_checkout", None);
+    assert!(client.flush(WAIT));
+    let bulk = server.requests_to(BULK);
+    assert_eq!(bulk.len(), 1);
+    assert_eq!(bulk[0].header("SplitSDKImpressionsMode"), Some("DEBUG"));
+    assert_eq!(bulk[0].header("SplitSDKMachineIP"), None);
+    assert_eq!(bulk[0].header("SplitSDKMachineName"), None);
+    assert_eq!(bulk[0].header("Authorization"), Some("Bearer localhost"));
+    let meta = &seen.seen()[0].2;
+    assert_eq!((&meta.machine_ip, &meta.machine_name), (&None, &None));
+    assert_eq!(meta.sdk_version, SDK_VERSION);
+}
+
+#[test]
+fn debug_mode_sends_every_impression_with_pt_on_repeats() {
+    let server = Server::start();
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    for _ in 0..3 {
+        assert_eq!(client.get_treatment("qa_bob", "new_checkout", None), "on");
+    }
+    assert!(client.flush(WAIT));
+    let got = delivered(&server);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got[0].1.get("pt").is_none(), "first time: no pt");
+    assert_eq!(got[1].1["pt"], got[0].1["m"]);
+    assert_eq!(got[2].1["pt"], got[1].1["m"]);
+    assert!(
+        server.requests_to(COUNT).is_empty(),
+        "debug mode counts nothing"
+    );
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.deduplicated, s.queue.sent), (3, 0, 3));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn optimized_mode_dedupes_within_the_hour_and_counts_the_repeats() {
+    let server = Server::start();
+    let client = localhost(&server).build().expect("client");
+    for _ in 0..5 {
+        client.get_treatment("qa_alice", "new_checkout", None);
+        client.get_treatment("x", "legacy_banner", None);
+    }
+    client.get_treatment("y", "legacy_banner", None);
+    assert!(client.flush(WAIT));
+    let keys: Vec<(String, String)> = delivered(&server)
+        .into_iter()
+        .map(|(f, i)| (f, i["k"].as_str().expect("k").to_string()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("new_checkout".to_string(), "qa_alice".to_string()),
+            ("legacy_banner".to_string(), "x".to_string()),
+            ("legacy_banner".to_string(), "y".to_string()),
+        ]
+    );
+    let count = server.requests_to(COUNT);
+    assert_eq!(count.len(), 1);
+    let rc: BTreeMap<String, i64> = count[0].json()["pf"]
+        .as_array()
+        .expect("pf")
+        .iter()
+        .map(|c| {
+            let m = c["m"].as_i64().expect("m");
+            assert_eq!(m % HOUR, 0, "m is truncated to the hour");
+            (
+                c["f"].as_str().expect("f").to_string(),
+                c["rc"].as_i64().expect("rc"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rc,
+        BTreeMap::from([("legacy_banner".into(), 4), ("new_checkout".into(), 4)])
+    );
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.deduplicated, s.queue.sent), (11, 8, 3));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn none_mode_sends_counts_and_unique_keys_only() {
+    let server = Server::start();
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::None)
+        .build()
+        .expect("client");
+    let from = now_ms();
+    for k in ["b", "a", "b", "a"] {
+        client.get_treatment(k, "new_checkout", None);
+    }
+    client.get_treatment("z", "legacy_banner", None);
+    let to = now_ms();
+    assert!(client.flush(WAIT));
+    assert!(
+        server.requests_to(BULK).is_empty(),
+        "nothing queued in none mode"
+    );
+
+    let count = server.requests_to(COUNT);
+    assert_eq!(count.len(), 1);
+    assert_eq!(count[0].header("SplitSDKImpressionsMode"), Some("NONE"));
+    let mut pf = count[0].json()["pf"].as_array().expect("pf").clone();
+    pf.sort_by_key(|c| c["f"].as_str().unwrap_or_default().to_string());
+    let m = pf[0]["m"].as_i64().expect("m");
+    assert!(m == from - from % HOUR || m == to - to % HOUR);
+    assert_eq!(
+        Value::Array(pf),
+        json!([{"f": "legacy_banner", "m": m, "rc": 1}, {"f": "new_checkout", "m": m, "rc": 4}])
+    );
+
+    let keys = server.requests_to(KEYS);
+    assert_eq!(keys.len(), 1, "unique keys go to the telemetry URL");
+    assert_eq!(keys[0].header("Authorization"), Some("Bearer localhost"));
+    let mut ks = keys[0].json()["keys"].as_array().expect("keys").clone();
+    ks.sort_by_key(|k| k["f"].as_str().unwrap_or_default().to_string());
+    assert_eq!(
+        Value::Array(ks),
+        json!([{"f": "legacy_banner", "ks": ["z"]}, {"f": "new_checkout", "ks": ["a", "b"]}])
+    );
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.counted_only, s.queue.recorded), (5, 5, 0));
+    assert_eq!((s.counts.sent, s.unique_keys.sent), (2, 2));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn a_flag_with_impressions_disabled_is_only_counted() {
+    let (_dir, path) = lab_flags();
+    let server = Server::start();
+    let seen = Arc::new(Collect::default());
+    let client = localhost(&server)
+        .split_file(&path)
+        .impressions_mode(ImpressionsMode::Debug)
+        .impression_listener(seen.clone())
+        .build()
+        .expect("client");
+    assert_eq!(client.get_treatment("k1", "quiet", None), "on");
+    assert_eq!(client.get_treatment("k2", "quiet", None), "on");
+    assert_eq!(client.get_treatment("k1", "lab", None), "on");
+    assert!(client.flush(WAIT));
+    let got: Vec<String> = delivered(&server).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(got, vec!["lab"], "quiet is not sent");
+    let count = server.requests_to(COUNT);
+    assert_eq!(count.len(), 1);
+    assert_eq!(count[0].json()["pf"][0]["f"], "quiet");
+    assert_eq!(count[0].json()["pf"][0]["rc"], 2);
+    let keys = server.requests_to(KEYS);
+    assert_eq!(
+        keys[0].json(),
+        json!({"keys": [{"f": "quiet", "ks": ["k1", "k2"]}]})
+    );
+    let seen = seen.seen();
+    assert_eq!(seen.len(), 3, "the listener sees them all");
+    assert!(seen[0].0.impressions_disabled() && !seen[2].0.impressions_disabled());
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.counted_only, s.queue.sent), (3, 2, 1));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn without_labels_nothing_carries_r_and_dedupe_ignores_the_label() {
+    let (_dir, path) = lab_flags();
+    let server = Server::start();
+    let seen = Arc::new(Collect::default());
+    let client = localhost(&server)
+        .split_file(&path)
+        .labels_enabled(false)
+        .impression_listener(seen.clone())
+        .build()
+        .expect("client");
+    let pro = Attributes::new().with("plan", "pro");
+    // Same key, flag, treatment and change number; the labels differ ("everyone", "pro plan").
+    assert_eq!(client.get_treatment("k", "lab", None), "on");
+    assert_eq!(client.get_treatment("k", "lab", Some(&pro)), "on");
+    assert!(client.flush(WAIT));
+    let got = delivered(&server);
+    assert_eq!(
+        got.len(),
+        1,
+        "the second one is a duplicate once labels are gone"
+    );
+    assert!(
+        got[0].1.get("r").is_none(),
+        "no r on the wire: {}",
+        got[0].1
+    );
+    let seen = seen.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|(i, _, _)| i.label().is_none()));
+    assert_eq!(
+        seen[1].1.as_ref(),
+        Some(&pro),
+        "attributes reach the listener"
+    );
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.deduplicated, s.queue.sent), (2, 1, 1));
+
+    // With labels, the same two evaluations are two impressions.
+    let server2 = Server::start();
+    let labelled = localhost(&server2)
+        .split_file(&path)
+        .build()
+        .expect("client");
+    labelled.get_treatment("k", "lab", None);
+    labelled.get_treatment("k", "lab", Some(&pro));
+    assert!(labelled.flush(WAIT));
+    let labels: Vec<Value> = delivered(&server2)
+        .into_iter()
+        .map(|(_, i)| i["r"].clone())
+        .collect();
+    assert_eq!(labels, vec![json!("everyone"), json!("pro plan")]);
+}
+
+#[test]
+fn no_impression_for_definition_not_found_or_invalid_input() {
+    let server = Server::start();
+    let seen = Arc::new(Collect::default());
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .impression_listener(seen.clone())
+        .build()
+        .expect("client");
+    let d = client.evaluate("k", "no_such_flag", None);
+    assert_eq!((d.treatment.as_str(), d.impression), ("control", false));
+    assert_eq!(d.label, Some(Label::DefinitionNotFound));
+    assert_eq!(client.get_treatment("", "new_checkout", None), "control");
+    assert_eq!(client.get_treatment("k", "  ", None), "control");
+    assert_eq!(
+        client.get_treatment(Key::new("k", ""), "new_checkout", None),
+        "control"
+    );
+    let long = "x".repeat(251);
+    assert_eq!(
+        client.get_treatment(long.as_str(), "new_checkout", None),
+        "control"
+    );
+    let many = client.get_treatments("", &["new_checkout", "legacy_banner"], None);
+    assert!(many.values().all(|t| t == "control"));
+    client.get_treatments("k", &["nope", ""], None);
+    // The one real evaluation.
+    client.get_treatment("marker", "legacy_banner", None);
+    assert!(client.flush(WAIT));
+    let got = delivered(&server);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["k"], "marker");
+    assert_eq!(seen.seen().len(), 1);
+    assert_eq!(client.stats().impressions.recorded, 1);
+}
+
+#[test]
+fn evaluations_before_ready_in_remote_mode_report_not_ready() {
+    let server = Server::start();
+    let gate = Gate::closed();
+    // The first splitChanges answer waits for the gate.
+    server.script("/sdk/splitChanges", [Reply::ok().held(&gate)]);
+    let backend = SdkBackend::new();
+    backend.push_flag(flag("f", 10, &["a"], None, "off"));
+    backend.install(&server, "/sdk");
+    let client = remote(&server, "nr-key")
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    let d = client.evaluate("a", "f", None);
+    assert!(!client.is_ready());
+    assert_eq!(d.treatment, "control");
+    assert_eq!(d.label, Some(Label::NotReady));
+    assert!(d.impression);
+    gate.open();
+    client.block_until_ready(WAIT).expect("ready");
+    assert_eq!(client.get_treatment("a", "f", None), "on");
+    assert!(client.flush(WAIT));
+    let got: Vec<Value> = delivered(&server).into_iter().map(|(_, i)| i).collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (&got[0]["t"], &got[0]["r"], &got[0]["c"]),
+        (&json!("control"), &json!("not ready"), &json!(0))
+    );
+    assert_eq!(
+        (&got[1]["t"], &got[1]["r"]),
+        (&json!("on"), &json!("whitelisted"))
+    );
+}
+
+#[test]
+fn the_listener_sees_every_impression_including_deduplicated_ones() {
+    let server = Server::start();
+    let seen = Arc::new(Collect::default());
+    let client = localhost(&server)
+        .machine_name("lbox")
+        .impression_listener(seen.clone())
+        .build()
+        .expect("client");
+    let attrs = Attributes::new().with("plan", "free");
+    for _ in 0..5 {
+        client.get_treatment("qa_alice", "new_checkout", Some(&attrs));
+    }
+    assert!(client.flush(WAIT));
+    let seen = seen.seen();
+    assert_eq!(seen.len(), 5);
+    for (i, a, m) in &seen {
+        assert_eq!(
+            (i.key(), i.flag(), i.treatment(), i.label()),
+            ("qa_alice", "new_checkout", "on", Some("whitelisted"))
+        );
+        assert_eq!(i.change_number(), Some(1_700_000_000_000));
+        assert_eq!(a.as_ref(), Some(&attrs));
+        assert_eq!(m.machine_name.as_deref(), Some("lbox"));
+    }
+    assert_eq!(delivered(&server).len(), 1);
+    let s = client.stats().impressions;
+    assert_eq!(s.deduplicated, 4);
+    let l = s.listeners[0];
+    assert_eq!((l.recorded, l.sent, l.listener_panics), (5, 5, 0));
+}
+
+/// Blocks on a gate the first time, panics for key `boom`.
+struct Troublesome {
+    gate: Gate,
+    calls: Mutex<Vec<String>>,
+}
+
+impl ImpressionListener for Troublesome {
+    fn on_impression(&self, i: &Impression, _: Option<&Attributes>, _: &SdkMetadata) {
+        self.gate.wait(Duration::from_secs(15));
+        assert_ne!(i.key(), "boom", "listener failure injected by the test");
+        self.calls.lock().expect("calls").push(i.key().to_string());
+    }
+}
+
+#[test]
+fn a_slow_or_panicking_listener_never_blocks_evaluation() {
+    let server = Server::start();
+    let listener = Arc::new(Troublesome {
+        gate: Gate::closed(),
+        calls: Mutex::new(Vec::new()),
+    });
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .impression_listener(listener.clone())
+        .build()
+        .expect("client");
+    let start = Instant::now();
+    assert_eq!(
+        client.get_treatment("boom", "legacy_banner", None),
+        "hidden"
+    );
+    for n in 0..200 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "evaluation waited on the listener: {took:?}"
+    );
+    assert!(
+        listener.calls.lock().expect("calls").is_empty(),
+        "still blocked"
+    );
+    listener.gate.open();
+    assert!(client.flush(WAIT));
+    assert_eq!(listener.calls.lock().expect("calls").len(), 200);
+    let s = client.stats().impressions;
+    let l = s.listeners[0];
+    assert_eq!(
+        (l.recorded, l.sent, l.listener_panics, l.dropped_rejected),
+        (201, 200, 1, 1)
+    );
+    assert_eq!(s.queue.sent, 201, "all delivered");
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn server_down_then_up_loses_nothing() {
+    let port = dead_port();
+    let client = splitkit::ClientBuilder::new("localhost")
+        .split_file(crate::server::examples("flags.json"))
+        .events_url(format!("http://127.0.0.1:{port}/events"))
+        .telemetry_url(format!("http://127.0.0.1:{port}/telemetry"))
+        .impressions_mode(ImpressionsMode::Debug)
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    for n in 0..20 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    assert!(
+        !client.flush(Duration::from_millis(200)),
+        "nothing can be delivered while the server is down"
+    );
+    assert!(eventually(WAIT, || client
+        .stats()
+        .impressions
+        .queue
+        .failed_attempts
+        >= 1));
+    let server = Server::start_on(port);
+    assert!(client.flush(WAIT), "delivered after recovery");
+    let keys = delivered_keys(&server);
+    assert_eq!(keys.len(), 20);
+    let s = client.stats().impressions;
+    assert_eq!((s.queue.sent, s.queue.dropped()), (20, 0));
+    assert!(s.queue.failed_attempts >= 1);
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn a_500_is_retried_until_delivered() {
+    let server = Server::start();
+    server.script(BULK, [Reply::status(500)]);
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    for n in 0..10 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    assert!(client.flush(WAIT));
+    let bulk = server.requests_to(BULK);
+    assert_eq!(
+        bulk.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![500, 200]
+    );
+    assert_eq!(bulk[0].body, bulk[1].body, "the same batch again");
+    assert_eq!(delivered_keys(&server).len(), 10);
+    let s = client.stats().impressions;
+    assert_eq!(
+        (s.queue.sent, s.queue.failed_attempts, s.queue.dropped()),
+        (10, 1, 0)
+    );
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn a_429_waits_for_retry_after() {
+    let server = Server::start();
+    server.script(BULK, [Reply::status(429).header("Retry-After", "1")]);
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    client.get_treatment("k", "legacy_banner", None);
+    assert!(client.flush(WAIT));
+    let bulk = server.requests_to(BULK);
+    assert_eq!(bulk.len(), 2);
+    let gap = bulk[1].at - bulk[0].at;
+    assert!(
+        gap >= Duration::from_millis(900) && gap < Duration::from_secs(3),
+        "retried after {gap:?}, Retry-After said 1 s"
+    );
+    assert_eq!(delivered_keys(&server).len(), 1);
+}
+
+#[test]
+fn a_413_splits_the_batch_until_it_fits() {
+    let server = Server::start();
+    // Accepts at most two impressions per request.
+    server.route(BULK, |r| {
+        if items(r).len() > 2 {
+            Reply::status(413)
+        } else {
+            Reply::ok()
+        }
+    });
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    for n in 0..8 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    assert!(client.flush(WAIT));
+    let sizes: Vec<(u16, usize)> = server
+        .requests_to(BULK)
+        .iter()
+        .map(|r| (r.status, items(r).len()))
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![
+            (413, 8),
+            (413, 4),
+            (200, 2),
+            (200, 2),
+            (413, 4),
+            (200, 2),
+            (200, 2)
+        ]
+    );
+    let keys: Vec<String> = delivered(&server)
+        .into_iter()
+        .map(|(_, i)| i["k"].as_str().expect("k").to_string())
+        .collect();
+    let expected: Vec<String> = (0..8).map(|n| format!("k{n}")).collect();
+    assert_eq!(keys, expected, "all delivered, in order");
+    let s = client.stats().impressions;
+    assert_eq!((s.queue.sent, s.queue.dropped()), (8, 0));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn concurrent_evaluation_delivers_exact_totals() {
+    const THREADS: usize = 4;
+    const EACH: usize = 500;
+    let server = Server::start();
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .impressions_bulk_size(300)
+        .build()
+        .expect("client");
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let c = client.clone();
+            thread::spawn(move || {
+                for n in 0..EACH {
+                    c.get_treatment(format!("t{t}-{n}").as_str(), "new_checkout", None);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    assert!(client.flush(WAIT));
+    let keys = delivered_keys(&server);
+    assert_eq!(keys.len(), THREADS * EACH);
+    let bulk = server.requests_to(BULK);
+    assert!(bulk.len() >= (THREADS * EACH) / 300);
+    assert!(
+        bulk.iter().all(|r| items(r).len() <= 300),
+        "at most the bulk size per request"
+    );
+    let s = client.stats().impressions;
+    assert_eq!(s.recorded, (THREADS * EACH) as u64);
+    assert_eq!(
+        (s.queue.sent, s.queue.dropped()),
+        ((THREADS * EACH) as u64, 0)
+    );
+    assert!(s.is_balanced(), "{s:?}");
+}
+
+#[test]
+fn destroy_delivers_everything_and_is_idempotent() {
+    let server = Server::start();
+    let seen = Arc::new(Collect::default());
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .impression_listener(seen.clone())
+        .build()
+        .expect("client");
+    for n in 0..50 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    assert!(client.destroy(WAIT));
+    assert_eq!(delivered_keys(&server).len(), 50);
+    assert_eq!(seen.seen().len(), 50);
+    let start = Instant::now();
+    assert!(client.destroy(WAIT), "a second destroy is fine");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(client.is_destroyed());
+    let d = client.evaluate("k0", "legacy_banner", None);
+    assert_eq!((d.treatment.as_str(), d.impression), ("control", false));
+    assert!(client.flush(Duration::from_secs(1)));
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.queue.sent), (50, 50));
+    assert!(s.is_balanced());
+    assert_eq!(server.requests_to(BULK).len(), 1);
+}
+
+#[test]
+fn dropping_the_last_handle_delivers_everything() {
+    let server = Server::start();
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    let other = client.clone();
+    for n in 0..30 {
+        other.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    drop(other);
+    assert!(
+        server.requests_to(BULK).is_empty(),
+        "a clone's drop is not a shutdown"
+    );
+    drop(client);
+    assert_eq!(
+        delivered_keys(&server).len(),
+        30,
+        "delivered before drop returned"
+    );
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_and_stats_balance() {
+    let server = Server::start();
+    let gate = Gate::closed();
+    let g = gate.clone();
+    // Every request hangs until the gate opens.
+    server.route(BULK, move |_| Reply::ok().held(&g));
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .impressions_queue_size(4)
+        .impressions_bulk_size(1)
+        .build()
+        .expect("client");
+    for n in 0..50 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    let s = client.stats().impressions;
+    assert!(s.queue.dropped_queue_full > 0, "{s:?}");
+    assert!(s.queue.is_consistent());
+    gate.open();
+    assert!(client.flush(WAIT));
+    let s = client.stats().impressions;
+    let sent = s.queue.sent;
+    assert_eq!(sent + s.queue.dropped_queue_full, 50, "{s:?}");
+    assert_eq!(s.queue.dropped(), s.queue.dropped_queue_full);
+    assert!(s.is_balanced(), "{s:?}");
+    assert_eq!(delivered_keys(&server).len() as u64, sent);
+    assert!(client.destroy(WAIT));
+    assert!(client.stats().impressions.is_balanced());
+}
+
+#[test]
+fn periodic_and_threshold_sends_need_no_flush() {
+    let server = Server::start();
+    let client = localhost(&server)
+        .enforce_minimum_rates(false)
+        .impressions_bulk_size(3)
+        .impression_counts_refresh_rate(Duration::from_millis(50))
+        .build()
+        .expect("client");
+    // Three queued impressions reach the bulk size: sent at once.
+    for k in ["a", "b", "c"] {
+        client.get_treatment(k, "legacy_banner", None);
+    }
+    let bulk = server.expect_requests(BULK, 1, WAIT);
+    assert_eq!(items(&bulk[0]).len(), 3);
+    // A repeat is counted, and the count is sent at its period.
+    client.get_treatment("a", "legacy_banner", None);
+    let count = server.expect_requests(COUNT, 1, WAIT);
+    assert_eq!(count[0].json()["pf"][0]["rc"], 1);
+
+    // The impressions period too.
+    let server2 = Server::start();
+    let periodic = localhost(&server2)
+        .enforce_minimum_rates(false)
+        .impressions_refresh_rate(Duration::from_millis(50))
+        .build()
+        .expect("client");
+    periodic.get_treatment("a", "legacy_banner", None);
+    let bulk = server2.expect_requests(BULK, 1, WAIT);
+    assert_eq!(items(&bulk[0]).len(), 1);
+}
+
+#[test]
+#[ignore = "bug: UNIQUE_KEYS_EARLY_FLUSH keys are moved into the unique-keys worker queue early (Recorder::drain_counts via the timer's drain_now) but never posted: that worker only sends at unique_keys_refresh_rate (900 s) or at flush_max_items = 5000 entries, and there is one entry per flag"]
+fn unique_keys_are_sent_early_when_many() {
+    let server = Server::start();
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::None)
+        .build()
+        .expect("client");
+    let n = splitkit::UNIQUE_KEYS_EARLY_FLUSH;
+    for i in 0..n {
+        client.get_treatment(format!("u{i}").as_str(), "legacy_banner", None);
+    }
+    // The early drain happens (the keys move to the unique-keys queue) ...
+    assert!(eventually(WAIT, || client
+        .stats()
+        .impressions
+        .unique_keys
+        .recorded
+        >= 1));
+    eprintln!(
+        "unique keys after the early drain: {:?}",
+        client.stats().impressions.unique_keys
+    );
+    // ... and they must then be posted, not wait for the 900 s period.
+    let keys = server.expect_requests(KEYS, 1, Duration::from_secs(3));
+    let ks = keys[0].json()["keys"][0]["ks"]
+        .as_array()
+        .expect("ks")
+        .len();
+    assert_eq!(ks, n, "every key, without waiting for the period");
+    assert!(server.requests_to(BULK).is_empty());
+}
+
+#[test]
+fn localhost_without_an_events_url_sends_nothing_and_counts_it() {
+    let client = splitkit::ClientBuilder::new("localhost")
+        .split_file(crate::server::examples("flags.json"))
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    assert_eq!(client.config().events_url(), None);
+    client.get_treatment("a", "legacy_banner", None);
+    client.get_treatment("a", "legacy_banner", None);
+    assert!(client.flush(WAIT));
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.not_delivered, s.queue.recorded), (2, 2, 0));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn a_400_is_dropped_and_counted_not_retried() {
+    let server = Server::start();
+    server.script(BULK, [Reply::status(400)]);
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    client.get_treatment("a", "legacy_banner", None);
+    assert!(client.flush(WAIT), "a rejected batch is resolved");
+    client.get_treatment("b", "legacy_banner", None);
+    assert!(client.flush(WAIT));
+    let statuses: Vec<u16> = server.requests_to(BULK).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![400, 200], "not retried");
+    let s = client.stats().impressions;
+    assert_eq!((s.queue.sent, s.queue.dropped_rejected), (1, 1));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn destroy_is_bounded_when_the_server_hangs() {
+    let server = Server::start();
+    let gate = Gate::closed();
+    let g = gate.clone();
+    server.route(BULK, move |_| Reply::ok().held(&g));
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    for n in 0..10 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    assert!(
+        !client.flush(Duration::from_millis(100)),
+        "the request hangs"
+    );
+    server.expect_requests(BULK, 1, WAIT);
+    let start = Instant::now();
+    let finished = client.destroy(Duration::from_millis(500));
+    let took = start.elapsed();
+    assert!(!finished, "a request is still in flight");
+    assert!(
+        took < Duration::from_secs(2),
+        "destroy(500 ms) took {took:?}"
+    );
+    assert!(client.is_destroyed());
+    assert_eq!(client.get_treatment("k0", "legacy_banner", None), "control");
+    // The request in flight ends when the server answers; its items are then accounted for.
+    gate.open();
+    assert!(eventually(WAIT, || client
+        .stats()
+        .impressions
+        .queue
+        .queued_now
+        == 0));
+    let s = client.stats().impressions;
+    assert_eq!(s.queue.sent + s.queue.dropped(), 10, "{s:?}");
+    assert!(s.is_balanced(), "{s:?}");
+}
+
+#[test]
+#[ignore = "bug: race in Client::destroy: an evaluation that passed the is_destroyed() check before destroy records its impression after the impressions worker closed; Recorder::record counts it in `recorded` (and the listener gets it) but the push is refused (queue.rejected_after_shutdown), which ImpressionStats::is_balanced does not count, so stats stop balancing and the impression is lost"]
+fn destroy_while_evaluating_keeps_stats_balanced() {
+    // The race is narrow: a few rounds make it show up reliably.
+    for _round in 0..3 {
+        let server = Server::start();
+        let seen = Arc::new(Collect::default());
+        let client = localhost(&server)
+            .impressions_mode(ImpressionsMode::Debug)
+            .impression_listener(seen.clone())
+            .build()
+            .expect("client");
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let c = client.clone();
+                thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !c.is_destroyed() {
+                        c.get_treatment(format!("t{t}-{n}").as_str(), "new_checkout", None);
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        assert!(eventually(WAIT, || client.stats().impressions.recorded >= 2_000));
+        assert!(client.destroy(WAIT));
+        for h in handles {
+            h.join().expect("thread");
+        }
+        let s = client.stats().impressions;
+        assert_eq!(delivered_keys(&server).len() as u64, s.queue.sent, "{s:?}");
+        assert_eq!(
+            s.queue.rejected_after_shutdown, 0,
+            "impressions recorded but refused by the closed queue: {s:?}"
+        );
+        assert!(s.is_balanced(), "{s:?}");
+        assert_eq!(s.recorded, s.queue.sent + s.queue.dropped(), "{s:?}");
+        assert_eq!(
+            seen.seen().len() as u64,
+            s.recorded,
+            "the listener saw each one"
+        );
+    }
+}
+
+#[test]
+fn a_hanging_request_times_out_and_is_retried() {
+    let server = Server::start();
+    // The first answer comes after the client's request timeout.
+    server.script(BULK, [Reply::ok().delay(Duration::from_millis(1500))]);
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::Debug)
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    client.get_treatment("k", "legacy_banner", None);
+    assert!(client.flush(WAIT));
+    let bulk = server.requests_to(BULK);
+    assert_eq!(bulk.len(), 2, "timed out, then sent again");
+    assert_eq!(bulk[0].body, bulk[1].body);
+    let s = client.stats().impressions;
+    assert_eq!(
+        (s.queue.sent, s.queue.failed_attempts, s.queue.dropped()),
+        (1, 1, 0)
+    );
+    assert!(s.is_balanced());
+}
+
+#[test]
+#[ignore = "bug: Client::destroy (Inner::shutdown) stops the synchronizer first with the whole timeout; a splitChanges poll in flight keeps it until request_timeout, so Recorder::shutdown gets ~0 time left and every queued impression is counted in dropped_shutdown although the events API answers at once"]
+fn destroy_delivers_impressions_while_the_sdk_api_hangs() {
+    let server = Server::start();
+    let backend = SdkBackend::new();
+    backend.push_flag(flag("f", 10, &["a"], None, "off"));
+    backend.install(&server, "/sdk");
+    let client = remote(&server, "hang-key")
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    client.block_until_ready(WAIT).expect("ready");
+    // From now on the SDK API hangs (the events API is fine): a poll is left in flight.
+    let gate = Gate::closed();
+    let n = server.requests_to("/sdk/splitChanges").len();
+    server.script("/sdk/splitChanges", [Reply::ok().held(&gate)]);
+    client.sync_now();
+    server.expect_requests("/sdk/splitChanges", n + 1, WAIT);
+    for k in 0..10 {
+        client.get_treatment(format!("k{k}").as_str(), "f", None);
+    }
+    let start = Instant::now();
+    client.destroy(Duration::from_secs(2));
+    let took = start.elapsed();
+    gate.open();
+    assert!(took < Duration::from_secs(4), "destroy(2 s) took {took:?}");
+    let s = client.stats().impressions;
+    assert_eq!(
+        delivered_keys(&server).len(),
+        10,
+        "the impressions were dropped because the SDK API hung: {s:?}"
+    );
+    assert_eq!(s.queue.dropped_shutdown, 0, "{s:?}");
+}
