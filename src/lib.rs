@@ -83,6 +83,7 @@ mod engine;
 mod error;
 mod events;
 mod impressions;
+pub mod integrations;
 mod localhost;
 mod metadata;
 mod model;
@@ -119,6 +120,11 @@ pub use events::{Event, MAX_PROPERTIES, MAX_PROPERTIES_SIZE};
 pub use impressions::{
     Impression, ImpressionFields, ImpressionListener, ImpressionStats, ImpressionsMode,
     SdkMetadata, UNIQUE_KEYS_EARLY_FLUSH,
+};
+pub use integrations::{
+    DEFAULT_SEGMENT_ENDPOINT, DeliveryOptions, IntegrationStats, LastSeen, SEGMENT_MAX_BATCH_BYTES,
+    SEGMENT_MAX_CALL_BYTES, SegmentConfig, SegmentIntegration, TraitsListener, TraitsStats,
+    WebhookConfig, WebhookIntegration,
 };
 pub use metadata::SDK_VERSION;
 pub use model::*;
