@@ -136,6 +136,70 @@ struct Inner {
     recorder: Arc<Recorder>,
     events: Option<Worker<Event>>,
     event_counts: EventCounters,
+    in_flight: InFlightCounter,
+}
+
+/// Counts API calls in progress, striped per thread so that evaluating threads do not
+/// contend on one cache line; `destroy` waits for it to reach zero.
+#[derive(Debug, Default)]
+struct InFlightCounter {
+    stripes: [Stripe; STRIPES],
+}
+
+const STRIPES: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe(std::sync::atomic::AtomicUsize);
+
+thread_local! {
+    static STRIPE: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
+    };
+}
+
+/// One call in progress; leaving the scope ends it.
+struct InFlight<'a>(&'a Stripe);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl InFlightCounter {
+    /// Starts a call, or `None` when the client is destroyed. The increment and the check
+    /// are both sequentially consistent, so a call either is seen by `wait_idle` or sees
+    /// the destroyed flag.
+    fn enter<'a>(&'a self, destroyed: &AtomicBool) -> Option<InFlight<'a>> {
+        let stripe = &self.stripes[STRIPE.with(|s| *s)];
+        stripe.0.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(stripe);
+        if destroyed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(guard)
+    }
+
+    /// Waits until no call is in progress, or `deadline`; true when idle.
+    fn wait_idle(&self, deadline: Instant) -> bool {
+        loop {
+            let busy: usize = self
+                .stripes
+                .iter()
+                .map(|s| s.0.load(Ordering::SeqCst))
+                .sum();
+            if busy == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                log::warn!("destroy: {busy} call(s) still in progress at the deadline");
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -184,16 +248,22 @@ impl Inner {
         let deadline = Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
         self.destroyed.store(true, Ordering::SeqCst);
-        let mut ok = true;
+        // Calls that began before destroy finish recording before the queues close.
+        let mut ok = self.in_flight.wait_idle(deadline);
         if let Some(r) = self.reloader.lock().take() {
             ok &= r.stop(left());
         }
+        // Signal the synchronizer without waiting: a definitions request in flight must not
+        // eat the time that delivering queued impressions and events needs.
         if let Some(s) = &self.synchronizer {
-            ok &= s.stop(left());
+            s.stop(Duration::ZERO);
         }
         ok &= self.recorder.shutdown(left());
         if let Some(e) = &self.events {
             ok &= e.shutdown(left());
+        }
+        if let Some(s) = &self.synchronizer {
+            ok &= s.stop(left());
         }
         ok
     }
@@ -318,6 +388,7 @@ impl Client {
                 recorder,
                 events,
                 event_counts: EventCounters::default(),
+                in_flight: InFlightCounter::default(),
             }),
         })
     }
@@ -440,11 +511,11 @@ impl Client {
         timestamp: i64,
     ) -> Result<(), Error> {
         let counts = &self.inner.event_counts;
-        if self.is_destroyed() {
+        let Some(_in_flight) = self.inner.in_flight.enter(&self.inner.destroyed) else {
             counts.rejected.fetch_add(1, Ordering::Relaxed);
             log::warn!("track: client has already been destroyed - no calls possible");
             return Err(Error::Destroyed);
-        }
+        };
         let built = build_event(
             key,
             traffic_type,
@@ -475,15 +546,20 @@ impl Client {
                 event.traffic_type
             );
         }
-        counts.tracked.fetch_add(1, Ordering::Relaxed);
         match &self.inner.events {
             Some(w) => {
-                w.push(event);
+                // A full queue drops the event and counts it in the queue's stats; a queue
+                // closed by a concurrent destroy refuses it, and so does this call.
+                if !w.push(event) && w.handle().is_closed() {
+                    counts.rejected.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::Destroyed);
+                }
             }
             None => {
                 counts.not_delivered.fetch_add(1, Ordering::Relaxed);
             }
         }
+        counts.tracked.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -664,12 +740,12 @@ impl Client {
     }
 
     /// Checks the client and the key; `Err` holds the warning to log.
-    fn check_call(&self, op: &str, key: &Key<'_>) -> Result<(), String> {
-        if self.is_destroyed() {
+    fn check_call(&self, op: &str, key: &Key<'_>) -> Result<InFlight<'_>, String> {
+        let Some(guard) = self.inner.in_flight.enter(&self.inner.destroyed) else {
             return Err(format!(
                 "{op}: client has already been destroyed - no calls possible"
             ));
-        }
+        };
         let name = if key.bucketing_key.is_some() {
             "matching_key"
         } else {
@@ -679,7 +755,7 @@ impl Client {
         if let Some(b) = key.bucketing_key {
             check_key(op, "bucketing_key", b)?;
         }
-        Ok(())
+        Ok(guard)
     }
 
     /// One evaluation through the API: validation, readiness, the engine (guarded against
@@ -693,10 +769,13 @@ impl Client {
         attributes: Option<&Attributes>,
         shape: impl FnOnce(&Outcome<'_>) -> R,
     ) -> R {
-        if let Err(w) = self.check_call(op, &key) {
-            log::warn!("{w}");
-            return shape(&Outcome::INVALID);
-        }
+        let _in_flight = match self.check_call(op, &key) {
+            Ok(g) => g,
+            Err(w) => {
+                log::warn!("{w}");
+                return shape(&Outcome::INVALID);
+            }
+        };
         let Some(flag) = check_flag_name(op, flag, &mut |w| log::warn!("{w}")) else {
             return shape(&Outcome::INVALID);
         };
@@ -783,13 +862,16 @@ impl Client {
                 names.push(n);
             }
         }
-        if let Err(w) = self.check_call(op, &key) {
-            log::warn!("{w}");
-            return names
-                .into_iter()
-                .map(|n| (n.to_string(), shape(&Outcome::INVALID)))
-                .collect();
-        }
+        let _in_flight = match self.check_call(op, &key) {
+            Ok(g) => g,
+            Err(w) => {
+                log::warn!("{w}");
+                return names
+                    .into_iter()
+                    .map(|n| (n.to_string(), shape(&Outcome::INVALID)))
+                    .collect();
+            }
+        };
         let shared = self.listener_attributes(attributes);
         if !self.is_ready() {
             return names

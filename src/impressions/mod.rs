@@ -83,8 +83,10 @@ pub struct SdkMetadata {
 
 /// Exact counters of the impression recorder.
 ///
-/// At any moment `recorded == deduplicated + counted_only + not_delivered + queue.recorded`,
-/// and `queue.recorded == queue.sent + queue.dropped() + queue.queued_now`.
+/// When the recorder is quiet, `recorded == deduplicated + counted_only + not_delivered +
+/// queue.recorded + queue.rejected_after_shutdown` (the last: impressions of evaluations that
+/// were in flight while the client was destroyed), and `queue.recorded == queue.sent +
+/// queue.dropped() + queue.queued_now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImpressionStats {
@@ -110,8 +112,12 @@ impl ImpressionStats {
     /// True when every recorded impression is accounted for exactly once.
     pub fn is_balanced(&self) -> bool {
         self.recorded
-            == self.deduplicated + self.counted_only + self.not_delivered + self.queue.recorded
-            && self.queue.recorded == self.queue.sent + self.queue.dropped() + self.queue.queued_now
+            == self.deduplicated
+                + self.counted_only
+                + self.not_delivered
+                + self.queue.recorded
+                + self.queue.rejected_after_shutdown
+            && self.queue.is_balanced()
     }
 }
 
@@ -463,7 +469,7 @@ impl Recorder {
     }
 
     /// Moves the counts and unique keys gathered so far into their delivery queues.
-    fn drain_counts(&self, counts: bool, unique_keys: bool) {
+    fn drain_counts(&self, counts: bool, unique_keys: bool, early: bool) {
         let Some(d) = &self.delivery else {
             return;
         };
@@ -477,6 +483,10 @@ impl Recorder {
                 d.unique_keys.push(FlagKeys { flag, keys });
             }
         }
+        if early {
+            // Send now: a flush marker makes the worker deliver what it holds; nobody waits.
+            d.unique_keys.flush(Duration::ZERO);
+        }
     }
 
     /// Delivers everything recorded before the call; true when all of it was resolved
@@ -484,7 +494,7 @@ impl Recorder {
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(std::time::Instant::now());
-        self.drain_counts(true, true);
+        self.drain_counts(true, true, false);
         let mut ok = true;
         if let Some(d) = &self.delivery {
             ok &= d.impressions.flush(left());
@@ -505,7 +515,7 @@ impl Recorder {
         if let Some(t) = self.timer.lock().take() {
             ok &= t.stop();
         }
-        self.drain_counts(true, true);
+        self.drain_counts(true, true, false);
         if let Some(d) = &self.delivery {
             ok &= d.impressions.shutdown(left());
             ok &= d.counts.shutdown(left());
@@ -561,14 +571,14 @@ impl Timer {
                 let counts = tick(counts_period);
                 let keys = tick(keys_period);
                 loop {
-                    let (c, k) = select! {
+                    let (c, k, early) = select! {
                         recv(stop_rx) -> _ => break,
-                        recv(counts) -> _ => (true, false),
-                        recv(keys) -> _ => (false, true),
-                        recv(drain_now) -> _ => (false, true),
+                        recv(counts) -> _ => (true, false, false),
+                        recv(keys) -> _ => (false, true, false),
+                        recv(drain_now) -> _ => (false, true, true),
                     };
                     match recorder.upgrade() {
-                        Some(r) => r.drain_counts(c, k),
+                        Some(r) => r.drain_counts(c, k, early),
                         None => break,
                     }
                 }
