@@ -90,6 +90,7 @@ mod model;
 mod remote;
 mod storage;
 pub mod sync;
+mod time;
 mod validation;
 
 pub use analysis::{

@@ -708,28 +708,15 @@ impl Table {
 
 /// Epoch milliseconds as `YYYY-MM-DD HH:MM:SS[.mmm]Z` (proleptic Gregorian, UTC).
 fn format_time(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000,
-    );
-    if milli == 0 {
+    let c = crate::time::Civil::from_epoch_ms(ms);
+    let (year, month, day, h, m, s) = (c.year, c.month, c.day, c.hour, c.minute, c.second);
+    if c.milli == 0 {
         format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}Z")
     } else {
-        format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{milli:03}Z")
+        format!(
+            "{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{:03}Z",
+            c.milli
+        )
     }
 }
 
