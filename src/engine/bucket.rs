@@ -23,10 +23,42 @@ impl HashAlgo {
 
 /// murmur3 x86 32-bit of the UTF-8 bytes of `key`; a negative seed is taken as its two's
 /// complement `u32`.
+#[inline]
 pub fn murmur3_hash(key: &str, seed: i32) -> u32 {
-    let mut bytes = key.as_bytes();
-    // Reading from an in-memory byte slice cannot fail.
-    murmur3::murmur3_32(&mut bytes, seed as u32).unwrap_or_default()
+    murmur3_x86_32(key.as_bytes(), seed as u32)
+}
+
+/// The murmur3 x86 32-bit mixing of one 4-byte block (or the zero-padded tail).
+#[inline(always)]
+fn mix_k(k: u32) -> u32 {
+    k.wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593)
+}
+
+/// murmur3 x86 32-bit (Austin Appleby's `MurmurHash3_x86_32`) over a byte slice: little-endian
+/// 4-byte blocks, then the 1 to 3 trailing bytes, then the length and the final avalanche.
+fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
+    let mut h = seed;
+    let (blocks, tail) = data.as_chunks::<4>();
+    for block in blocks {
+        h ^= mix_k(u32::from_le_bytes(*block));
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    if !tail.is_empty() {
+        let k = tail
+            .iter()
+            .rev()
+            .fold(0u32, |k, &b| (k << 8) | u32::from(b));
+        h ^= mix_k(k);
+    }
+    // The reference takes the length as a 32-bit int: longer inputs wrap.
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// The legacy hash: `h = h * 31 + c` over the UTF-16 code units of `key` in wrapping `i32`,
@@ -47,6 +79,7 @@ pub fn legacy_hash(key: &str, seed: i32) -> i32 {
 /// let b = bucket("user-42", 1234, HashAlgo::Murmur3);
 /// assert!((1..=100).contains(&b));
 /// ```
+#[inline]
 pub fn bucket(key: &str, seed: i32, algo: HashAlgo) -> u8 {
     match algo {
         HashAlgo::Murmur3 => (murmur3_hash(key, seed) % 100) as u8 + 1,
@@ -71,6 +104,35 @@ mod tests {
         assert_eq!(legacy_hash("a", 0), 97);
         assert_eq!(bucket("a", 0, HashAlgo::Legacy), 98);
         assert_eq!(murmur3_hash("", 0), 0);
+    }
+
+    /// The direct implementation against the `murmur3` crate (which hashes through
+    /// `io::Read`) on random inputs of every length up to 70 bytes, random seeds.
+    #[test]
+    fn murmur3_matches_the_murmur3_crate() {
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for round in 0..20_000usize {
+            let len = round % 71;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let seed = next() as u32;
+            let expected = murmur3::murmur3_32(&mut bytes.as_slice(), seed).unwrap();
+            assert_eq!(
+                murmur3_x86_32(&bytes, seed),
+                expected,
+                "{bytes:?} seed {seed}"
+            );
+        }
+        let key = "9f2c1a7e-3b4d-4e5f-8a6b-7c8d9e0f1a2b";
+        for seed in [0, 1, -1, i32::MIN, i32::MAX, 1_314_229_456] {
+            let expected = murmur3::murmur3_32(&mut key.as_bytes(), seed as u32).unwrap();
+            assert_eq!(murmur3_hash(key, seed), expected);
+        }
     }
 
     #[test]
