@@ -6,7 +6,9 @@
 //! lists only; booleans from booleans or the strings `"true"`/`"false"` in any case.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use super::FastMap;
 
 /// One attribute value.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +50,7 @@ pub enum AttributeValue {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Attributes {
-    map: HashMap<String, AttributeValue>,
+    map: FastMap<String, AttributeValue>,
 }
 
 impl Attributes {
@@ -69,6 +71,7 @@ impl Attributes {
     }
 
     /// The value of an attribute.
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&AttributeValue> {
         self.map.get(name)
     }

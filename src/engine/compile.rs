@@ -9,35 +9,41 @@ use regex::Regex;
 use super::bucket::{HashAlgo, seed_of};
 use super::labels::Label;
 use super::semver::Semver;
+use super::{FastHasher, FastSet};
 use crate::error::Error;
 use crate::model::{Condition, FeatureFlag, MatcherDef, RuleBasedSegment};
 
 /// Above this many entries, a string list is looked up through a hash set.
 const SMALL_SET: usize = 8;
 
-/// A list of strings looked up by membership.
+/// A list of strings looked up by membership (duplicates removed).
 #[derive(Debug)]
 pub(crate) enum StrSet {
     Small(Box<[Box<str>]>),
-    Large(HashSet<Box<str>>),
+    Large(FastSet<Box<str>>),
 }
 
 impl StrSet {
     fn new(items: &[String]) -> StrSet {
-        let mut uniq: Vec<Box<str>> = Vec::with_capacity(items.len());
-        let mut seen = HashSet::new();
-        for i in items {
-            if seen.insert(i.as_str()) {
-                uniq.push(i.as_str().into());
+        if items.len() <= SMALL_SET {
+            let mut uniq: Vec<Box<str>> = Vec::with_capacity(items.len());
+            for i in items {
+                if !uniq.iter().any(|u| **u == **i) {
+                    uniq.push(i.as_str().into());
+                }
             }
+            return StrSet::Small(uniq.into_boxed_slice());
         }
-        if uniq.len() <= SMALL_SET {
-            StrSet::Small(uniq.into_boxed_slice())
-        } else {
-            StrSet::Large(uniq.into_iter().collect())
+        let mut set = FastSet::with_capacity_and_hasher(items.len(), FastHasher::default());
+        set.extend(items.iter().map(|i| Box::<str>::from(i.as_str())));
+        if set.len() <= SMALL_SET {
+            // Many duplicates. Membership does not depend on the order.
+            return StrSet::Small(set.into_iter().collect());
         }
+        StrSet::Large(set)
     }
 
+    #[inline]
     pub(crate) fn contains(&self, s: &str) -> bool {
         match self {
             StrSet::Small(items) => items.iter().any(|i| &**i == s),
@@ -173,7 +179,7 @@ pub(crate) struct CompiledFlag {
 /// A compiled rule-based segment.
 #[derive(Debug)]
 pub(crate) struct CompiledRuleBasedSegment {
-    pub(crate) excluded_keys: HashSet<String>,
+    pub(crate) excluded_keys: FastSet<String>,
     /// `(name, kind)` of excluded segments.
     pub(crate) excluded_segments: Vec<(String, ExcludedKind)>,
     /// The conditions' matcher lists; the key is in the segment when any list matches.

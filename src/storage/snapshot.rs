@@ -1,19 +1,20 @@
 //! The immutable snapshot of everything evaluation reads: flags, segments and rule-based
 //! segments, compiled. Updates build a new snapshot; readers never see half an update.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::engine::compile::{
     CompiledFlag, CompiledRuleBasedSegment, compile_flag, compile_rule_based_segment,
 };
+use crate::engine::{FastMap, FastSet};
 use crate::error::Error;
 use crate::model::{SegmentChanges, SplitChanges};
 
 /// A segment's members and version.
 #[derive(Debug, Default)]
 pub(crate) struct Segment {
-    pub(crate) keys: HashSet<String>,
+    pub(crate) keys: FastSet<String>,
     pub(crate) change_number: i64,
 }
 
@@ -41,9 +42,9 @@ pub(crate) struct Segment {
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    pub(crate) flags: HashMap<String, Arc<CompiledFlag>>,
-    pub(crate) rule_based: HashMap<String, Arc<CompiledRuleBasedSegment>>,
-    pub(crate) segments: HashMap<String, Arc<Segment>>,
+    pub(crate) flags: FastMap<String, Arc<CompiledFlag>>,
+    pub(crate) rule_based: FastMap<String, Arc<CompiledRuleBasedSegment>>,
+    pub(crate) segments: FastMap<String, Arc<Segment>>,
     pub(crate) flags_till: i64,
     pub(crate) rule_based_till: i64,
     /// Flag set name to the flags in it, sorted.
@@ -287,6 +288,7 @@ impl Snapshot {
     }
 
     /// Whether segment `name` contains `key` (false for an unknown segment).
+    #[inline]
     pub(crate) fn in_segment(&self, name: &str, key: &str) -> bool {
         self.segments
             .get(name)
