@@ -140,13 +140,22 @@ pub(crate) struct CompiledMatcher {
     pub(crate) kind: MatcherKind,
 }
 
+/// A treatment of a targeting rule, with its configuration resolved.
+#[derive(Debug)]
+pub(crate) struct CompiledPartition {
+    pub(crate) treatment: Arc<str>,
+    /// The cumulative size reached at the end of this partition.
+    pub(crate) cumulative: i64,
+    /// The treatment's configuration, if the flag defines one.
+    pub(crate) config: Option<Arc<str>>,
+}
+
 /// A compiled targeting rule.
 #[derive(Debug)]
 pub(crate) struct CompiledCondition {
     pub(crate) rollout: bool,
     pub(crate) matchers: Vec<CompiledMatcher>,
-    /// Treatments with the cumulative size reached at their end.
-    pub(crate) partitions: Vec<(Arc<str>, i64)>,
+    pub(crate) partitions: Vec<CompiledPartition>,
     pub(crate) label: Label,
 }
 
@@ -166,7 +175,14 @@ pub(crate) struct CompiledFlag {
     pub(crate) traffic_allocation_seed: i32,
     pub(crate) seed: i32,
     pub(crate) conditions: Vec<CompiledCondition>,
+    /// Treatment to configuration, for inspection ([`crate::FlagView`]); evaluation reads
+    /// the copies resolved beside each treatment.
     pub(crate) configurations: HashMap<Box<str>, Arc<str>>,
+    /// The configuration of the default treatment.
+    pub(crate) default_config: Option<Arc<str>>,
+    /// The configuration of `control`, given when a rule's partitions do not reach the
+    /// bucket.
+    pub(crate) control_config: Option<Arc<str>>,
     pub(crate) sets: Vec<String>,
     pub(crate) impressions_disabled: bool,
     pub(crate) prerequisites: Vec<CompiledPrerequisite>,
@@ -536,6 +552,26 @@ fn describe_matcher(m: &MatcherDef) -> String {
     }
 }
 
+/// The configurations of a flag: treatment to JSON text (`null` means none; a JSON value
+/// that is not a string is taken as its text).
+fn configurations(f: &FeatureFlag) -> HashMap<Box<str>, Arc<str>> {
+    f.configurations
+        .as_ref()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(t, v)| {
+                    let text: Arc<str> = match v {
+                        serde_json::Value::Null => return None,
+                        serde_json::Value::String(s) => s.as_str().into(),
+                        other => other.to_string().into(),
+                    };
+                    Some((Box::<str>::from(t.as_str()), text))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Compiles a flag. Problems that leave the flag loadable (an unsupported matcher, which makes
 /// the flag answer `control`) are returned beside it, each naming the flag and the field.
 pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
@@ -548,10 +584,21 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             treatments.push(t.to_string());
         }
     };
-    let default_treatment = f
-        .default_treatment
-        .clone()
-        .unwrap_or_else(|| "control".into());
+    let configurations = configurations(f);
+    let config_of = |t: &str| configurations.get(t).cloned();
+    // One `Arc` per distinct treatment name of the flag.
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut intern = |t: &str| -> Arc<str> {
+        match names.iter().find(|n| &***n == t) {
+            Some(n) => Arc::clone(n),
+            None => {
+                let n: Arc<str> = t.into();
+                names.push(Arc::clone(&n));
+                n
+            }
+        }
+    };
+    let default_treatment = intern(f.default_treatment.as_deref().unwrap_or("control"));
     let mut unsupported = false;
     for (i, c) in f.conditions.as_deref().unwrap_or(&[]).iter().enumerate() {
         let path = format!("conditions[{i}]");
@@ -572,8 +619,9 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             }
         };
         let mut cumulative = 0i64;
-        let mut partitions = Vec::new();
-        for (j, p) in c.partitions.as_deref().unwrap_or(&[]).iter().enumerate() {
+        let parts = c.partitions.as_deref().unwrap_or(&[]);
+        let mut partitions = Vec::with_capacity(parts.len());
+        for (j, p) in parts.iter().enumerate() {
             if !(0..=100).contains(&p.size) {
                 problems.push(Error::InvalidDefinition {
                     flag: f.name.clone(),
@@ -583,7 +631,11 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             }
             cumulative = cumulative.saturating_add(p.size);
             note(&p.treatment);
-            partitions.push((Arc::<str>::from(p.treatment.as_str()), cumulative));
+            partitions.push(CompiledPartition {
+                treatment: intern(&p.treatment),
+                cumulative,
+                config: config_of(&p.treatment),
+            });
         }
         let label = match &c.label {
             Some(l) => l.clone(),
@@ -605,7 +657,11 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
                 negate: false,
                 kind: MatcherKind::AllKeys,
             }],
-            partitions: vec![(Arc::from("control"), 100)],
+            partitions: vec![CompiledPartition {
+                treatment: Arc::from("control"),
+                cumulative: 100,
+                config: config_of("control"),
+            }],
             label: Label::Unsupported,
         }];
         segments.clear();
@@ -624,22 +680,6 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
         }
         None => 100,
     };
-    let configurations = f
-        .configurations
-        .as_ref()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(t, v)| {
-                    let text = match v {
-                        serde_json::Value::Null => return None,
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    Some((Box::<str>::from(t.as_str()), Arc::<str>::from(text)))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     let prerequisites = f
         .prerequisites
         .as_deref()
@@ -649,17 +689,21 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
         .collect();
     segments.sort();
     segments.dedup();
+    let default_config = config_of(&default_treatment);
+    let control_config = config_of("control");
     let flag = CompiledFlag {
         name: f.name.as_str().into(),
         traffic_type: f.traffic_type_name.as_deref().unwrap_or("user").into(),
         killed: f.killed.unwrap_or(false),
-        default_treatment: default_treatment.into(),
+        default_treatment,
         change_number: f.change_number.unwrap_or(0),
         algo: HashAlgo::from_field(f.algo),
         traffic_allocation,
         traffic_allocation_seed: seed_of(f.traffic_allocation_seed),
         seed: seed_of(f.seed),
         conditions,
+        default_config,
+        control_config,
         configurations,
         sets: f.sets.clone().unwrap_or_default(),
         impressions_disabled: f.impressions_disabled.unwrap_or(false),

@@ -148,21 +148,23 @@ impl Snapshot {
         if depth > MAX_DEPTH {
             return Err(TooDeep);
         }
-        let result = |treatment: &'a str, label: &'a Label| Evaluation {
+        // Configurations are resolved beside each treatment when the flag is compiled.
+        let result = |treatment: &'a str, config: &'a Option<_>, label: &'a Label| Evaluation {
             treatment,
             label,
-            config: f.configurations.get(treatment).map(|c| &**c),
+            config: config.as_deref(),
             change_number: Some(f.change_number),
             traffic_type: Some(&f.traffic_type),
             impressions_disabled: f.impressions_disabled,
         };
+        let default = |label: &'a Label| result(&f.default_treatment, &f.default_config, label);
         if f.killed {
-            return Ok(result(&f.default_treatment, &KILLED));
+            return Ok(default(&KILLED));
         }
         for (name, treatments) in &f.prerequisites {
             let t = self.eval_by_name(name, ctx, depth + 1)?;
             if !treatments.iter().any(|x| &**x == t) {
-                return Ok(result(&f.default_treatment, &PREREQUISITES_NOT_MET));
+                return Ok(default(&PREREQUISITES_NOT_MET));
             }
         }
         let mut in_rollout = false;
@@ -172,27 +174,27 @@ impl Snapshot {
                     && i64::from(bucket(ctx.bucketing_key, f.traffic_allocation_seed, f.algo))
                         > f.traffic_allocation
                 {
-                    return Ok(result(&f.default_treatment, &NOT_IN_SPLIT));
+                    return Ok(default(&NOT_IN_SPLIT));
                 }
                 in_rollout = true;
             }
             if !self.all_match(&c.matchers, ctx, depth)? {
                 continue;
             }
-            let treatment = match c.partitions.as_slice() {
-                [(t, size)] if *size == 100 => Some(&**t),
+            let partition = match c.partitions.as_slice() {
+                [p] if p.cumulative == 100 => Some(p),
                 parts => {
                     let b = i64::from(bucket(ctx.bucketing_key, f.seed, f.algo));
-                    parts
-                        .iter()
-                        .find(|(_, cumulative)| b <= *cumulative)
-                        .map(|(t, _)| &**t)
+                    parts.iter().find(|p| b <= p.cumulative)
                 }
             };
-            // Partitions that do not reach the bucket: control with the rule's label.
-            return Ok(result(treatment.unwrap_or(CONTROL), &c.label));
+            return Ok(match partition {
+                Some(p) => result(&p.treatment, &p.config, &c.label),
+                // Partitions that do not reach the bucket: control with the rule's label.
+                None => result(CONTROL, &f.control_config, &c.label),
+            });
         }
-        Ok(result(&f.default_treatment, &NO_RULE_MATCHED))
+        Ok(default(&NO_RULE_MATCHED))
     }
 
     fn all_match(
