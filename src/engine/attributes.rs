@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::{self, Write as _};
+use std::ops::Deref;
 
 use super::FastMap;
 
@@ -206,6 +208,90 @@ impl<T: Into<AttributeValue>> From<HashSet<T>> for AttributeValue {
 
 // ---- coercions (JavaScript SDK semantics) ----
 
+/// Room for any number as text: an `i64` takes at most 20 bytes, a JavaScript number 25
+/// (`-0.000001234567890123456`), Rust's `{:e}` of an `f64` 23.
+const INLINE: usize = 32;
+
+/// A short string formatted on the stack.
+#[derive(Clone, Copy)]
+pub(crate) struct InlineStr {
+    len: usize,
+    buf: [u8; INLINE],
+}
+
+impl InlineStr {
+    fn new() -> InlineStr {
+        InlineStr {
+            len: 0,
+            buf: [0; INLINE],
+        }
+    }
+
+    #[inline]
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in (see `write_str`), so this is always UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for InlineStr {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dest = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dest.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// An attribute read as a string without allocating: borrowed from the value, or a number
+/// formatted on the stack. Only a list read as a string (its items joined) is built on the
+/// heap.
+pub(crate) enum Text<'a> {
+    Borrowed(&'a str),
+    Inline(InlineStr),
+    Owned(String),
+}
+
+impl Text<'_> {
+    /// `i64` (or any short `Display`) as text.
+    fn display(v: impl fmt::Display) -> Text<'static> {
+        let mut s = InlineStr::new();
+        match write!(s, "{v}") {
+            Ok(()) => Text::Inline(s),
+            Err(_) => Text::Owned(v.to_string()),
+        }
+    }
+
+    /// `String(n)` of a JavaScript number.
+    fn js_number(n: f64) -> Text<'static> {
+        let mut s = InlineStr::new();
+        match write_js_number(n, &mut s) {
+            Ok(()) => Text::Inline(s),
+            Err(_) => Text::Owned(js_number_to_string(n)),
+        }
+    }
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Inline(s) => s.as_str(),
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// The value as a number, or `None` when it is not one (`NaN` in JavaScript).
 pub(crate) fn to_number(v: &AttributeValue) -> Option<f64> {
     let n = match v {
@@ -222,27 +308,35 @@ pub(crate) fn to_number(v: &AttributeValue) -> Option<f64> {
 }
 
 /// The value as a string, or `None` when it gives an empty string or cannot be one.
-pub(crate) fn to_str(v: &AttributeValue) -> Option<Cow<'_, str>> {
-    let s: Cow<'_, str> = match v {
-        AttributeValue::String(s) => Cow::Borrowed(s.as_str()),
+///
+/// Allocates only for a list of more than one item (its string items joined by commas).
+#[inline]
+pub(crate) fn to_str(v: &AttributeValue) -> Option<Text<'_>> {
+    let s: Text<'_> = match v {
+        AttributeValue::String(s) => Text::Borrowed(s.as_str()),
         AttributeValue::Null => return None,
-        AttributeValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-        AttributeValue::Int(i) => Cow::Owned(i.to_string()),
+        AttributeValue::Bool(b) => Text::Borrowed(if *b { "true" } else { "false" }),
+        AttributeValue::Int(i) => Text::display(i),
         // The JavaScript SDK's `toString` keeps the sign of a negative zero.
-        AttributeValue::Float(f) if *f == 0.0 && f.is_sign_negative() => Cow::Borrowed("-0"),
-        AttributeValue::Float(f) => Cow::Owned(js_number_to_string(*f)),
-        AttributeValue::DateTime(ms) => Cow::Owned(ms.to_string()),
-        AttributeValue::List(items) => {
-            // Only the string items show, joined by commas.
-            let parts: Vec<&str> = items
-                .iter()
-                .map(|i| match i {
-                    AttributeValue::String(s) => s.as_str(),
-                    _ => "",
-                })
-                .collect();
-            Cow::Owned(parts.join(","))
-        }
+        AttributeValue::Float(f) if *f == 0.0 && f.is_sign_negative() => Text::Borrowed("-0"),
+        AttributeValue::Float(f) => Text::js_number(*f),
+        AttributeValue::DateTime(ms) => Text::display(ms),
+        // Only the string items show, joined by commas.
+        AttributeValue::List(items) => match items.as_slice() {
+            [] => return None,
+            [AttributeValue::String(s)] => Text::Borrowed(s.as_str()),
+            [_] => return None,
+            _ => {
+                let parts: Vec<&str> = items
+                    .iter()
+                    .map(|i| match i {
+                        AttributeValue::String(s) => s.as_str(),
+                        _ => "",
+                    })
+                    .collect();
+                Text::Owned(parts.join(","))
+            }
+        },
         AttributeValue::Object(obj) => match obj.get("matchingKey") {
             Some(inner @ AttributeValue::String(_)) => return to_str(inner),
             _ => return None,
@@ -251,19 +345,30 @@ pub(crate) fn to_str(v: &AttributeValue) -> Option<Cow<'_, str>> {
     if s.is_empty() { None } else { Some(s) }
 }
 
-/// The value as a set of strings, or `None` unless it is a non-empty list.
-pub(crate) fn to_set(v: &AttributeValue) -> Option<Vec<Cow<'_, str>>> {
-    let AttributeValue::List(items) = v else {
-        return None;
-    };
-    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(items.len());
-    for item in items {
-        let s = js_concat_string(item);
-        if !out.contains(&s) {
-            out.push(s);
-        }
+/// The items of the value read as a set, or `None` unless it is a non-empty list.
+///
+/// The set is the items as strings ([`set_item`]); items may repeat, which no set matcher
+/// minds (they only ask whether each item, or each rule value, is present on the other side).
+pub(crate) fn set_items(v: &AttributeValue) -> Option<&[AttributeValue]> {
+    match v {
+        AttributeValue::List(items) if !items.is_empty() => Some(items),
+        _ => None,
     }
-    if out.is_empty() { None } else { Some(out) }
+}
+
+/// One item of a list read as a set: `item + ''` in JavaScript. Allocates only for a nested
+/// list.
+pub(crate) fn set_item(v: &AttributeValue) -> Text<'_> {
+    match v {
+        AttributeValue::String(s) => Text::Borrowed(s.as_str()),
+        AttributeValue::Null => Text::Borrowed("null"),
+        AttributeValue::Bool(b) => Text::Borrowed(if *b { "true" } else { "false" }),
+        AttributeValue::Int(i) => Text::display(i),
+        AttributeValue::Float(f) => Text::js_number(*f),
+        AttributeValue::DateTime(ms) => Text::display(ms),
+        AttributeValue::List(_) => Text::Owned(join_for_primitive(v)),
+        AttributeValue::Object(_) => Text::Borrowed("[object Object]"),
+    }
 }
 
 /// The value as a boolean: a boolean, or the string `true`/`false` in any case.
@@ -285,15 +390,10 @@ pub(crate) fn to_bool(v: &AttributeValue) -> Option<bool> {
 
 /// `value + ''` in JavaScript.
 fn js_concat_string(v: &AttributeValue) -> Cow<'_, str> {
-    match v {
-        AttributeValue::String(s) => Cow::Borrowed(s.as_str()),
-        AttributeValue::Null => Cow::Borrowed("null"),
-        AttributeValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-        AttributeValue::Int(i) => Cow::Owned(i.to_string()),
-        AttributeValue::Float(f) => Cow::Owned(js_number_to_string(*f)),
-        AttributeValue::DateTime(ms) => Cow::Owned(ms.to_string()),
-        AttributeValue::List(_) => Cow::Owned(join_for_primitive(v)),
-        AttributeValue::Object(_) => Cow::Borrowed("[object Object]"),
+    match set_item(v) {
+        Text::Borrowed(s) => Cow::Borrowed(s),
+        Text::Inline(s) => Cow::Owned(s.as_str().to_string()),
+        Text::Owned(s) => Cow::Owned(s),
     }
 }
 
@@ -391,41 +491,60 @@ fn is_decimal_literal(s: &str) -> bool {
 
 /// `String(n)` for a JavaScript number.
 pub(crate) fn js_number_to_string(n: f64) -> String {
+    let mut s = String::new();
+    // Writing to a `String` cannot fail.
+    let _ = write_js_number(n, &mut s);
+    s
+}
+
+/// Writes `String(n)` for a JavaScript number to `out`, without allocating.
+fn write_js_number(n: f64, out: &mut impl fmt::Write) -> fmt::Result {
     if n.is_nan() {
-        return "NaN".into();
+        return out.write_str("NaN");
     }
     if n.is_infinite() {
-        return if n > 0.0 { "Infinity" } else { "-Infinity" }.into();
+        return out.write_str(if n > 0.0 { "Infinity" } else { "-Infinity" });
     }
     if n == 0.0 {
-        return "0".into();
+        return out.write_str("0");
     }
     // Shortest round-trip digits and decimal exponent, from Rust's `{:e}` formatting.
-    let sci = format!("{:e}", n.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let mut sci = InlineStr::new();
+    write!(sci, "{:e}", n.abs())?;
+    let sci = sci.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let mut digits = InlineStr::new();
+    for part in mantissa.split('.') {
+        digits.write_str(part)?;
+    }
+    let digits = digits.as_str();
     let k = digits.len() as i32;
     let point = exp + 1; // position of the decimal point relative to the digits
-    let sign = if n < 0.0 { "-" } else { "" };
-    let body = if k <= point && point <= 21 {
-        format!("{digits}{}", "0".repeat((point - k) as usize))
+    let zeros = |out: &mut dyn fmt::Write, n: i32| (0..n).try_for_each(|_| out.write_char('0'));
+    if n < 0.0 {
+        out.write_char('-')?;
+    }
+    if k <= point && point <= 21 {
+        out.write_str(digits)?;
+        zeros(out, point - k)
     } else if 0 < point && point <= 21 {
         let (a, b) = digits.split_at(point as usize);
-        format!("{a}.{b}")
+        write!(out, "{a}.{b}")
     } else if -6 < point && point <= 0 {
-        format!("0.{}{digits}", "0".repeat((-point) as usize))
+        out.write_str("0.")?;
+        zeros(out, -point)?;
+        out.write_str(digits)
     } else {
         let e = point - 1;
         let esign = if e < 0 { "-" } else { "+" };
         let (a, b) = digits.split_at(1);
         if b.is_empty() {
-            format!("{a}e{esign}{}", e.abs())
+            write!(out, "{a}e{esign}{}", e.abs())
         } else {
-            format!("{a}.{b}e{esign}{}", e.abs())
+            write!(out, "{a}.{b}e{esign}{}", e.abs())
         }
-    };
-    format!("{sign}{body}")
+    }
 }
 
 #[cfg(test)]
@@ -462,9 +581,21 @@ mod tests {
         assert_eq!(js_number_to_string(0.000001), "0.000001");
         assert_eq!(js_number_to_string(1.5e-10), "1.5e-10");
         assert_eq!(to_str(&AttributeValue::Int(5)).as_deref(), Some("5"));
+        assert_eq!(
+            to_str(&AttributeValue::Int(i64::MIN)).as_deref(),
+            Some("-9223372036854775808")
+        );
+        assert_eq!(to_str(&AttributeValue::Float(-0.0)).as_deref(), Some("-0"));
+        assert_eq!(&*set_item(&AttributeValue::Float(-0.0)), "0");
+        assert_eq!(
+            to_str(&AttributeValue::List(vec!["solo".into()])).as_deref(),
+            Some("solo")
+        );
+        assert!(to_str(&AttributeValue::List(vec![AttributeValue::Int(1)])).is_none());
+        assert!(to_str(&AttributeValue::List(vec![])).is_none());
         assert_eq!(to_str(&AttributeValue::Bool(true)).as_deref(), Some("true"));
-        assert_eq!(to_str(&AttributeValue::String(String::new())), None);
-        assert_eq!(to_str(&AttributeValue::Null), None);
+        assert!(to_str(&AttributeValue::String(String::new())).is_none());
+        assert!(to_str(&AttributeValue::Null).is_none());
         assert_eq!(
             to_str(&AttributeValue::List(vec![
                 "a".into(),
@@ -476,6 +607,31 @@ mod tests {
         );
     }
 
+    /// The longest JavaScript renderings fit the stack buffer (and would fall back to the
+    /// heap, with the same text, if they did not).
+    #[test]
+    fn numbers_format_inline() {
+        for (n, text) in [
+            (
+                -0.000_001_234_567_890_123_456_7,
+                "-0.0000012345678901234567",
+            ),
+            (-f64::MIN_POSITIVE, "-2.2250738585072014e-308"),
+            (-123_456_789_012_345_680_000.0, "-123456789012345680000"),
+            (f64::MIN, "-1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (5e-324, "5e-324"),
+        ] {
+            assert_eq!(js_number_to_string(n), text);
+            assert!(matches!(Text::js_number(n), Text::Inline(_)), "{n}");
+            assert_eq!(&*Text::js_number(n), text);
+        }
+        assert!(matches!(Text::display(i64::MIN), Text::Inline(_)));
+        let mut tiny = InlineStr::new();
+        assert!(tiny.write_str(&"x".repeat(INLINE + 1)).is_err());
+        assert_eq!(tiny.as_str(), "");
+    }
+
     #[test]
     fn sets_and_booleans() {
         let v = AttributeValue::List(vec![
@@ -484,10 +640,16 @@ mod tests {
             "a".into(),
             AttributeValue::Null,
         ]);
-        let set = to_set(&v).unwrap();
-        assert_eq!(set, vec!["a", "1", "null"]);
-        assert_eq!(to_set(&AttributeValue::List(vec![])), None);
-        assert_eq!(to_set(&AttributeValue::String("a".into())), None);
+        let set: Vec<String> = set_items(&v)
+            .unwrap()
+            .iter()
+            .map(|i| set_item(i).to_string())
+            .collect();
+        assert_eq!(set, vec!["a", "1", "a", "null"]);
+        assert_eq!(set_items(&AttributeValue::List(vec![])), None);
+        assert_eq!(set_items(&AttributeValue::String("a".into())), None);
+        let nested = AttributeValue::List(vec![AttributeValue::from(vec!["x", "y"])]);
+        assert_eq!(&*set_item(&set_items(&nested).unwrap()[0]), "x,y");
         assert_eq!(to_bool(&AttributeValue::String("TRUE".into())), Some(true));
         assert_eq!(to_bool(&AttributeValue::Int(1)), None);
     }

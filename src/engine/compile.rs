@@ -1,14 +1,14 @@
 //! Compilation: wire definitions turned, once per update, into the form evaluation reads
 //! without parsing or allocating (regexes built, sets hashed, versions parsed, dates truncated).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use regex::Regex;
 
 use super::bucket::{HashAlgo, seed_of};
 use super::labels::Label;
-use super::semver::Semver;
+use super::semver::OwnedSemver;
 use super::{FastHasher, FastSet};
 use crate::error::Error;
 use crate::model::{Condition, FeatureFlag, MatcherDef, RuleBasedSegment};
@@ -51,22 +51,12 @@ impl StrSet {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// Whether `f` holds for every member.
+    pub(crate) fn all(&self, mut f: impl FnMut(&str) -> bool) -> bool {
         match self {
-            StrSet::Small(items) => items.len(),
-            StrSet::Large(set) => set.len(),
+            StrSet::Small(items) => items.iter().all(|s| f(s)),
+            StrSet::Large(set) => set.iter().all(|s| f(s)),
         }
-    }
-
-    fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
-        match self {
-            StrSet::Small(items) => Box::new(items.iter().map(|s| &**s)),
-            StrSet::Large(set) => Box::new(set.iter().map(|s| &**s)),
-        }
-    }
-
-    pub(crate) fn all_in(&self, values: &[std::borrow::Cow<'_, str>]) -> bool {
-        self.iter().all(|r| values.iter().any(|v| v == r))
     }
 }
 
@@ -124,11 +114,13 @@ pub(crate) enum MatcherKind {
     },
     EqualToBoolean(bool),
     /// The semver matchers hold `None` when the rule value is not a version (always false).
-    SemverEqual(Option<Semver>),
-    SemverGreaterOrEqual(Option<Semver>),
-    SemverLessOrEqual(Option<Semver>),
-    SemverBetween(Option<(Semver, Semver)>),
-    SemverInList(Option<HashSet<String>>),
+    SemverEqual(Option<OwnedSemver>),
+    SemverGreaterOrEqual(Option<OwnedSemver>),
+    SemverLessOrEqual(Option<OwnedSemver>),
+    SemverBetween(Option<(OwnedSemver, OwnedSemver)>),
+    /// The versions of the list, compared by normalised text (`None` when the list is empty
+    /// or holds something that is not a version).
+    SemverInList(Option<Box<[OwnedSemver]>>),
 }
 
 /// A compiled matcher: what it looks at, whether it is negated, and what it checks.
@@ -339,12 +331,12 @@ fn compile_matcher(
             m.boolean_matcher_data
                 .ok_or_else(|| missing("booleanMatcherData"))?,
         ),
-        "EQUAL_TO_SEMVER" => MatcherKind::SemverEqual(Semver::parse(string_data()?)),
+        "EQUAL_TO_SEMVER" => MatcherKind::SemverEqual(OwnedSemver::parse(string_data()?)),
         "GREATER_THAN_OR_EQUAL_TO_SEMVER" => {
-            MatcherKind::SemverGreaterOrEqual(Semver::parse(string_data()?))
+            MatcherKind::SemverGreaterOrEqual(OwnedSemver::parse(string_data()?))
         }
         "LESS_THAN_OR_EQUAL_TO_SEMVER" => {
-            MatcherKind::SemverLessOrEqual(Semver::parse(string_data()?))
+            MatcherKind::SemverLessOrEqual(OwnedSemver::parse(string_data()?))
         }
         "BETWEEN_SEMVER" => {
             let d = m
@@ -352,7 +344,7 @@ fn compile_matcher(
                 .as_ref()
                 .ok_or_else(|| missing("betweenStringMatcherData"))?;
             let bounds = match (d.start.as_deref(), d.end.as_deref()) {
-                (Some(s), Some(e)) => Semver::parse(s).zip(Semver::parse(e)),
+                (Some(s), Some(e)) => OwnedSemver::parse(s).zip(OwnedSemver::parse(e)),
                 _ => None,
             };
             MatcherKind::SemverBetween(bounds)
@@ -361,13 +353,24 @@ fn compile_matcher(
             let list = whitelist()?;
             // Like the JavaScript SDK: an empty list, or any entry that is not a version,
             // disables the matcher.
-            let parsed: Option<HashSet<String>> = if list.is_empty() {
+            let parsed: Option<Vec<OwnedSemver>> = if list.is_empty() {
                 None
             } else {
-                list.iter()
-                    .map(|s| Semver::parse(s).map(|v| v.normalized().to_string()))
-                    .collect()
+                list.iter().map(|s| OwnedSemver::parse(s)).collect()
             };
+            let parsed = parsed.map(|versions| {
+                // Duplicates (by normalised text) cannot change the answer.
+                let mut unique: Vec<OwnedSemver> = Vec::with_capacity(versions.len());
+                for v in versions {
+                    if !unique
+                        .iter()
+                        .any(|u| u.as_semver().eq_normalized(&v.as_semver()))
+                    {
+                        unique.push(v);
+                    }
+                }
+                unique.into_boxed_slice()
+            });
             MatcherKind::SemverInList(parsed)
         }
         other => {

@@ -1,11 +1,12 @@
 //! The evaluation algorithm: a flag, a key and attributes to a treatment and a label.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use super::attributes::{AttributeValue, Attributes, to_bool, to_number, to_set, to_str};
+use super::attributes::{
+    AttributeValue, Attributes, Text, set_item, set_items, to_bool, to_number, to_str,
+};
 use super::bucket::bucket;
-use super::compile::{CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, Truncate};
+use super::compile::{CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, StrSet, Truncate};
 use super::labels::Label;
 use super::semver::Semver;
 use crate::storage::Snapshot;
@@ -277,10 +278,10 @@ enum Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    fn string(&self) -> Option<Cow<'a, str>> {
-        match self {
+    fn string(&self) -> Option<Text<'a>> {
+        match *self {
             Input::Key("") => None,
-            Input::Key(k) => Some(Cow::Borrowed(k)),
+            Input::Key(k) => Some(Text::Borrowed(k)),
             Input::Attr(v) => to_str(v),
         }
     }
@@ -299,10 +300,11 @@ impl<'a> Input<'a> {
         t.apply(n)
     }
 
-    fn set(&self) -> Option<Vec<Cow<'a, str>>> {
+    /// The items of a set (the strings are [`set_item`] of each).
+    fn set(&self) -> Option<&'a [AttributeValue]> {
         match self {
             Input::Key(_) => None,
-            Input::Attr(v) => to_set(v),
+            Input::Attr(v) => set_items(v),
         }
     }
 
@@ -314,10 +316,16 @@ impl<'a> Input<'a> {
             Input::Attr(v) => to_bool(v),
         }
     }
+}
 
-    fn semver(&self) -> Option<Semver> {
-        Semver::parse(&self.string()?)
-    }
+/// Whether some item of a set reads as `s`.
+fn set_has(items: &[AttributeValue], s: &str) -> bool {
+    items.iter().any(|i| *set_item(i) == *s)
+}
+
+/// Whether every item of a set is in `rule`.
+fn set_within(items: &[AttributeValue], rule: &StrSet) -> bool {
+    items.iter().all(|i| rule.contains(&set_item(i)))
 }
 
 /// The matcher's result before negation; `None` when the value cannot be read as the type
@@ -336,16 +344,19 @@ fn matcher_result(kind: &MatcherKind, input: Input<'_>) -> Option<bool> {
             let n = input.number(*t)?;
             *s <= n && n <= *e
         }
+        // The attribute's distinct items and the rule's are the same set.
         MatcherKind::EqualToSet(rule) => {
-            let values = input.set()?;
-            values.len() == rule.len() && values.iter().all(|v| rule.contains(v))
+            let items = input.set()?;
+            set_within(items, rule) && rule.all(|r| set_has(items, r))
         }
-        MatcherKind::ContainsAnyOfSet(rule) => input.set()?.iter().any(|v| rule.contains(v)),
+        MatcherKind::ContainsAnyOfSet(rule) => {
+            input.set()?.iter().any(|i| rule.contains(&set_item(i)))
+        }
         MatcherKind::ContainsAllOfSet(rule) => {
-            let values = input.set()?;
-            values.len() >= rule.len() && rule.all_in(&values)
+            let items = input.set()?;
+            rule.all(|r| set_has(items, r))
         }
-        MatcherKind::PartOfSet(rule) => input.set()?.iter().all(|v| rule.contains(v)),
+        MatcherKind::PartOfSet(rule) => set_within(input.set()?, rule),
         MatcherKind::StartsWith(list) => {
             let s = input.string()?;
             list.iter().any(|p| s.starts_with(&**p))
@@ -361,22 +372,32 @@ fn matcher_result(kind: &MatcherKind, input: Input<'_>) -> Option<bool> {
         MatcherKind::MatchesString(re) => re.as_ref()?.is_match(&input.string()?),
         MatcherKind::EqualToBoolean(b) => input.boolean()? == *b,
         MatcherKind::SemverEqual(rule) => {
-            rule.as_ref()?.normalized() == input.semver()?.normalized()
+            let rule = rule.as_ref()?.as_semver();
+            let text = input.string()?;
+            rule.eq_normalized(&Semver::parse(&text)?)
         }
         MatcherKind::SemverGreaterOrEqual(rule) => {
-            input.semver()?.compare(rule.as_ref()?) != Ordering::Less
+            let text = input.string()?;
+            let v = Semver::parse(&text)?;
+            v.compare(&rule.as_ref()?.as_semver()) != Ordering::Less
         }
         MatcherKind::SemverLessOrEqual(rule) => {
-            input.semver()?.compare(rule.as_ref()?) != Ordering::Greater
+            let text = input.string()?;
+            let v = Semver::parse(&text)?;
+            v.compare(&rule.as_ref()?.as_semver()) != Ordering::Greater
         }
         MatcherKind::SemverBetween(bounds) => {
             let (start, end) = bounds.as_ref()?;
-            let v = input.semver()?;
-            start.compare(&v) != Ordering::Greater && end.compare(&v) != Ordering::Less
+            let text = input.string()?;
+            let v = Semver::parse(&text)?;
+            start.as_semver().compare(&v) != Ordering::Greater
+                && end.as_semver().compare(&v) != Ordering::Less
         }
         MatcherKind::SemverInList(list) => {
             let list = list.as_ref()?;
-            list.contains(input.semver()?.normalized())
+            let text = input.string()?;
+            let v = Semver::parse(&text)?;
+            list.iter().any(|r| r.as_semver().eq_normalized(&v))
         }
         // Resolved against the snapshot by the caller.
         MatcherKind::InSegment(_)
