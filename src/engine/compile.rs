@@ -203,10 +203,16 @@ pub(crate) enum ExcludedKind {
     Large,
 }
 
-/// Why a matcher could not be compiled.
+/// Why a matcher could not be compiled. `field` is relative to the matcher: the full path is
+/// only built for the error message.
 struct Unsupported {
     field: String,
     message: String,
+}
+
+/// The path of a field of the `j`th matcher of the `i`th condition.
+fn matcher_field(i: usize, j: usize, field: &str) -> String {
+    format!("conditions[{i}].matcherGroup.matchers[{j}].{field}")
 }
 
 fn strings(v: &Option<Vec<String>>) -> &[String] {
@@ -219,11 +225,10 @@ fn boxed_list(items: &[String]) -> Box<[Box<str>]> {
 
 fn compile_matcher(
     m: &MatcherDef,
-    path: &str,
     segments: &mut Vec<String>,
 ) -> Result<CompiledMatcher, Unsupported> {
     let missing = |field: &str| Unsupported {
-        field: format!("{path}.{field}"),
+        field: field.to_string(),
         message: format!("matcher {} needs {field}, which is missing", m.matcher_type),
     };
     let whitelist = || -> Result<&[String], Unsupported> {
@@ -375,7 +380,7 @@ fn compile_matcher(
         }
         other => {
             return Err(Unsupported {
-                field: format!("{path}.matcherType"),
+                field: "matcherType".into(),
                 message: if other == "IN_LARGE_SEGMENT" {
                     "large segments are not supported by this SDK".into()
                 } else {
@@ -395,9 +400,10 @@ fn compile_matcher(
     })
 }
 
+/// Compiles the matchers of the `i`th condition; an error names the field by its full path.
 fn compile_matchers(
     c: &Condition,
-    path: &str,
+    i: usize,
     segments: &mut Vec<String>,
 ) -> Result<Vec<CompiledMatcher>, Unsupported> {
     let matchers = c
@@ -408,7 +414,12 @@ fn compile_matchers(
     matchers
         .iter()
         .enumerate()
-        .map(|(j, m)| compile_matcher(m, &format!("{path}.matcherGroup.matchers[{j}]"), segments))
+        .map(|(j, m)| {
+            compile_matcher(m, segments).map_err(|u| Unsupported {
+                field: matcher_field(i, j, &u.field),
+                message: u.message,
+            })
+        })
         .collect()
 }
 
@@ -604,8 +615,7 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
     let default_treatment = intern(f.default_treatment.as_deref().unwrap_or("control"));
     let mut unsupported = false;
     for (i, c) in f.conditions.as_deref().unwrap_or(&[]).iter().enumerate() {
-        let path = format!("conditions[{i}]");
-        let matchers = match compile_matchers(c, &path, &mut segments) {
+        let matchers = match compile_matchers(c, i, &mut segments) {
             Ok(m) => m,
             Err(u) => {
                 problems.push(Error::InvalidDefinition {
@@ -628,7 +638,7 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             if !(0..=100).contains(&p.size) {
                 problems.push(Error::InvalidDefinition {
                     flag: f.name.clone(),
-                    field: format!("{path}.partitions[{j}].size"),
+                    field: format!("conditions[{i}].partitions[{j}].size"),
                     message: format!("must be between 0 and 100, got {}", p.size),
                 });
             }
@@ -641,14 +651,14 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             });
         }
         let label = match &c.label {
-            Some(l) => l.clone(),
-            None => generated_label(c),
+            Some(l) => l.as_str().into(),
+            None => generated_label(c).into(),
         };
         conditions.push(CompiledCondition {
             rollout: c.condition_type.as_deref() == Some("ROLLOUT"),
             matchers,
             partitions,
-            label: Label::Rule(label.into()),
+            label: Label::Rule(label),
         });
     }
     if unsupported {
@@ -726,7 +736,7 @@ pub(crate) fn compile_rule_based_segment(
     let mut segments = Vec::new();
     let mut conditions = Vec::new();
     for (i, c) in r.conditions.as_deref().unwrap_or(&[]).iter().enumerate() {
-        match compile_matchers(c, &format!("conditions[{i}]"), &mut segments) {
+        match compile_matchers(c, i, &mut segments) {
             Ok(m) => conditions.push(m),
             Err(u) => {
                 problems.push(Error::InvalidDefinition {
@@ -746,18 +756,18 @@ pub(crate) fn compile_rule_based_segment(
             }
         }
     }
-    let excluded = r.excluded.clone().unwrap_or_default();
+    let excluded = r.excluded.as_ref();
     let excluded_segments: Vec<(String, ExcludedKind)> = excluded
-        .segments
-        .unwrap_or_default()
-        .into_iter()
+        .and_then(|e| e.segments.as_deref())
+        .unwrap_or(&[])
+        .iter()
         .map(|s| {
             let kind = match s.kind.as_deref() {
                 Some("rule-based") => ExcludedKind::RuleBased,
                 Some("large") => ExcludedKind::Large,
                 _ => ExcludedKind::Standard,
             };
-            (s.name, kind)
+            (s.name.clone(), kind)
         })
         .collect();
     segments.extend(
@@ -770,7 +780,12 @@ pub(crate) fn compile_rule_based_segment(
     segments.dedup();
     (
         CompiledRuleBasedSegment {
-            excluded_keys: excluded.keys.unwrap_or_default().into_iter().collect(),
+            excluded_keys: excluded
+                .and_then(|e| e.keys.as_deref())
+                .unwrap_or(&[])
+                .iter()
+                .cloned()
+                .collect(),
             excluded_segments,
             conditions,
             segments,

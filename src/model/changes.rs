@@ -130,21 +130,21 @@ fn section<T>(
     problems: &mut Vec<Error>,
     entry: fn(Value) -> Result<T, Error>,
 ) -> Result<ChangesSection<T>, Error> {
-    let Value::Object(obj) = value else {
+    let Value::Object(mut obj) = value else {
         return Err(Error::Parse {
             origin: origin.to_string(),
             line: None,
             message: format!("field \"{name}\" must be an object with \"d\", \"s\" and \"t\""),
         });
     };
-    let d = match obj.get("d") {
+    let d = match obj.remove("d") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => entries(items.clone(), problems, entry),
+        Some(Value::Array(items)) => entries(items, problems, entry),
         Some(other) => {
             return Err(Error::Parse {
                 origin: origin.to_string(),
                 line: None,
-                message: format!("field \"{name}.d\" must be an array, got {}", kind(other)),
+                message: format!("field \"{name}.d\" must be an array, got {}", kind(&other)),
             });
         }
     };

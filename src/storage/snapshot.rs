@@ -106,6 +106,7 @@ impl Snapshot {
     pub fn apply_changes(&self, changes: &SplitChanges) -> (Snapshot, Vec<Error>) {
         let mut next = self.clone();
         let mut problems = Vec::new();
+        next.flags.reserve(changes.flags.d.len());
         for f in &changes.flags.d {
             if f.status.as_deref() == Some("ARCHIVED") {
                 next.flags.remove(&f.name);
