@@ -1,5 +1,9 @@
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::flag::FeatureFlag;
 use super::segment::RuleBasedSegment;
@@ -59,6 +63,15 @@ impl SplitChanges {
     /// # Ok::<(), splitkit::Error>(())
     /// ```
     pub fn parse(text: &str, origin: &str) -> Result<(SplitChanges, Vec<Error>), Error> {
+        match parse_raw(text) {
+            Some(parsed) => Ok(parsed),
+            // Not a well-formed document: the general path gives the error it always has.
+            None => Self::parse_through_value(text, origin),
+        }
+    }
+
+    /// [`SplitChanges::parse`] through a `serde_json::Value` of the whole document.
+    fn parse_through_value(text: &str, origin: &str) -> Result<(SplitChanges, Vec<Error>), Error> {
         let value: Value = serde_json::from_str(text).map_err(|e| Error::Parse {
             origin: origin.to_string(),
             line: Some(e.line()),
@@ -214,6 +227,288 @@ fn rbs_entry(v: Value) -> Result<RuleBasedSegment, Error> {
     typed(v)
 }
 
+// ---- reading a document without building a `serde_json::Value` of it ----
+//
+// Building a `Value` of a large document (a map and a string allocated for every object and
+// string in it) costs more than everything else in loading. The fast path below only splits
+// the document into the raw text of each definition and deserializes each definition
+// straight from its text. It gives the same result as the `Value` path whenever it gives one:
+// - `Checked` first accepts exactly the texts `serde_json::from_str::<Value>` accepts (the
+//   same deserializer calls, nothing kept), so a document the `Value` path rejects, for
+//   instance for a number out of range in a field nobody reads, is rejected the same way;
+// - every shape the `Value` path reports as an error (a section that is not an object, `d`
+//   not an array, `s`/`t` not integers) makes the fast path give up, and the `Value` path
+//   then reports it with its usual message;
+// - a definition that does not deserialize directly from its text is read again through a
+//   `Value`, so its error names the same field with the same message (serde_json's errors
+//   from text carry a line and column, those from a `Value` do not). Deserializing a struct
+//   from JSON text and from the `Value` of that text are otherwise equivalent in serde_json,
+//   except that text with a duplicated field is an error (the `Value` keeps the last one),
+//   which the second reading handles too.
+
+/// Reads a well-formed splitChanges document; `None` when the general path must decide.
+fn parse_raw(text: &str) -> Option<(SplitChanges, Vec<Error>)> {
+    serde_json::from_str::<Checked>(text).ok()?;
+    let outline: Outline<'_> = serde_json::from_str(text).ok()?;
+    let mut problems = Vec::new();
+    let mut out = SplitChanges::default();
+    if let Some(ff) = outline.ff {
+        out.flags = ff.entries(&mut problems, flag_entry)?;
+        if let Some(rbs) = outline.rbs {
+            out.rule_based_segments = rbs.entries(&mut problems, rbs_entry)?;
+        }
+    } else if let Some(splits) = outline.splits {
+        out.flags.d = raw_entries(&splits, &mut problems, flag_entry)?;
+        out.flags.s = outline.since.unwrap_or(-1);
+        out.flags.t = outline.till.unwrap_or(-1);
+    } else {
+        return None;
+    }
+    Some((out, problems))
+}
+
+/// The outline of a document, read in one pass: the raw text of every definition and the
+/// change numbers. Anything the general path would report as an error (a section that is
+/// not an object, `d` not an array, a change number that is not an integer, ...) fails it,
+/// even in a field the document's form does not use; repeated keys keep the last value, as
+/// a `Value` does.
+#[derive(Default)]
+struct Outline<'a> {
+    ff: Option<RawSection<'a>>,
+    /// `null` is no section.
+    rbs: Option<RawSection<'a>>,
+    splits: Option<Vec<&'a RawValue>>,
+    since: Option<i64>,
+    till: Option<i64>,
+}
+
+/// A section of the outline (`ff` or `rbs`).
+#[derive(Default)]
+struct RawSection<'a> {
+    d: Vec<&'a RawValue>,
+    s: Option<i64>,
+    t: Option<i64>,
+}
+
+impl RawSection<'_> {
+    /// [`section`] from the raw definitions.
+    fn entries<T: DeserializeOwned>(
+        self,
+        problems: &mut Vec<Error>,
+        slow: fn(Value) -> Result<T, Error>,
+    ) -> Option<ChangesSection<T>> {
+        Some(ChangesSection {
+            d: raw_entries(&self.d, problems, slow)?,
+            s: self.s.unwrap_or(-1),
+            t: self.t.unwrap_or(-1),
+        })
+    }
+}
+
+/// The keys the outline reads (at either level); any other is skipped.
+enum OutlineKey {
+    Ff,
+    Rbs,
+    Splits,
+    Since,
+    Till,
+    D,
+    S,
+    T,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for OutlineKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OutlineKey, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = OutlineKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<OutlineKey, E> {
+                Ok(match key {
+                    "ff" => OutlineKey::Ff,
+                    "rbs" => OutlineKey::Rbs,
+                    "splits" => OutlineKey::Splits,
+                    "since" => OutlineKey::Since,
+                    "till" => OutlineKey::Till,
+                    "d" => OutlineKey::D,
+                    "s" => OutlineKey::S,
+                    "t" => OutlineKey::T,
+                    _ => OutlineKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Outline<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Outline<'de>, D::Error> {
+        struct OutlineVisitor;
+        impl<'de> Visitor<'de> for OutlineVisitor {
+            type Value = Outline<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a splitChanges document")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Outline<'de>, A::Error> {
+                let mut out = Outline::default();
+                while let Some(key) = map.next_key::<OutlineKey>()? {
+                    match key {
+                        OutlineKey::Ff => out.ff = Some(map.next_value()?),
+                        OutlineKey::Rbs => out.rbs = map.next_value()?,
+                        OutlineKey::Splits => out.splits = Some(map.next_value()?),
+                        OutlineKey::Since => out.since = map.next_value()?,
+                        OutlineKey::Till => out.till = map.next_value()?,
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(OutlineVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSection<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawSection<'de>, D::Error> {
+        struct SectionVisitor;
+        impl<'de> Visitor<'de> for SectionVisitor {
+            type Value = RawSection<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object with \"d\", \"s\" and \"t\"")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSection<'de>, A::Error> {
+                let mut out = RawSection::default();
+                while let Some(key) = map.next_key::<OutlineKey>()? {
+                    match key {
+                        OutlineKey::D => {
+                            out.d = map.next_value::<Option<_>>()?.unwrap_or_default();
+                        }
+                        OutlineKey::S => out.s = map.next_value()?,
+                        OutlineKey::T => out.t = map.next_value()?,
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(SectionVisitor)
+    }
+}
+
+/// [`entries`] from raw texts; `None` only if a definition's text cannot be read as a
+/// `Value` (which `Checked` rules out).
+fn raw_entries<T: DeserializeOwned>(
+    items: &[&RawValue],
+    problems: &mut Vec<Error>,
+    slow: fn(Value) -> Result<T, Error>,
+) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(items.len());
+    for raw in items {
+        let text = raw.get();
+        // An object with a string `name` that deserializes: the common case. (`T` would also
+        // deserialize from an array, which the general path rejects for its missing name.)
+        if text.starts_with('{')
+            && let Ok(v) = T::deserialize(&mut serde_json::Deserializer::from_str(text))
+        {
+            out.push(v);
+            continue;
+        }
+        let value: Value = serde_json::from_str(text).ok()?;
+        match slow(value) {
+            Ok(v) => out.push(v),
+            Err(e) => problems.push(e),
+        }
+    }
+    Some(out)
+}
+
+/// A JSON value checked and thrown away: deserializing it accepts exactly the texts
+/// `serde_json::Value` accepts (it makes the same deserializer calls: `deserialize_any` for
+/// values, `deserialize_str` for object keys) without allocating anything.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+/// An object key, read as `serde_json::Value` reads keys.
+struct CheckedKey;
+
+impl<'de> Deserialize<'de> for CheckedKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<CheckedKey, D::Error> {
+        d.deserialize_str(CheckedVisitor).map(|Checked| CheckedKey)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Checked, D::Error> {
+        Checked::deserialize(d)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<CheckedKey>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +536,94 @@ mod tests {
         assert!(msg.contains("yes"), "{msg}");
         assert!(msg.contains("field 'killed'"), "{msg}");
         assert!(p[1].to_string().contains("name"));
+    }
+
+    /// The fast path gives exactly what the `Value` path gives, or leaves the document to it.
+    #[test]
+    fn raw_path_agrees_with_the_value_path() {
+        let flag = r#"{"name":"f","killed":false,"defaultTreatment":"off","algo":2,
+            "configurations":{"on":"{\"a\":1}","off":null,"x":{"k":[1,2.5,"s"]}},
+            "conditions":[{"conditionType":"ROLLOUT","matcherGroup":{"combiner":"AND",
+              "matchers":[{"keySelector":{"attribute":"n"},"matcherType":"BETWEEN",
+              "betweenMatcherData":{"dataType":"NUMBER","start":-0,"end":1e3}}]},
+              "partitions":[{"treatment":"on","size":100}],"label":"r\u00e9gle"}]}"#;
+        let rbs = r#"{"name":"r","excluded":{"keys":["k"],"segments":[{"name":"s","type":"rule-based"}]}}"#;
+        let fast = [
+            format!(r#"{{"ff":{{"d":[{flag}],"s":-1,"t":5}},"rbs":{{"d":[{rbs}],"s":1,"t":2}}}}"#),
+            format!(r#"{{"ff":{{"d":[{flag},{flag}]}},"rbs":null}}"#),
+            format!(r#"{{"splits":[{flag}],"since":3,"till":null}}"#),
+            format!(
+                r#" {{ "ff" : {{ "d" : [ {flag} ] , "s" : null }} , "ff" : {{ "d" : null }} }} "#
+            ),
+            // Broken definitions: each reported exactly as before.
+            format!(
+                r#"{{"ff":{{"d":[{flag},{{"name":"bad","killed":"yes"}},{{"nope":1}},
+                ["f"],7,null,{{"name":5}},{{"name":"dup","name":"dup2"}},
+                {{"name":"c","conditions":[{{"label":"a","label":"b"}}]}},
+                {{"name":"n","changeNumber":1.5}},{{"name":"m","seed":99999999999}}]}}}}"#
+            ),
+            format!(
+                r#"{{"ff":{{"d":[{flag}],"t":5}},"rbs":{{"d":[{{"name":"r","excluded":7}},{{}}]}}}}"#
+            ),
+            // Escaped and repeated keys: the last one counts.
+            format!(
+                r#"{{"\u0066f":{{"\u0064":[{flag}],"d":null,"d":[{flag}],"x":[1]}},"rbs":{{"d":[{rbs}]}},"rbs":null}}"#
+            ),
+            r#"{"splits":[],"since":1,"till":2,"ff":{"s":4,"s":5},"rbs":{}}"#.to_string(),
+            format!(r#"{{"splits":[{flag}],"since":1,"since":null,"rbs":{{"d":[]}},"x":{{}}}}"#),
+        ];
+        for text in &fast {
+            let raw = parse_raw(text);
+            assert!(raw.is_some(), "fast path not taken: {text}");
+            let via_value = SplitChanges::parse_through_value(text, "o").unwrap();
+            let raw = raw.unwrap();
+            assert_eq!(raw.0, via_value.0, "{text}");
+            let messages = |p: &[Error]| p.iter().map(ToString::to_string).collect::<Vec<_>>();
+            assert_eq!(messages(&raw.1), messages(&via_value.1), "{text}");
+            if text.contains("\"bad\"") {
+                // bad, nope, ["f"], 7, null, name 5, changeNumber 1.5; dup and c load.
+                assert_eq!(raw.1.len(), 7, "{:?}", raw.1);
+                let names: Vec<&str> = raw.0.flags.d.iter().map(|f| f.name.as_str()).collect();
+                assert_eq!(names, ["f", "dup2", "c", "m"]);
+            }
+        }
+        let slow = [
+            "[1,2]",
+            "{\"ff\": ",
+            "{\"x\": 1}",
+            "{\"ff\":null}",
+            "{\"ff\":{\"d\":{}}}",
+            "{\"ff\":{\"d\":[],\"s\":1.5}}",
+            "{\"ff\":{\"d\":[],\"t\":-0}}",
+            "{\"ff\":{\"d\":[]},\"rbs\":[]}",
+            "{\"splits\":{}}",
+            "{\"splits\":[],\"till\":\"9\"}",
+            // Rejected by `Value` though nobody reads the field: still rejected.
+            "{\"ff\":{\"d\":[{\"name\":\"f\",\"orgId\":1e999}]}}",
+            "{\"ff\":{\"d\":[{\"name\":\"f\",\"orgId\":\"\\ud800\"}]}}",
+            "{\"ff\":{\"d\":[]}} x",
+            // Arrays where objects are expected (a derived struct would accept them).
+            "{\"ff\":[[],1,2]}",
+            "{\"ff\":{\"d\":[]},\"rbs\":[[],1,2]}",
+            "{\"ff\":{\"d\":5,\"d\":[]}}",
+            // Unused by the legacy form, but not what the outline expects: the general path.
+            "{\"splits\":[],\"rbs\":{\"d\":7}}",
+        ];
+        for text in slow {
+            assert!(parse_raw(text).is_none(), "{text}");
+            let (a, b) = (
+                SplitChanges::parse(text, "o"),
+                SplitChanges::parse_through_value(text, "o"),
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}");
+        }
+        let deep = format!(
+            "{{\"ff\":{{\"d\":[{{\"name\":\"f\",\"x\":{}{}}}]}}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(parse_raw(&deep).is_none());
+        assert!(SplitChanges::parse(&deep, "o").is_err());
     }
 
     #[test]
