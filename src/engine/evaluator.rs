@@ -1,5 +1,6 @@
 //! The evaluation algorithm: a flag, a key and attributes to a treatment and a label.
 
+use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 
 use super::attributes::{
@@ -90,10 +91,93 @@ impl Evaluation<'_> {
 #[derive(Debug)]
 struct TooDeep;
 
-struct Ctx<'k> {
+/// How many dependency results one evaluation remembers.
+const MEMO_SLOTS: usize = 16;
+
+/// A flag a dependency (`IN_SPLIT_TREATMENT` or a prerequisite) evaluated, with its
+/// treatment and how many levels below its own depth its evaluation went.
+#[derive(Clone, Copy)]
+struct MemoEntry<'s> {
+    flag: &'s CompiledFlag,
+    treatment: &'s str,
+    height: usize,
+}
+
+/// The dependencies evaluated so far in one evaluation (the most recent [`MEMO_SLOTS`]), so
+/// that a flag reached again by another path is not evaluated again: without it, a chain of
+/// flags each depending twice on the next costs 2^n evaluations. Within one evaluation a
+/// flag always gives the same treatment (same key, attributes and snapshot); only whether
+/// [`MAX_DEPTH`] is exceeded depends on where it is reached, which `height` answers.
+struct Memo<'s> {
+    entries: [Option<MemoEntry<'s>>; MEMO_SLOTS],
+    /// The slot the next entry goes to (the oldest is replaced).
+    next: usize,
+}
+
+struct Ctx<'k, 's> {
     key: &'k str,
     bucketing_key: &'k str,
     attributes: &'k Attributes,
+    /// The deepest depth checked against [`MAX_DEPTH`] so far (in the current dependency).
+    deepest: Cell<usize>,
+    /// Created on the first dependency, so that evaluations without any pay nothing for it.
+    memo: RefCell<Option<Memo<'s>>>,
+    /// False only in tests, to compare with and without the memo.
+    use_memo: bool,
+    /// Flags evaluated (tests only).
+    #[cfg(test)]
+    evaluations: Cell<usize>,
+}
+
+impl<'k, 's> Ctx<'k, 's> {
+    fn new(key: &'k str, bucketing_key: Option<&'k str>, attributes: &'k Attributes) -> Self {
+        Ctx {
+            key,
+            bucketing_key: bucketing_key.unwrap_or(key),
+            attributes,
+            deepest: Cell::new(0),
+            memo: RefCell::new(None),
+            use_memo: true,
+            #[cfg(test)]
+            evaluations: Cell::new(0),
+        }
+    }
+
+    /// Checks `depth` against [`MAX_DEPTH`] and notes it.
+    fn enter(&self, depth: usize) -> Result<(), TooDeep> {
+        if depth > MAX_DEPTH {
+            return Err(TooDeep);
+        }
+        if depth > self.deepest.get() {
+            self.deepest.set(depth);
+        }
+        Ok(())
+    }
+
+    fn recall(&self, flag: &CompiledFlag) -> Option<MemoEntry<'s>> {
+        let memo = self.memo.borrow();
+        let entries = &memo.as_ref()?.entries;
+        entries
+            .iter()
+            .flatten()
+            .find(|e| std::ptr::eq(e.flag, flag))
+            .copied()
+    }
+
+    fn remember(&self, entry: MemoEntry<'s>) {
+        if !self.use_memo {
+            return;
+        }
+        let mut memo = self.memo.borrow_mut();
+        let memo = memo.get_or_insert_with(|| Memo {
+            entries: [None; MEMO_SLOTS],
+            next: 0,
+        });
+        if let Some(slot) = memo.entries.get_mut(memo.next) {
+            *slot = Some(entry);
+        }
+        memo.next = (memo.next + 1) % MEMO_SLOTS;
+    }
 }
 
 impl Snapshot {
@@ -109,14 +193,14 @@ impl Snapshot {
         flag: &str,
         attributes: &Attributes,
     ) -> Evaluation<'a> {
-        let ctx = Ctx {
-            key,
-            bucketing_key: bucketing_key.unwrap_or(key),
-            attributes,
-        };
+        let ctx = Ctx::new(key, bucketing_key, attributes);
+        self.evaluate_in(&ctx, flag)
+    }
+
+    fn evaluate_in<'a>(&'a self, ctx: &Ctx<'_, 'a>, flag: &str) -> Evaluation<'a> {
         match self.flags.get(flag) {
             None => Evaluation::control(&DEFINITION_NOT_FOUND),
-            Some(f) => match self.eval_flag(f, &ctx, 0) {
+            Some(f) => match self.eval_flag(f, ctx, 0) {
                 Ok(e) => e,
                 Err(TooDeep) => Evaluation {
                     change_number: Some(f.change_number),
@@ -128,27 +212,43 @@ impl Snapshot {
         }
     }
 
+    /// The treatment of a flag a dependency names, evaluated at `depth`.
     fn eval_by_name<'a>(
         &'a self,
         flag: &str,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, 'a>,
         depth: usize,
     ) -> Result<&'a str, TooDeep> {
-        match self.flags.get(flag) {
-            None => Ok(CONTROL),
-            Some(f) => Ok(self.eval_flag(f, ctx, depth)?.treatment),
+        let Some(f) = self.flags.get(flag) else {
+            return Ok(CONTROL);
+        };
+        if let Some(seen) = ctx.recall(f) {
+            // Evaluating it again would go the same way, down to `height` levels below
+            // `depth`, and fail there if that is too deep.
+            ctx.enter(depth + seen.height)?;
+            return Ok(seen.treatment);
         }
+        let outer = ctx.deepest.replace(depth);
+        let treatment = self.eval_flag(f, ctx, depth)?.treatment;
+        let deepest = ctx.deepest.get();
+        ctx.deepest.set(outer.max(deepest));
+        ctx.remember(MemoEntry {
+            flag: f,
+            treatment,
+            height: deepest - depth,
+        });
+        Ok(treatment)
     }
 
     fn eval_flag<'a>(
         &'a self,
         f: &'a CompiledFlag,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, 'a>,
         depth: usize,
     ) -> Result<Evaluation<'a>, TooDeep> {
-        if depth > MAX_DEPTH {
-            return Err(TooDeep);
-        }
+        ctx.enter(depth)?;
+        #[cfg(test)]
+        ctx.evaluations.set(ctx.evaluations.get() + 1);
         // Configurations are resolved beside each treatment when the flag is compiled.
         let result = |treatment: &'a str, config: &'a Option<_>, label: &'a Label| Evaluation {
             treatment,
@@ -198,10 +298,10 @@ impl Snapshot {
         Ok(default(&NO_RULE_MATCHED))
     }
 
-    fn all_match(
-        &self,
+    fn all_match<'a>(
+        &'a self,
         matchers: &[CompiledMatcher],
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, 'a>,
         depth: usize,
     ) -> Result<bool, TooDeep> {
         for m in matchers {
@@ -212,7 +312,12 @@ impl Snapshot {
         Ok(true)
     }
 
-    fn matches(&self, m: &CompiledMatcher, ctx: &Ctx<'_>, depth: usize) -> Result<bool, TooDeep> {
+    fn matches<'a>(
+        &'a self,
+        m: &CompiledMatcher,
+        ctx: &Ctx<'_, 'a>,
+        depth: usize,
+    ) -> Result<bool, TooDeep> {
         let raw = match (&m.kind, &m.attribute) {
             // These look at the key (and the whole context) whatever the selector says.
             (MatcherKind::Dependency { flag, treatments }, _) => {
@@ -237,15 +342,13 @@ impl Snapshot {
         Ok(result != m.negate)
     }
 
-    fn in_rule_based_segment(
-        &self,
+    fn in_rule_based_segment<'a>(
+        &'a self,
         name: &str,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, 'a>,
         depth: usize,
     ) -> Result<bool, TooDeep> {
-        if depth > MAX_DEPTH {
-            return Err(TooDeep);
-        }
+        ctx.enter(depth)?;
         let Some(r) = self.rule_based.get(name) else {
             return Ok(false);
         };
@@ -404,4 +507,171 @@ fn matcher_result(kind: &MatcherKind, input: Input<'_>) -> Option<bool> {
         | MatcherKind::Dependency { .. }
         | MatcherKind::InRuleBasedSegment(_) => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The evaluation with and without the memo, and how many flags each evaluated.
+    fn both<'a>(
+        s: &'a Snapshot,
+        key: &str,
+        flag: &str,
+    ) -> ((Evaluation<'a>, usize), (Evaluation<'a>, usize)) {
+        let attrs = Attributes::new();
+        let cached = Ctx::new(key, None, &attrs);
+        let e = s.evaluate_in(&cached, flag);
+        let mut uncached = Ctx::new(key, None, &attrs);
+        uncached.use_memo = false;
+        let u = s.evaluate_in(&uncached, flag);
+        (
+            (e, cached.evaluations.get()),
+            (u, uncached.evaluations.get()),
+        )
+    }
+
+    fn dependency(flag: String, treatments: &[&str], negate: bool) -> Value {
+        json!({"matcherType": "IN_SPLIT_TREATMENT", "negate": negate,
+               "dependencyMatcherData": {"split": flag, "treatments": treatments}})
+    }
+
+    fn condition(matchers: Vec<Value>, partitions: Value, label: String) -> Value {
+        json!({"conditionType": "ROLLOUT", "matcherGroup": {"combiner": "AND", "matchers": matchers},
+               "partitions": partitions, "label": label})
+    }
+
+    fn snapshot(flags: Vec<Value>) -> Snapshot {
+        let doc = json!({"ff": {"d": flags}}).to_string();
+        let (s, problems) = Snapshot::from_json(&doc, "test").unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        s
+    }
+
+    /// n flags, each with two conditions on the next (the first never true): 2^n evaluations
+    /// without the memo.
+    fn chain(n: usize) -> Snapshot {
+        let mut flags = Vec::new();
+        for i in 0..n {
+            let next = format!("f{}", i + 1);
+            flags.push(
+                json!({"name": format!("f{i}"), "defaultTreatment": "off", "algo": 2,
+                "configurations": {"on": format!("{{\"level\":{i}}}")},
+                "conditions": [
+                    condition(vec![dependency(next.clone(), &["nope"], false)],
+                              json!([{"treatment": "x", "size": 100}]), "first".into()),
+                    condition(vec![dependency(next, &["on"], false)],
+                              json!([{"treatment": "on", "size": 100}]), "second".into()),
+                ]}),
+            );
+        }
+        flags.push(json!({"name": format!("f{n}"), "defaultTreatment": "off",
+            "conditions": [condition(vec![json!({"matcherType": "ALL_KEYS"})],
+                                     json!([{"treatment": "on", "size": 100}]), "all".into())]}));
+        snapshot(flags)
+    }
+
+    #[test]
+    fn a_flag_reached_twice_is_evaluated_once() {
+        let s = chain(12);
+        let ((e, n), (u, m)) = both(&s, "k", "f0");
+        assert_eq!(e, u);
+        assert_eq!(
+            (e.treatment, e.label.as_str(), e.config),
+            ("on", "second", Some("{\"level\":0}"))
+        );
+        assert_eq!(n, 13);
+        assert_eq!(m, (1 << 13) - 1);
+
+        // 2^30 evaluations without the memo.
+        let s = chain(30);
+        let attrs = Attributes::new();
+        let ctx = Ctx::new("k", None, &attrs);
+        assert_eq!(s.evaluate_in(&ctx, "f0").treatment, "on");
+        assert_eq!(ctx.evaluations.get(), 31);
+        // Deeper than MAX_DEPTH: the exception, as without the memo.
+        let s = chain(MAX_DEPTH + 1);
+        assert_eq!(s.evaluate("k", None, "f0", &attrs).label, &Label::Exception);
+        assert_eq!(s.evaluate("k", None, "f1", &attrs).treatment, "on");
+    }
+
+    /// Random dependency graphs: a straight chain down to near `MAX_DEPTH`, then a region
+    /// where flags depend on one or both of the next two (and, rarely, on earlier ones), with
+    /// prerequisites and key-dependent partitions, so that the same flag is reached at
+    /// different depths, on both sides of the limit. The memo changes nothing but the work.
+    #[test]
+    fn the_memo_changes_no_result() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rand = move |n: u64| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        };
+        const CHAIN: usize = 24;
+        const REGION: usize = 12;
+        let mut exceptions = 0;
+        for _ in 0..150 {
+            let mut flags = Vec::new();
+            for i in 0..CHAIN + REGION {
+                let name = format!("f{i}");
+                let mut conditions = Vec::new();
+                if i < CHAIN {
+                    let to = format!("f{}", i + 1 + usize::from(rand(4) == 0));
+                    conditions.push(condition(
+                        vec![dependency(to, &["on", "off"], false)],
+                        json!([{"treatment": "on", "size": 100}]),
+                        "chain".into(),
+                    ));
+                } else {
+                    for c in 0..(1 + rand(3)) {
+                        let matchers: Vec<Value> = (0..(1 + rand(2)))
+                            .map(|_| {
+                                let to = if rand(10) == 0 {
+                                    rand(CHAIN as u64 + REGION as u64) as usize
+                                } else {
+                                    i + 1 + rand(2) as usize
+                                };
+                                let ts: &[&str] = match rand(3) {
+                                    0 => &["on"],
+                                    1 => &["off", "control"],
+                                    _ => &["on", "off"],
+                                };
+                                dependency(format!("f{to}"), ts, rand(3) == 0)
+                            })
+                            .collect();
+                        let on = 10 * rand(11);
+                        conditions.push(condition(
+                            matchers,
+                            json!([{"treatment": "on", "size": on},
+                                   {"treatment": "off", "size": 100 - on}]),
+                            format!("rule {c}"),
+                        ));
+                    }
+                }
+                let mut flag = json!({"name": name, "defaultTreatment": "off", "algo": 2,
+                    "seed": rand(1000), "conditions": conditions,
+                    "configurations": {"on": "{}", "control": "{\"c\":1}"}});
+                if i >= CHAIN && rand(4) == 0 {
+                    let to = format!("f{}", i + 1 + rand(3) as usize);
+                    flag["prerequisites"] = json!([{"n": to, "ts": ["on"]}]);
+                }
+                flags.push(flag);
+            }
+            let s = snapshot(flags);
+            for key in ["a", "b", "c"] {
+                for start in [0, 3, 8, CHAIN - 2, CHAIN + 2] {
+                    let flag = format!("f{start}");
+                    let ((e, n), (u, m)) = both(&s, key, &flag);
+                    assert_eq!(e, u, "{flag} {key}");
+                    assert!(n <= m, "{n} > {m}");
+                    exceptions += usize::from(e.label == &Label::Exception);
+                }
+            }
+        }
+        // Both sides of the limit were seen.
+        assert!(exceptions > 0 && exceptions < 150 * 15, "{exceptions}");
+    }
 }
