@@ -213,10 +213,20 @@ fn evaluate_single(c: &mut Criterion) {
     g.finish();
 }
 
-/// `threads` threads, each doing `per_thread` evaluations on the shared store (or, as a
-/// control that shares nothing, only the murmur3 bucket of the key); returns the wall time
-/// from the common start to the last thread's end.
-fn run_threads(w: &Workload, threads: usize, per_thread: u64, bucket_only: bool) -> Duration {
+/// What each thread of `evaluate/threads` does per iteration.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `store.load()` then `evaluate`, as a client does.
+    Store,
+    /// `evaluate` on a snapshot the thread took once (no per-evaluation `load`).
+    Snapshot,
+    /// Only the murmur3 bucket of the key: no shared state at all.
+    BucketOnly,
+}
+
+/// `threads` threads, each doing `per_thread` iterations of `mode` on the shared store;
+/// returns the wall time from the common start to the last thread's end.
+fn run_threads(w: &Workload, threads: usize, per_thread: u64, mode: Mode) -> Duration {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let keys = Arc::new(w.keys.clone());
     let attrs = Arc::new(w.attrs.clone());
@@ -229,18 +239,24 @@ fn run_threads(w: &Workload, threads: usize, per_thread: u64, bucket_only: bool)
             std::thread::spawn(move || {
                 let mut i = t * KEYS / 2;
                 let mut acc = 0usize;
+                let snapshot = store.snapshot();
                 barrier.wait();
                 for _ in 0..per_thread {
                     i = (i + 1) % KEYS;
-                    if bucket_only {
-                        acc += usize::from(bucket(&keys[i], 1_314_229_456, HashAlgo::Murmur3));
-                        continue;
-                    }
-                    let snap = store.load();
-                    acc += snap
-                        .evaluate(&keys[i], None, FLAG, &attrs[i])
-                        .treatment
-                        .len();
+                    acc += match mode {
+                        Mode::BucketOnly => {
+                            usize::from(bucket(&keys[i], 1_314_229_456, HashAlgo::Murmur3))
+                        }
+                        Mode::Snapshot => snapshot
+                            .evaluate(&keys[i], None, FLAG, &attrs[i])
+                            .treatment
+                            .len(),
+                        Mode::Store => store
+                            .load()
+                            .evaluate(&keys[i], None, FLAG, &attrs[i])
+                            .treatment
+                            .len(),
+                    };
                 }
                 black_box(acc);
             })
@@ -259,15 +275,20 @@ fn evaluate_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("evaluate/threads");
     // One "element" is one evaluation: the throughput line is the aggregate rate.
     g.throughput(Throughput::Elements(1));
-    // `bucket_only/N` is a control: pure computation with no shared state, showing how much
-    // parallelism the machine actually offers while the benchmark runs.
-    for (name, bucket_only) in [("", false), ("bucket_only/", true)] {
+    // `snapshot/N` leaves out the per-evaluation `Store::load`; `bucket_only/N` is a control:
+    // pure computation with no shared state, showing how much parallelism the machine
+    // actually offers while the benchmark runs.
+    for (name, mode) in [
+        ("", Mode::Store),
+        ("snapshot/", Mode::Snapshot),
+        ("bucket_only/", Mode::BucketOnly),
+    ] {
         for threads in [1usize, 2] {
             g.bench_function(format!("{name}{threads}"), |b| {
                 b.iter_custom(|iters| {
                     // Every thread does `iters` evaluations; criterion divides by `iters`, so
                     // dividing by the thread count gives wall time per evaluation.
-                    let elapsed = run_threads(&w, threads, iters.max(1), bucket_only);
+                    let elapsed = run_threads(&w, threads, iters.max(1), mode);
                     elapsed / threads as u32
                 })
             });
