@@ -149,11 +149,13 @@ impl Observer {
 /// Impression counts per flag and hour.
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
-    shards: [Mutex<FastMap<String, HashMap<i64, u64>>>; 8],
+    /// Flag to its (hour, count) pairs; a flag sees one or two hours between flushes, so a
+    /// short vector beats a map.
+    shards: [Mutex<FastMap<String, Vec<(i64, u64)>>>; 8],
 }
 
 impl Counter {
-    fn shard(&self, flag: &str) -> &Mutex<FastMap<String, HashMap<i64, u64>>> {
+    fn shard(&self, flag: &str) -> &Mutex<FastMap<String, Vec<(i64, u64)>>> {
         let h = flag.bytes().fold(0usize, |a, b| {
             a.wrapping_mul(31).wrapping_add(usize::from(b))
         });
@@ -163,9 +165,12 @@ impl Counter {
     pub(crate) fn inc(&self, flag: &str, hour: i64) {
         let mut s = self.shard(flag).lock();
         match s.get_mut(flag) {
-            Some(hours) => *hours.entry(hour).or_default() += 1,
+            Some(hours) => match hours.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, n)) => *n += 1,
+                None => hours.push((hour, 1)),
+            },
             None => {
-                s.insert(flag.to_string(), HashMap::from([(hour, 1)]));
+                s.insert(flag.to_string(), vec![(hour, 1)]);
             }
         }
     }
