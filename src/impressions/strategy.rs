@@ -151,11 +151,14 @@ impl Observer {
 pub(crate) struct Counter {
     /// Flag to its (hour, count) pairs; a flag sees one or two hours between flushes, so a
     /// short vector beats a map.
-    shards: [Mutex<FastMap<String, Vec<(i64, u64)>>>; 8],
+    shards: [Mutex<HourCounts>; 8],
 }
 
+/// Flag to its (hour, count) pairs.
+type HourCounts = FastMap<String, Vec<(i64, u64)>>;
+
 impl Counter {
-    fn shard(&self, flag: &str) -> &Mutex<FastMap<String, Vec<(i64, u64)>>> {
+    fn shard(&self, flag: &str) -> &Mutex<HourCounts> {
         let h = flag.bytes().fold(0usize, |a, b| {
             a.wrapping_mul(31).wrapping_add(usize::from(b))
         });
