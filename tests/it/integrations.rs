@@ -3,10 +3,8 @@
 //! in for Segment and the webhook receiver.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,6 +13,8 @@ use splitkit::{
     SEGMENT_MAX_BATCH_BYTES, SdkMetadata, SegmentConfig, SegmentIntegration, TraitsListener,
     WebhookConfig, WebhookIntegration,
 };
+
+use crate::server::{Recorded, Reply, Server};
 
 const WAIT: Duration = Duration::from_secs(5);
 const FLAGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flags.json");
@@ -25,32 +25,17 @@ const BASIC: &str = "Basic d3JpdGVrZXk6";
 // Loopback receiver
 // ---------------------------------------------------------------------------
 
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Received {
-    url: String,
-    headers: Vec<(String, String)>,
-    /// As on the wire.
-    raw: Vec<u8>,
-    /// After undoing `Content-Encoding: gzip`.
-    body: Vec<u8>,
+/// One request as the receiver saw it: the shared test server's record.
+type Received = Recorded;
+
+/// Reading Segment batches out of a recorded request.
+trait SegmentBatch {
+    /// The calls of a Segment batch.
+    fn calls(&self) -> Vec<Value>;
+    fn message_ids(&self) -> Vec<String>;
 }
 
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&self.body));
-        })
-    }
-
-    /// The calls of a Segment batch.
+impl SegmentBatch for Received {
     fn calls(&self) -> Vec<Value> {
         self.json()["batch"].as_array().cloned().unwrap_or_default()
     }
@@ -63,69 +48,24 @@ impl Received {
     }
 }
 
-/// A loopback HTTP server that records every request and answers with `status(n)` for the
-/// `n`th (from 0).
+/// The shared loopback server, answering `status(n)` to the `n`th request (from 0).
 struct Loopback {
     base: String,
-    log: Arc<Mutex<Vec<Received>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl Loopback {
     fn start(mut status: impl FnMut(usize) -> u16 + Send + 'static) -> Loopback {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind loopback server");
-        let port = server.server_addr().to_ip().expect("ip listener").port();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
-            thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let mut request = match server.recv_timeout(Duration::from_millis(20)) {
-                        Ok(Some(r)) => r,
-                        Ok(None) => continue,
-                        Err(_) => break,
-                    };
-                    let mut raw = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut raw);
-                    let headers: Vec<(String, String)> = request
-                        .headers()
-                        .iter()
-                        .map(|h| (h.field.to_string(), h.value.to_string()))
-                        .collect();
-                    let gzipped = headers.iter().any(|(n, v)| {
-                        n.eq_ignore_ascii_case("content-encoding") && v.contains("gzip")
-                    });
-                    let body = if gzipped {
-                        let mut out = Vec::new();
-                        flate2::read::GzDecoder::new(raw.as_slice())
-                            .read_to_end(&mut out)
-                            .expect("valid gzip body");
-                        out
-                    } else {
-                        raw.clone()
-                    };
-                    let n = {
-                        let mut log = log.lock().expect("log");
-                        log.push(Received {
-                            url: request.url().to_owned(),
-                            headers,
-                            raw,
-                            body,
-                        });
-                        log.len() - 1
-                    };
-                    let code = status(n);
-                    let _ = request.respond(tiny_http::Response::empty(code));
-                }
-            })
-        };
+        let server = Server::start();
+        let mut n = 0;
+        server.route("/", move |_| {
+            let code = status(n);
+            n += 1;
+            Reply::status(code)
+        });
         Loopback {
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            stop,
-            thread: Some(thread),
+            base: server.url(""),
+            server,
         }
     }
 
@@ -134,7 +74,7 @@ impl Loopback {
     }
 
     fn requests(&self) -> Vec<Received> {
-        self.log.lock().expect("log").clone()
+        self.server.requests()
     }
 
     /// Waits up to `WAIT` for `n` calls in total (Segment batches or webhook arrays).
@@ -146,15 +86,6 @@ impl Loopback {
                 return requests;
             }
             thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Loopback {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -317,7 +248,7 @@ fn segment_sends_track_calls_with_exact_payload_and_basic_auth() {
     let requests = server.requests();
     assert_eq!(requests.len(), 1, "one batch");
     let r = &requests[0];
-    assert_eq!(r.url, "/v1/batch");
+    assert_eq!(r.path, "/v1/batch");
     assert_eq!(r.header("Authorization"), Some(BASIC));
     assert_eq!(r.header("Content-Type"), Some("application/json"));
     assert_eq!(r.header("Content-Encoding"), None);
@@ -609,7 +540,11 @@ fn webhook_posts_gzipped_arrays_in_splits_schema() {
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
-    assert_eq!(r.url, "/hooks/split?source=splitkit", "URL used as given");
+    assert_eq!(
+        format!("{}?{}", r.path, r.query),
+        "/hooks/split?source=splitkit",
+        "URL used as given"
+    );
     assert_eq!(r.header("X-Hook-Token"), Some("s3cret"));
     assert_eq!(r.header("Authorization"), None);
     assert_eq!(r.header("Content-Type"), Some("application/json"));
@@ -671,7 +606,7 @@ fn webhook_without_gzip_sends_plain_json() {
     evaluate_three(&client);
     assert!(client.flush(WAIT) && webhook.flush(WAIT));
     let r = &server.requests()[0];
-    assert_eq!(r.url, "/");
+    assert_eq!(r.path, "/");
     assert_eq!(r.header("Content-Encoding"), None);
     assert_eq!(r.raw, r.body);
     let objects = r.json();

@@ -49,6 +49,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The body, gunzipped when sent with `Content-Encoding: gzip`.
     pub body: Vec<u8>,
+    /// The body as it came on the wire.
+    pub raw: Vec<u8>,
     pub at: Instant,
     /// The status it was answered with (0 while the handler decides).
     pub status: u16,
@@ -367,7 +369,7 @@ fn serve(http: &tiny_http::Server, shared: &Shared, stop: &AtomicBool) {
         let gzipped = headers
             .iter()
             .any(|(n, v)| n.eq_ignore_ascii_case("content-encoding") && v.trim() == "gzip");
-        let body = if gzipped { gunzip(&raw) } else { raw };
+        let body = if gzipped { gunzip(&raw) } else { raw.clone() };
         let (path, query) = match request.url().split_once('?') {
             Some((p, q)) => (p.to_string(), q.to_string()),
             None => (request.url().to_string(), String::new()),
@@ -379,6 +381,7 @@ fn serve(http: &tiny_http::Server, shared: &Shared, stop: &AtomicBool) {
             query,
             headers,
             body,
+            raw,
             at: Instant::now(),
             status: 0,
         };
