@@ -23,6 +23,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use splitkit::{Attributes, HashAlgo, Snapshot, SplitChanges, Store, bucket};
 
+#[path = "../tests/support/workload.rs"]
+mod workload;
+
 const KEYS: usize = 4096;
 const FLAG: &str = "checkout_v2";
 
@@ -57,38 +60,6 @@ fn uuid_keys(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn matcher_whitelist(attribute: Option<&str>, list: &[&str]) -> Value {
-    json!({"keySelector": {"trafficType": "user", "attribute": attribute},
-           "matcherType": "WHITELIST", "negate": false,
-           "whitelistMatcherData": {"whitelist": list}})
-}
-
-/// The flag: whitelist of 10 keys, `plan` rule, 50/50 catch-all.
-fn workload_flag(whitelist: &[&str]) -> Value {
-    json!({
-        "name": FLAG, "trafficTypeName": "user", "killed": false, "defaultTreatment": "off",
-        "changeNumber": 1_700_000_000_000_i64, "algo": 2, "trafficAllocation": 100,
-        "trafficAllocationSeed": -1_667_452_163, "seed": 1_314_229_456, "status": "ACTIVE",
-        "configurations": {"on": "{\"color\":\"blue\"}", "off": "{\"color\":\"grey\"}"},
-        "conditions": [
-            {"conditionType": "WHITELIST",
-             "matcherGroup": {"combiner": "AND", "matchers": [matcher_whitelist(None, whitelist)]},
-             "partitions": [{"treatment": "on", "size": 100}], "label": "whitelisted"},
-            {"conditionType": "ROLLOUT",
-             "matcherGroup": {"combiner": "AND",
-                              "matchers": [matcher_whitelist(Some("plan"), &["enterprise", "pro"])]},
-             "partitions": [{"treatment": "on", "size": 100}, {"treatment": "off", "size": 0}],
-             "label": "plan in list [\"enterprise\",\"pro\"]"},
-            {"conditionType": "ROLLOUT",
-             "matcherGroup": {"combiner": "AND", "matchers": [{
-                 "keySelector": {"trafficType": "user", "attribute": null},
-                 "matcherType": "ALL_KEYS", "negate": false}]},
-             "partitions": [{"treatment": "on", "size": 50}, {"treatment": "off", "size": 50}],
-             "label": "default rule"}
-        ]
-    })
-}
-
 struct Workload {
     store: Arc<Store>,
     keys: Vec<String>,
@@ -103,7 +74,7 @@ fn workload() -> Workload {
         .take(10)
         .map(String::as_str)
         .collect();
-    let doc = json!({"ff": {"d": [workload_flag(&whitelist)], "s": -1, "t": 1}});
+    let doc = json!({"ff": {"d": [workload::flag(FLAG, &whitelist, 100, false)], "s": -1, "t": 1}});
     let (snapshot, problems) = Snapshot::from_json(&doc.to_string(), "bench").expect("parses");
     assert!(problems.is_empty(), "{problems:?}");
     let plans = ["enterprise", "pro", "free", "team"];

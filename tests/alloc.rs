@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 use splitkit::{AttributeValue, Attributes, Label, Snapshot, Store};
 
+#[path = "support/workload.rs"]
+mod workload;
+use workload::flag;
+
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -88,38 +92,6 @@ fn uuid_keys(n: usize) -> Vec<String> {
             )
         })
         .collect()
-}
-
-fn whitelist(attribute: Option<&str>, list: &[&str]) -> Value {
-    json!({"keySelector": {"trafficType": "user", "attribute": attribute},
-           "matcherType": "WHITELIST", "negate": false,
-           "whitelistMatcherData": {"whitelist": list}})
-}
-
-/// The benchmark's flag, under `name`, with a traffic allocation and kill switch.
-fn flag(name: &str, keys: &[&str], traffic_allocation: i64, killed: bool) -> Value {
-    json!({
-        "name": name, "trafficTypeName": "user", "killed": killed, "defaultTreatment": "off",
-        "changeNumber": 42, "algo": 2, "trafficAllocation": traffic_allocation,
-        "trafficAllocationSeed": -1_667_452_163, "seed": 1_314_229_456, "status": "ACTIVE",
-        "configurations": {"on": "{\"color\":\"blue\"}", "off": "{\"color\":\"grey\"}"},
-        "conditions": [
-            {"conditionType": "WHITELIST",
-             "matcherGroup": {"combiner": "AND", "matchers": [whitelist(None, keys)]},
-             "partitions": [{"treatment": "on", "size": 100}], "label": "whitelisted"},
-            {"conditionType": "ROLLOUT",
-             "matcherGroup": {"combiner": "AND",
-                              "matchers": [whitelist(Some("plan"), &["enterprise", "pro"])]},
-             "partitions": [{"treatment": "on", "size": 100}, {"treatment": "off", "size": 0}],
-             "label": "plan rule"},
-            {"conditionType": "ROLLOUT",
-             "matcherGroup": {"combiner": "AND", "matchers": [{
-                 "keySelector": {"trafficType": "user", "attribute": null},
-                 "matcherType": "ALL_KEYS", "negate": false}]},
-             "partitions": [{"treatment": "on", "size": 50}, {"treatment": "off", "size": 50}],
-             "label": "default rule"}
-        ]
-    })
 }
 
 #[test]

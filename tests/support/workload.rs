@@ -1,0 +1,39 @@
+//! The evaluation benchmark's flag (the engine issue's workload: a whitelist of keys, a
+//! `plan in list` rule and a 50/50 catch-all), shared by `benches/evaluate.rs` and the
+//! allocation test.
+
+use serde_json::{Value, json};
+
+/// A WHITELIST matcher on the key (`attribute: None`) or on an attribute.
+pub(crate) fn whitelist(attribute: Option<&str>, list: &[&str]) -> Value {
+    json!({"keySelector": {"trafficType": "user", "attribute": attribute},
+           "matcherType": "WHITELIST", "negate": false,
+           "whitelistMatcherData": {"whitelist": list}})
+}
+
+/// The workload flag under `name`, whitelisting `keys`, with a traffic allocation and kill
+/// switch.
+pub(crate) fn flag(name: &str, keys: &[&str], traffic_allocation: i64, killed: bool) -> Value {
+    json!({
+        "name": name, "trafficTypeName": "user", "killed": killed, "defaultTreatment": "off",
+        "changeNumber": 1_700_000_000_000_i64, "algo": 2, "trafficAllocation": traffic_allocation,
+        "trafficAllocationSeed": -1_667_452_163, "seed": 1_314_229_456, "status": "ACTIVE",
+        "configurations": {"on": "{\"color\":\"blue\"}", "off": "{\"color\":\"grey\"}"},
+        "conditions": [
+            {"conditionType": "WHITELIST",
+             "matcherGroup": {"combiner": "AND", "matchers": [whitelist(None, keys)]},
+             "partitions": [{"treatment": "on", "size": 100}], "label": "whitelisted"},
+            {"conditionType": "ROLLOUT",
+             "matcherGroup": {"combiner": "AND",
+                              "matchers": [whitelist(Some("plan"), &["enterprise", "pro"])]},
+             "partitions": [{"treatment": "on", "size": 100}, {"treatment": "off", "size": 0}],
+             "label": "plan rule"},
+            {"conditionType": "ROLLOUT",
+             "matcherGroup": {"combiner": "AND", "matchers": [{
+                 "keySelector": {"trafficType": "user", "attribute": null},
+                 "matcherType": "ALL_KEYS", "negate": false}]},
+             "partitions": [{"treatment": "on", "size": 50}, {"treatment": "off", "size": 50}],
+             "label": "default rule"}
+        ]
+    })
+}
