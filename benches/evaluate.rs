@@ -29,37 +29,6 @@ mod workload;
 const KEYS: usize = 4096;
 const FLAG: &str = "checkout_v2";
 
-/// xorshift64*: deterministic keys without a rand dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// `n` UUID-v4-looking keys, always the same ones.
-fn uuid_keys(n: usize) -> Vec<String> {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    (0..n)
-        .map(|_| {
-            let a = rng.next();
-            let b = rng.next();
-            format!(
-                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                0x8000 | ((b >> 48) & 0x3fff),
-                b & 0xffff_ffff_ffff
-            )
-        })
-        .collect()
-}
-
 struct Workload {
     store: Arc<Store>,
     keys: Vec<String>,
@@ -67,7 +36,7 @@ struct Workload {
 }
 
 fn workload() -> Workload {
-    let keys = uuid_keys(KEYS);
+    let keys = workload::uuid_keys(KEYS);
     let whitelist: Vec<&str> = keys
         .iter()
         .step_by(KEYS / 10)

@@ -13,7 +13,7 @@ use splitkit::{AttributeValue, Attributes, Label, Snapshot, Store};
 
 #[path = "support/workload.rs"]
 mod workload;
-use workload::flag;
+use workload::{flag, uuid_keys};
 
 struct Counting;
 
@@ -69,30 +69,6 @@ fn allocations_of<R>(f: impl FnOnce() -> R) -> (usize, R) {
 }
 
 const KEYS: usize = 4096;
-
-/// Same keys as the benchmark: UUID-looking, from a xorshift64*.
-fn uuid_keys(n: usize) -> Vec<String> {
-    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        s.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    };
-    (0..n)
-        .map(|_| {
-            let (a, b) = (next(), next());
-            format!(
-                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                0x8000 | ((b >> 48) & 0x3fff),
-                b & 0xffff_ffff_ffff
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn evaluation_does_not_allocate() {

@@ -1,4 +1,4 @@
-//! The evaluation benchmark's flag (the engine issue's workload: a whitelist of keys, a
+//! The evaluation benchmark's keys and flag (the engine issue's workload: a whitelist of keys, a
 //! `plan in list` rule and a 50/50 catch-all), shared by `benches/evaluate.rs` and the
 //! allocation test.
 
@@ -36,4 +36,29 @@ pub(crate) fn flag(name: &str, keys: &[&str], traffic_allocation: i64, killed: b
              "label": "default rule"}
         ]
     })
+}
+
+/// `n` UUID-v4-looking keys from a xorshift64* (deterministic, no rand dependency): always
+/// the same ones.
+pub(crate) fn uuid_keys(n: usize) -> Vec<String> {
+    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    (0..n)
+        .map(|_| {
+            let (a, b) = (next(), next());
+            format!(
+                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                a >> 32,
+                (a >> 16) & 0xffff,
+                a & 0xfff,
+                0x8000 | ((b >> 48) & 0x3fff),
+                b & 0xffff_ffff_ffff
+            )
+        })
+        .collect()
 }
