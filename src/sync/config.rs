@@ -36,6 +36,7 @@ pub struct WorkerConfig {
     max_attempts: u32,
     warn_interval: Duration,
     shutdown_timeout: Duration,
+    wake_every: usize,
 }
 
 impl WorkerConfig {
@@ -63,6 +64,8 @@ impl WorkerConfig {
     pub const DEFAULT_WARN_INTERVAL: Duration = Duration::from_secs(60);
     /// Default shutdown timeout when the worker is dropped: 5 s.
     pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default wake-up policy: 1, the worker takes every item as it arrives.
+    pub const DEFAULT_WAKE_EVERY: usize = 1;
 
     /// Starts a configuration with every default, for a worker whose thread is named
     /// `"splitkit-<role>"` (e.g. `"impressions"`, `"events"`, `"impression-listener"`).
@@ -82,6 +85,7 @@ impl WorkerConfig {
                 max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
                 warn_interval: Self::DEFAULT_WARN_INTERVAL,
                 shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
+                wake_every: Self::DEFAULT_WAKE_EVERY,
             },
         }
     }
@@ -156,6 +160,12 @@ impl WorkerConfig {
     /// Timeout of the shutdown run when the last owner or handle is dropped.
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout
+    }
+
+    /// How many pushes wake the worker: 1 wakes it for every item; more lets items wait in
+    /// the queue (see [`WorkerConfigBuilder::wake_every`]).
+    pub fn wake_every(&self) -> usize {
+        self.wake_every
     }
 }
 
@@ -243,16 +253,30 @@ impl WorkerConfigBuilder {
         self
     }
 
+    /// How the worker learns of new items. With 1 (the default) it waits on the queue
+    /// itself and takes every item as soon as it arrives, so byte-based flush triggers
+    /// ([`flush_max_bytes`](Self::flush_max_bytes)) act at once. With `n > 1` items wait in
+    /// the queue and the worker is woken only by every `n`-th push, a full queue, a
+    /// `flush`, its flush interval and shutdown: a push then never pays for waking a
+    /// sleeping thread, which makes high-rate producers (impressions) cheaper. The
+    /// triggers still apply, checked when the worker takes the waiting items.
+    /// Default: [`WorkerConfig::DEFAULT_WAKE_EVERY`].
+    pub fn wake_every(mut self, pushes: usize) -> Self {
+        self.config.wake_every = pushes;
+        self
+    }
+
     /// Validates the settings.
     ///
     /// # Errors
     ///
     /// [`SyncError::Config`] when the role is empty or contains a NUL byte, a count
     /// or byte limit is zero, the flush interval is zero, `max_attempts` is zero, the
-    /// backoff cap is below its base, or `max_retained_items` cannot hold one batch.
+    /// backoff cap is below its base, `max_retained_items` cannot hold one batch, or
+    /// `wake_every` is zero.
     pub fn build(self) -> Result<WorkerConfig, SyncError> {
         let c = &self.config;
-        let checks: [(bool, &'static str); 9] = [
+        let checks: [(bool, &'static str); 10] = [
             (
                 !c.role.is_empty() && !c.role.contains('\0'),
                 "role must be non-empty and contain no NUL byte",
@@ -283,6 +307,7 @@ impl WorkerConfigBuilder {
                 !c.shutdown_timeout.is_zero(),
                 "shutdown_timeout must be greater than zero",
             ),
+            (c.wake_every > 0, "wake_every must be at least 1"),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, rule)) => Err(SyncError::Config(rule)),
@@ -325,6 +350,7 @@ mod tests {
                 "max_retained_items",
             ),
             (WorkerConfig::builder("x").max_attempts(0), "max_attempts"),
+            (WorkerConfig::builder("x").wake_every(0), "wake_every"),
             (
                 WorkerConfig::builder("x").backoff_cap(Duration::from_millis(1)),
                 "backoff_cap",

@@ -84,9 +84,10 @@ impl WorkerStats {
         self.recorded.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The recorded item is about to enter the queue.
-    pub(crate) fn on_enqueue(&self) {
-        self.queued_now.fetch_add(1, REL);
+    /// The recorded item is about to enter the queue; returns the number of items
+    /// recorded and not yet resolved, this one included.
+    pub(crate) fn on_enqueue(&self) -> u64 {
+        self.queued_now.fetch_add(1, REL) + 1
     }
 
     /// The queue was full: the item counted by [`on_enqueue`](Self::on_enqueue) is

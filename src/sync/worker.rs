@@ -218,6 +218,11 @@ struct Shared<T> {
     rx: Receiver<Msg<T>>,
     /// Flush request from a producer that found the queue full (capacity 1).
     wake: Sender<()>,
+    /// Take-what-is-waiting request, sent by every `wake_every`-th push and by `flush`
+    /// when the worker does not wait on the queue itself (capacity 1).
+    drain: Sender<()>,
+    /// [`WorkerConfig::wake_every`]; 1: the worker waits on the queue.
+    wake_every: u64,
     /// The one stop message, carrying the worker's deadline (capacity 1).
     stop: Sender<Instant>,
     /// Disconnected when the worker thread has ended.
@@ -290,6 +295,7 @@ impl<T: Send + 'static> Worker<T> {
         let name: Arc<str> = config.thread_name().into();
         let (tx, rx) = bounded(config.queue_capacity());
         let (wake_tx, wake_rx) = bounded(1);
+        let (drain_tx, drain_rx) = bounded(1);
         let (stop_tx, stop_rx) = bounded(1);
         let (done_tx, done_rx) = bounded::<()>(0);
         let gate = Arc::new(Gate::default());
@@ -297,6 +303,9 @@ impl<T: Send + 'static> Worker<T> {
         let core = Core {
             rx: rx.clone(),
             wake: wake_rx,
+            drain: drain_rx,
+            lazy: config.wake_every() > 1,
+            capacity: config.queue_capacity(),
             stop: stop_rx,
             gate: Arc::clone(&gate),
             consumer,
@@ -323,6 +332,8 @@ impl<T: Send + 'static> Worker<T> {
             tx,
             rx,
             wake: wake_tx,
+            drain: drain_tx,
+            wake_every: u64::try_from(config.wake_every()).unwrap_or(u64::MAX),
             stop: stop_tx,
             done: done_rx,
             gate,
@@ -405,7 +416,9 @@ impl<T: Send + 'static> WorkerHandle<T> {
     /// shutting down (counted in `rejected_after_shutdown`; a push that races with
     /// the start of shutdown is counted in `recorded` and `dropped_shutdown` instead).
     ///
-    /// Cost: two atomic increments, two atomic loads and the queue's own `try_send`.
+    /// Cost: two atomic increments, two atomic loads and the queue's own `try_send`
+    /// (which wakes the worker thread if it sleeps on the queue; with
+    /// [`WorkerConfig::wake_every`] above 1 only every `n`-th push wakes it).
     pub fn push(&self, item: T) -> bool {
         let s = &*self.shared;
         if s.gate.closed.load(Ordering::Acquire) {
@@ -420,9 +433,15 @@ impl<T: Send + 'static> WorkerHandle<T> {
             s.gate.raced.fetch_add(1, Ordering::SeqCst);
             return false;
         }
-        s.stats.on_enqueue();
+        let queued = s.stats.on_enqueue();
         match s.tx.try_send(Msg::Item(item)) {
-            Ok(()) => true,
+            Ok(()) => {
+                if s.wake_every > 1 && queued.is_multiple_of(s.wake_every) {
+                    // A full drain channel already holds a request: nothing to add.
+                    let _ = s.drain.try_send(());
+                }
+                true
+            }
             Err(TrySendError::Full(_)) => {
                 let dropped = s.stats.on_queue_full();
                 // A full wake channel already holds a flush request: nothing to add.
@@ -465,6 +484,9 @@ impl<T: Send + 'static> WorkerHandle<T> {
         }
         let (reply_tx, reply_rx) = bounded(1);
         let sent = s.tx.send_deadline(Msg::Flush(reply_tx), deadline);
+        if s.wake_every > 1 {
+            let _ = s.drain.try_send(());
+        }
         gate.flushers.fetch_sub(1, Ordering::SeqCst);
         match sent {
             Ok(()) => reply_rx.recv_deadline(deadline).is_ok(),
@@ -563,6 +585,10 @@ fn deadline_after(timeout: Duration) -> Instant {
 struct Core<T, C> {
     rx: Receiver<Msg<T>>,
     wake: Receiver<()>,
+    drain: Receiver<()>,
+    /// The worker does not wait on `rx`: producers and timers wake it through `drain`.
+    lazy: bool,
+    capacity: usize,
     stop: Receiver<Instant>,
     gate: Arc<Gate>,
     consumer: C,
@@ -581,6 +607,9 @@ impl<T, C: Consumer<T>> Core<T, C> {
         loop {
             let now = Instant::now();
             if now >= next_tick {
+                if self.lazy {
+                    self.take_waiting();
+                }
                 self.consumer.flush(&mut self.ctx);
                 next_tick = Instant::now() + self.flush_interval;
             } else if self.consumer.next_due().is_some_and(|due| due <= now) {
@@ -592,7 +621,22 @@ impl<T, C: Consumer<T>> Core<T, C> {
                 .next_due()
                 .map_or(next_tick, |due| due.min(next_tick));
             let timeout = wake_at.saturating_duration_since(Instant::now());
-            let stop_at = select! {
+            let stop_at = if self.lazy {
+                self.wait_lazily(timeout)
+            } else {
+                self.wait_on_queue(timeout)
+            };
+            if let Some(deadline) = stop_at {
+                self.stop(deadline);
+                return;
+            }
+        }
+    }
+
+    /// Waits for an item, a wake-up, the stop message or `timeout`; handles what came.
+    /// Returns the deadline when the worker must stop.
+    fn wait_on_queue(&mut self, timeout: Duration) -> Option<Instant> {
+        select! {
                 recv(self.rx) -> msg => match msg {
                     Ok(msg) => {
                         self.handle(msg);
@@ -611,12 +655,42 @@ impl<T, C: Consumer<T>> Core<T, C> {
                 },
                 recv(self.stop) -> msg => Some(msg.unwrap_or_else(|_| self.default_deadline())),
                 default(timeout) => None,
-            };
-            if let Some(deadline) = stop_at {
-                self.stop(deadline);
-                return;
-            }
         }
+    }
+
+    /// [`wait_on_queue`](Self::wait_on_queue) for a lazy worker: items wait in the queue
+    /// until a drain request, a flush request, the stop message or `timeout`.
+    fn wait_lazily(&mut self, timeout: Duration) -> Option<Instant> {
+        select! {
+            recv(self.drain) -> msg => match msg {
+                Ok(()) => {
+                    self.take_waiting();
+                    None
+                }
+                Err(_) => Some(self.stop_deadline()),
+            },
+            recv(self.wake) -> msg => match msg {
+                Ok(()) => {
+                    self.take_waiting();
+                    self.consumer.flush(&mut self.ctx);
+                    None
+                }
+                Err(_) => Some(self.stop_deadline()),
+            },
+            recv(self.stop) -> msg => Some(msg.unwrap_or_else(|_| self.default_deadline())),
+            default(timeout) => None,
+        }
+    }
+
+    /// Takes what waits in the queue, at most one queue's worth (so that a producer
+    /// faster than delivery cannot keep the worker from its timers).
+    fn take_waiting(&mut self) {
+        let mut left = self.capacity.div_ceil(DRAIN_BURST).max(1);
+        while left > 0 && !self.rx.is_empty() {
+            self.drain_burst();
+            left -= 1;
+        }
+        self.answer_waiters();
     }
 
     /// The deadline of the stop message, or the default one if the owner vanished
