@@ -4,20 +4,72 @@ use std::fmt;
 
 /// One evaluation as it is reported: who saw which treatment of which flag, why and when.
 ///
-/// The strings live in one buffer (one allocation per impression), so a queued impression
-/// costs little memory and recording one stays cheap.
+/// The strings live in one buffer, inside the impression when they fit in
+/// [`Impression::INLINE_BYTES`] (a UUID key with a typical flag, treatment and label does),
+/// on the heap otherwise: recording the usual impression allocates nothing, and a queued
+/// impression costs `size_of::<Impression>()` bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Impression {
     /// key, bucketing key, flag, treatment, label, concatenated.
-    buf: Box<str>,
+    buf: Buf,
     /// End offsets of key, bucketing key, flag, treatment in `buf` (label runs to the end).
     ends: [u32; 4],
     has_bucketing_key: bool,
     has_label: bool,
-    change_number: Option<i64>,
-    time: i64,
-    previous_time: Option<i64>,
+    has_change_number: bool,
+    has_previous_time: bool,
     disabled: bool,
+    change_number: i64,
+    time: i64,
+    previous_time: i64,
+}
+
+/// The concatenated strings of an impression.
+#[derive(Clone, PartialEq, Eq)]
+enum Buf {
+    /// The first `len` bytes, valid UTF-8 (copied from `&str` parts).
+    Inline {
+        len: u8,
+        bytes: [u8; Impression::INLINE_BYTES],
+    },
+    Heap(Box<str>),
+}
+
+impl Buf {
+    fn new(parts: [&str; 5], ends: &mut [u32; 4]) -> Buf {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total <= Impression::INLINE_BYTES {
+            let mut bytes = [0u8; Impression::INLINE_BYTES];
+            let mut at = 0;
+            for (i, part) in parts.into_iter().enumerate() {
+                bytes[at..at + part.len()].copy_from_slice(part.as_bytes());
+                at += part.len();
+                if let Some(end) = ends.get_mut(i) {
+                    *end = at as u32;
+                }
+            }
+            Buf::Inline {
+                len: at as u8,
+                bytes,
+            }
+        } else {
+            let mut buf = String::with_capacity(total);
+            for (i, part) in parts.into_iter().enumerate() {
+                buf.push_str(part);
+                if let Some(end) = ends.get_mut(i) {
+                    *end = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+                }
+            }
+            Buf::Heap(buf.into_boxed_str())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Buf::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Buf::Heap(s) => s.as_bytes(),
+        }
+    }
 }
 
 /// The fields of an [`Impression`], for building one.
@@ -55,37 +107,50 @@ impl Impression {
     /// assert_eq!((i.key(), i.flag(), i.treatment(), i.label()), ("ann", "checkout", "on", Some("default rule")));
     /// ```
     pub fn new(f: ImpressionFields<'_>) -> Impression {
-        let b = f.bucketing_key.unwrap_or("");
-        let l = f.label.unwrap_or("");
-        let mut buf = String::with_capacity(
-            f.key.len() + b.len() + f.flag.len() + f.treatment.len() + l.len(),
-        );
         let mut ends = [0u32; 4];
-        for (i, part) in [f.key, b, f.flag, f.treatment].into_iter().enumerate() {
-            buf.push_str(part);
-            ends[i] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        }
-        buf.push_str(l);
+        let buf = Buf::new(
+            [
+                f.key,
+                f.bucketing_key.unwrap_or(""),
+                f.flag,
+                f.treatment,
+                f.label.unwrap_or(""),
+            ],
+            &mut ends,
+        );
         Impression {
-            buf: buf.into_boxed_str(),
+            buf,
             ends,
             has_bucketing_key: f.bucketing_key.is_some(),
             has_label: f.label.is_some(),
-            change_number: f.change_number,
-            time: f.time,
-            previous_time: None,
+            has_change_number: f.change_number.is_some(),
+            has_previous_time: false,
             disabled: f.disabled,
+            change_number: f.change_number.unwrap_or(0),
+            time: f.time,
+            previous_time: 0,
         }
     }
 
-    fn part(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        let end = if i == 4 {
-            self.buf.len()
-        } else {
-            self.ends[i] as usize
+    /// Strings up to this many bytes in all (key, bucketing key, flag, treatment and label)
+    /// are held inside the impression, without a heap allocation.
+    pub const INLINE_BYTES: usize = 104;
+
+    /// The bytes of part `i` (0 key, 1 bucketing key, 2 flag, 3 treatment, 4 label): a
+    /// whole `&str` given to [`Impression::new`].
+    fn part_bytes(&self, i: usize) -> &[u8] {
+        let all = self.buf.bytes();
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).map_or(all.len(), |&e| e as usize),
         };
-        self.buf.get(start..end).unwrap_or("")
+        let end = self.ends.get(i).map_or(all.len(), |&e| e as usize);
+        all.get(start..end).unwrap_or_default()
+    }
+
+    fn part(&self, i: usize) -> &str {
+        // Always valid: the part was copied whole from a `&str`.
+        std::str::from_utf8(self.part_bytes(i)).unwrap_or_default()
     }
 
     /// Matching key.
@@ -115,7 +180,7 @@ impl Impression {
 
     /// The flag's change number.
     pub fn change_number(&self) -> Option<i64> {
-        self.change_number
+        self.has_change_number.then_some(self.change_number)
     }
 
     /// Evaluation time, epoch milliseconds.
@@ -126,7 +191,7 @@ impl Impression {
     /// When the same key last saw the same flag, treatment, label and change number (epoch
     /// milliseconds), as far as the dedupe cache remembers.
     pub fn previous_time(&self) -> Option<i64> {
-        self.previous_time
+        self.has_previous_time.then_some(self.previous_time)
     }
 
     /// Whether the flag has `impressionsDisabled` (the impression is only counted).
@@ -135,36 +200,37 @@ impl Impression {
     }
 
     pub(crate) fn set_previous_time(&mut self, pt: Option<i64>) {
-        self.previous_time = pt;
+        self.has_previous_time = pt.is_some();
+        self.previous_time = pt.unwrap_or(0);
     }
 
-    /// Heap bytes held by this impression beyond its own size.
+    /// Bytes of its strings (held inline or on the heap).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.buf.len()
+        self.buf.bytes().len()
     }
 
     /// Writes the impression as an item of `testImpressions/bulk`:
     /// `{"k","t","m","c","r","b","pt"}` (`r`, `b`, `pt` omitted when absent).
     pub(crate) fn write_wire(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"k\":");
-        write_json_str(out, self.key());
+        write_json_bytes(out, self.part_bytes(0));
         out.extend_from_slice(b",\"t\":");
-        write_json_str(out, self.treatment());
+        write_json_bytes(out, self.part_bytes(3));
         out.extend_from_slice(b",\"m\":");
         write_int(out, self.time);
         out.extend_from_slice(b",\"c\":");
-        write_int(out, self.change_number.unwrap_or(0));
-        if let Some(l) = self.label() {
+        write_int(out, self.change_number);
+        if self.has_label {
             out.extend_from_slice(b",\"r\":");
-            write_json_str(out, l);
+            write_json_bytes(out, self.part_bytes(4));
         }
-        if let Some(b) = self.bucketing_key() {
+        if self.has_bucketing_key {
             out.extend_from_slice(b",\"b\":");
-            write_json_str(out, b);
+            write_json_bytes(out, self.part_bytes(1));
         }
-        if let Some(pt) = self.previous_time {
+        if self.has_previous_time {
             out.extend_from_slice(b",\"pt\":");
-            write_int(out, pt);
+            write_int(out, self.previous_time);
         }
         out.push(b'}');
     }
@@ -178,9 +244,9 @@ impl fmt::Debug for Impression {
             .field("flag", &self.flag())
             .field("treatment", &self.treatment())
             .field("label", &self.label())
-            .field("change_number", &self.change_number)
+            .field("change_number", &self.change_number())
             .field("time", &self.time)
-            .field("previous_time", &self.previous_time)
+            .field("previous_time", &self.previous_time())
             .field("impressions_disabled", &self.disabled)
             .finish()
     }
@@ -188,8 +254,18 @@ impl fmt::Debug for Impression {
 
 /// Appends `s` as a JSON string.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    write_json_bytes(out, s.as_bytes());
+}
+
+/// Appends the UTF-8 text `bytes` as a JSON string (only `"`, `\\` and control bytes are
+/// escaped; other bytes are copied, so valid UTF-8 stays valid).
+fn write_json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: Option<&[u8]> = match b {
@@ -265,6 +341,54 @@ mod tests {
         assert_eq!((j.bucketing_key(), j.label()), (None, None));
         let e = imp(Some(""), Some(""));
         assert_eq!((e.bucketing_key(), e.label()), (Some(""), Some("")));
+    }
+
+    #[test]
+    fn short_strings_are_inline_long_ones_on_the_heap() {
+        let long = "é".repeat(60);
+        for key in ["k", long.as_str()] {
+            let i = Impression::new(ImpressionFields {
+                key,
+                bucketing_key: Some("b"),
+                flag: "flag",
+                treatment: "on",
+                label: Some("default rule"),
+                change_number: None,
+                time: 1,
+                disabled: true,
+            });
+            assert_eq!(matches!(i.buf, Buf::Inline { .. }), key.len() < 90);
+            assert_eq!(
+                (i.key(), i.bucketing_key(), i.flag(), i.treatment()),
+                (key, Some("b"), "flag", "on")
+            );
+            assert_eq!((i.label(), i.change_number()), (Some("default rule"), None));
+            assert!(i.impressions_disabled());
+            let mut out = Vec::new();
+            i.write_wire(&mut out);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["k"], key);
+        }
+        let exact = "x".repeat(Impression::INLINE_BYTES - 2);
+        let i = imp_key(&exact);
+        assert!(matches!(i.buf, Buf::Inline { .. }));
+        assert_eq!(i.key(), exact);
+        let over = "x".repeat(Impression::INLINE_BYTES - 1);
+        assert!(matches!(imp_key(&over).buf, Buf::Heap(_)));
+        assert!(std::mem::size_of::<Impression>() <= 160);
+    }
+
+    fn imp_key(key: &str) -> Impression {
+        Impression::new(ImpressionFields {
+            key,
+            bucketing_key: None,
+            flag: "f",
+            treatment: "t",
+            label: None,
+            change_number: Some(1),
+            time: 1,
+            disabled: false,
+        })
     }
 
     #[test]

@@ -8,7 +8,7 @@
 mod impression;
 mod strategy;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -26,7 +26,9 @@ use crate::engine::attributes::Attributes;
 use crate::error::Error;
 use crate::sync::{
     Batcher, EncodeError, Endpoint, HttpTransport, StatsSnapshot, Transport, Worker, WorkerConfig,
+    WorkerConfigBuilder,
 };
+pub(crate) use crate::time::now_ms;
 
 /// Unique keys held before they are sent early.
 pub const UNIQUE_KEYS_EARLY_FLUSH: usize = 30_000;
@@ -165,17 +167,24 @@ impl Batcher<Impression> for BulkBatcher {
     }
 
     fn encode(&self, items: &[Impression], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        // Flags in first-seen order, each with its items; a run of one flag (the usual
+        // batch) costs one comparison per item.
         let mut groups: Vec<(&str, Vec<&Impression>)> = Vec::new();
-        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut index: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut last: Option<usize> = None;
         for i in items {
-            match index.get(i.flag()) {
-                Some(&g) => groups[g].1.push(i),
-                None => {
-                    index.insert(i.flag(), groups.len());
-                    groups.push((i.flag(), vec![i]));
-                }
-            }
+            let flag = i.flag();
+            let g = match last {
+                Some(g) if groups[g].0 == flag => g,
+                _ => *index.entry(flag).or_insert_with(|| {
+                    groups.push((flag, Vec::new()));
+                    groups.len() - 1
+                }),
+            };
+            groups[g].1.push(i);
+            last = Some(g);
         }
+        out.reserve(items.len() * 120);
         out.push(b'[');
         for (n, (flag, imps)) in groups.iter().enumerate() {
             if n > 0 {
@@ -299,7 +308,7 @@ fn worker_config(
     bulk: usize,
     period: Duration,
     shutdown: Duration,
-) -> Result<WorkerConfig, Error> {
+) -> WorkerConfigBuilder {
     WorkerConfig::builder(role)
         .queue_capacity(queue.max(1))
         .flush_interval(period)
@@ -307,8 +316,6 @@ fn worker_config(
         .batch_max_items(bulk.max(1))
         .max_retained_items(bulk.max(1).saturating_mul(6).max(queue))
         .shutdown_timeout(shutdown)
-        .build()
-        .map_err(Error::from)
 }
 
 impl Recorder {
@@ -334,7 +341,12 @@ impl Recorder {
                             config.bulk_size,
                             config.refresh_rate,
                             config.shutdown_timeout,
-                        )?,
+                        )
+                        // Evaluations are the producers: the worker is woken every quarter
+                        // queue (or bulk, if smaller), so that recording an impression never
+                        // pays for waking a sleeping thread.
+                        .wake_every((config.queue_size / 4).min(config.bulk_size).max(1))
+                        .build()?,
                         BulkBatcher,
                         events.clone(),
                         Endpoint::new("/testImpressions/bulk")
@@ -347,7 +359,8 @@ impl Recorder {
                             5_000,
                             config.counts_refresh_rate,
                             config.shutdown_timeout,
-                        )?,
+                        )
+                        .build()?,
                         CountsBatcher,
                         events,
                         Endpoint::new("/testImpressions/count")
@@ -360,7 +373,8 @@ impl Recorder {
                             5_000,
                             config.unique_keys_refresh_rate,
                             config.shutdown_timeout,
-                        )?,
+                        )
+                        .build()?,
                         UniqueKeysBatcher,
                         telemetry,
                         Endpoint::new("/v1/keys/ss"),
@@ -378,7 +392,8 @@ impl Recorder {
                     config.bulk_size,
                     config.refresh_rate,
                     config.shutdown_timeout,
-                )?,
+                )
+                .build()?,
                 move |item: &Listened| {
                     l.on_impression(&item.impression, item.attributes.as_deref(), &meta)
                 },
@@ -594,14 +609,6 @@ impl Timer {
         let _ = self.stop.send(());
         self.handle.join().is_ok()
     }
-}
-
-/// The current time in epoch milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

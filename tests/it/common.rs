@@ -76,3 +76,15 @@ pub mod logs {
             .collect()
     }
 }
+
+/// The precise wall clock, epoch milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// How far an impression or event time may trail the precise clock: splitkit stamps them from
+/// the coarse realtime clock, whose tick is at most 10 ms on any kernel (1 to 4 ms usually).
+pub(crate) const CLOCK_TICK_MS: i64 = 10;

@@ -9,20 +9,13 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use splitkit::{Client, ClientBuilder, Error};
 
-use crate::common::logs;
+use crate::common::{CLOCK_TICK_MS, logs, now_ms};
 use crate::server::{
     Recorded, Reply, SdkBackend, Server, eventually, examples, flag, localhost, remote,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
 const EVENTS: &str = "/events/events/bulk";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 fn events(r: &Recorded) -> Vec<Value> {
     r.json()
@@ -106,6 +99,7 @@ fn events_bulk_payload_has_every_field() {
     let mut got = events(&reqs[0]);
     for e in &mut got[..2] {
         let t = e["timestamp"].as_i64().expect("timestamp");
+        let from = from - CLOCK_TICK_MS;
         assert!((from..=to).contains(&t), "{t} not in [{from}, {to}]");
         e["timestamp"] = json!(0);
     }

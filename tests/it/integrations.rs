@@ -14,6 +14,7 @@ use splitkit::{
     WebhookConfig, WebhookIntegration,
 };
 
+use crate::common::{CLOCK_TICK_MS, now_ms};
 use crate::server::{Recorded, Reply, Server};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -237,10 +238,7 @@ fn segment_sends_track_calls_with_exact_payload_and_basic_auth() {
     );
     let seen = Arc::new(Collect::default());
     let client = client(vec![segment.clone(), seen.clone()]);
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let before = now_ms();
     evaluate_three(&client);
     assert!(client.flush(WAIT), "listener queue drained");
     assert!(segment.flush(WAIT), "segment queue delivered");
@@ -276,7 +274,11 @@ fn segment_sends_track_calls_with_exact_payload_and_basic_auth() {
         let timestamp = call["timestamp"].as_str().expect("timestamp");
         assert_eq!(parse_iso8601(timestamp), i.time(), "{timestamp}");
         assert_eq!(call, &expected_track(i, id, timestamp, Some("production")));
-        assert!(i.time() >= before);
+        assert!(
+            i.time() >= before - CLOCK_TICK_MS,
+            "{} before {before}",
+            i.time()
+        );
     }
     // Known values, spelled out.
     assert_eq!(calls[0]["userId"], "qa_alice");

@@ -14,6 +14,7 @@ use splitkit::{
     SdkMetadata,
 };
 
+use crate::common::{CLOCK_TICK_MS, now_ms};
 use crate::server::{
     Gate, Recorded, Reply, SdkBackend, Server, dead_port, eventually, flag, localhost, remote,
 };
@@ -23,13 +24,6 @@ const HOUR: i64 = 3_600_000;
 const BULK: &str = "/events/testImpressions/bulk";
 const COUNT: &str = "/events/testImpressions/count";
 const KEYS: &str = "/telemetry/v1/keys/ss";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// `(flag, item)` of every impression in the 2xx-answered bulk requests, in wire order.
 fn delivered(server: &Server) -> Vec<(String, Value)> {
@@ -66,9 +60,10 @@ fn delivered_keys(server: &Server) -> BTreeSet<String> {
     seen
 }
 
-/// Replaces `m` (checked to lie in `[from, to]`) by 0, for exact comparisons.
+/// Replaces `m` (checked to lie in `[from - one clock tick, to]`) by 0, for exact comparisons.
 fn without_time(mut item: Value, from: i64, to: i64) -> Value {
     let m = item["m"].as_i64().expect("m");
+    let from = from - CLOCK_TICK_MS;
     assert!((from..=to).contains(&m), "m {m} not in [{from}, {to}]");
     item["m"] = json!(0);
     item
