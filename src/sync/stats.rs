@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Live counters of one [`Worker`](super::Worker), updated with atomics; read
 /// through [`StatsSnapshot`].
 ///
-/// Producers update `recorded`, `queued_now`, `dropped_queue_full` and
+/// Producers update `recorded`, `dropped_queue_full` and
 /// `rejected_after_shutdown` (and `dropped_shutdown` for a push that races with the
 /// start of shutdown); everything else is written by the worker thread.
 #[derive(Debug, Default)]
@@ -13,7 +13,6 @@ pub(crate) struct WorkerStats {
     // Producer-side counters first; the worker-side ones follow so that the hot
     // path and the worker touch different cache lines as much as possible.
     recorded: AtomicU64,
-    queued_now: AtomicU64,
     dropped_queue_full: AtomicU64,
     rejected_after_shutdown: AtomicU64,
     sent: AtomicU64,
@@ -50,8 +49,9 @@ impl WorkerStats {
     ///
     /// Counters are read in an order that never over-counts an item that moves while
     /// the snapshot is taken: terminal counters (`sent`, `dropped_*`) first, then
-    /// `queued_now`, then `recorded`. An item leaves `queued_now` before it is added
-    /// to a terminal counter, and is added to `recorded` before `queued_now`.
+    /// then `recorded`; `queued_now` is the difference (an item is added to `recorded`
+    /// before it can reach a terminal counter, so it is never negative). Deriving it
+    /// spares producers an atomic operation per push.
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let sent = self.sent.load(ACQ);
         let dropped_queue_full = self.dropped_queue_full.load(ACQ);
@@ -59,8 +59,14 @@ impl WorkerStats {
         let dropped_retry_limit = self.dropped_retry_limit.load(ACQ);
         let dropped_retained_overflow = self.dropped_retained_overflow.load(ACQ);
         let dropped_shutdown = self.dropped_shutdown.load(ACQ);
-        let queued_now = self.queued_now.load(ACQ);
         let recorded = self.recorded.load(ACQ);
+        let queued_now = recorded.saturating_sub(
+            sent + dropped_queue_full
+                + dropped_rejected
+                + dropped_retry_limit
+                + dropped_retained_overflow
+                + dropped_shutdown,
+        );
         StatsSnapshot {
             recorded,
             queued_now,
@@ -79,21 +85,15 @@ impl WorkerStats {
     }
 
     /// A producer passed the shutdown check with one item (first step of a push).
-    pub(crate) fn on_record(&self) {
+    /// Returns the number of items recorded so far, this one included.
+    pub(crate) fn on_record(&self) -> u64 {
         // SeqCst: part of the shutdown handshake (see `worker::Gate`).
-        self.recorded.fetch_add(1, Ordering::SeqCst);
+        self.recorded.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// The recorded item is about to enter the queue; returns the number of items
-    /// recorded and not yet resolved, this one included.
-    pub(crate) fn on_enqueue(&self) -> u64 {
-        self.queued_now.fetch_add(1, REL) + 1
-    }
-
-    /// The queue was full: the item counted by [`on_enqueue`](Self::on_enqueue) is
-    /// dropped. Returns the number of items dropped for that reason so far.
+    /// The queue was full: the recorded item is dropped. Returns the number of items
+    /// dropped for that reason so far.
     pub(crate) fn on_queue_full(&self) -> u64 {
-        self.queued_now.fetch_sub(1, REL);
         self.dropped_queue_full.fetch_add(1, Ordering::SeqCst) + 1
     }
 
@@ -119,13 +119,11 @@ impl WorkerStats {
 
     /// `n` queued items were delivered.
     pub(crate) fn on_sent(&self, n: u64) {
-        self.queued_now.fetch_sub(n, REL);
         self.sent.fetch_add(n, REL);
     }
 
     /// `n` queued items were given up for `reason`.
     pub(crate) fn on_dropped(&self, reason: DropReason, n: u64) {
-        self.queued_now.fetch_sub(n, REL);
         let counter = match reason {
             DropReason::Rejected => &self.dropped_rejected,
             DropReason::RetryLimit => &self.dropped_retry_limit,
@@ -162,11 +160,10 @@ impl WorkerStats {
 /// `recorded == sent + dropped_queue_full + dropped_rejected + dropped_retry_limit
 ///  + dropped_retained_overflow + dropped_shutdown + queued_now`
 ///
-/// While items are moving, a snapshot never over-counts: the right-hand side is at
-/// most `recorded` ([`is_consistent`](Self::is_consistent)). Counters are read in an
-/// order that guarantees it: terminal counters first, then `queued_now`, then
-/// `recorded`; an item leaves `queued_now` before it enters a terminal counter and
-/// enters `recorded` before `queued_now`.
+/// A snapshot taken by [`Worker::stats`](super::Worker::stats) reads the terminal
+/// counters first and `recorded` last, and reports as `queued_now` the items recorded
+/// and not yet resolved, so it is balanced even while items move; one that reaches a
+/// terminal counter during the read is still shown as queued, never counted twice.
 ///
 /// # Examples
 ///

@@ -32,7 +32,7 @@ enum Msg<T> {
 /// the push sees `closed` and stays out of the queue, or the worker sees the push in
 /// `recorded` and keeps taking from the queue until every recorded item is accounted
 /// for (taken, dropped on a full queue, or `raced`). Flush calls are tracked the same
-/// way with `flushers`. Pushes pay two atomic increments and two loads, no lock.
+/// way with `flushers`. Pushes pay one atomic increment and two loads, no lock.
 #[derive(Debug, Default)]
 struct Gate {
     closed: AtomicBool,
@@ -416,7 +416,7 @@ impl<T: Send + 'static> WorkerHandle<T> {
     /// shutting down (counted in `rejected_after_shutdown`; a push that races with
     /// the start of shutdown is counted in `recorded` and `dropped_shutdown` instead).
     ///
-    /// Cost: two atomic increments, two atomic loads and the queue's own `try_send`
+    /// Cost: one atomic increment, two atomic loads and the queue's own `try_send`
     /// (which wakes the worker thread if it sleeps on the queue; with
     /// [`WorkerConfig::wake_every`] above 1 only every `n`-th push wakes it).
     pub fn push(&self, item: T) -> bool {
@@ -425,7 +425,7 @@ impl<T: Send + 'static> WorkerHandle<T> {
             s.stats.on_rejected_after_shutdown();
             return false;
         }
-        s.stats.on_record();
+        let recorded = s.stats.on_record();
         if s.gate.closed.load(Ordering::SeqCst) {
             // Shutdown began between the two checks; the worker may have taken its
             // last look at the queue already.
@@ -433,10 +433,9 @@ impl<T: Send + 'static> WorkerHandle<T> {
             s.gate.raced.fetch_add(1, Ordering::SeqCst);
             return false;
         }
-        let queued = s.stats.on_enqueue();
         match s.tx.try_send(Msg::Item(item)) {
             Ok(()) => {
-                if s.wake_every > 1 && queued.is_multiple_of(s.wake_every) {
+                if s.wake_every > 1 && recorded.is_multiple_of(s.wake_every) {
                     // A full drain channel already holds a request: nothing to add.
                     let _ = s.drain.try_send(());
                 }
