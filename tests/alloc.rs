@@ -6,7 +6,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use splitkit::{AttributeValue, Attributes, Label, Snapshot, Store};
@@ -17,16 +16,17 @@ use workload::{flag, uuid_keys};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static MEASURING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations made by this thread while measuring (per thread, so that tests running
+    /// in parallel cannot add to each other's counts).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note_allocation() {
     // `try_with`: the allocator may run while thread locals are being torn down.
     if MEASURING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -61,11 +61,11 @@ static GLOBAL: Counting = Counting;
 
 /// Number of allocations `f` makes on this thread.
 fn allocations_of<R>(f: impl FnOnce() -> R) -> (usize, R) {
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = ALLOCATIONS.with(Cell::get);
     MEASURING.with(|m| m.set(true));
     let r = f();
     MEASURING.with(|m| m.set(false));
-    (ALLOCATIONS.load(Ordering::SeqCst) - before, r)
+    (ALLOCATIONS.with(Cell::get) - before, r)
 }
 
 const KEYS: usize = 4096;
@@ -435,4 +435,71 @@ fn non_string_inputs_do_not_allocate() {
         allocating.is_empty(),
         "evaluation allocated (per 1000): {allocating:?}"
     );
+}
+
+/// A loopback server answering 200 to every request, for the client tests.
+fn sink() -> (
+    std::sync::Arc<tiny_http::Server>,
+    std::thread::JoinHandle<()>,
+) {
+    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+    let s = server.clone();
+    let t = std::thread::spawn(move || {
+        for mut request in s.incoming_requests() {
+            let mut body = Vec::new();
+            let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
+            let _ = request.respond(tiny_http::Response::empty(200));
+        }
+    });
+    (server, t)
+}
+
+#[test]
+fn recording_an_impression_allocates_nothing_beyond_the_returned_treatment() {
+    use splitkit::{Client, ImpressionsMode};
+    let (server, thread) = sink();
+    let keys = uuid_keys(KEYS);
+    let doc = json!({"ff": {"d": [flag("f", &["someone"], 100, false)], "s": -1, "t": 1}});
+    let attrs = Attributes::new().with("plan", "free");
+    for mode in [ImpressionsMode::Debug, ImpressionsMode::Optimized] {
+        let (snapshot, problems) = Snapshot::from_json(&doc.to_string(), "alloc").expect("doc");
+        assert!(problems.is_empty());
+        let client = Client::builder("localhost")
+            .snapshot(snapshot)
+            .events_url(format!("http://{}/api", server.server_addr()))
+            .impressions_mode(mode)
+            .impressions_queue_size(4 * KEYS)
+            .impressions_bulk_size(4 * KEYS)
+            .build()
+            .expect("client");
+        // Every key once, so that the dedupe cache holds them all (its growth allocates).
+        for k in &keys {
+            client.get_treatment(k.as_str(), "f", Some(&attrs));
+        }
+        assert!(client.flush(std::time::Duration::from_secs(10)));
+        // The flush took the hourly counts; the first count of the next period allocates
+        // its flag's entry (once per flag and period, not per impression).
+        client.get_treatment(keys[0].as_str(), "f", Some(&attrs));
+        let (n, _) = allocations_of(|| {
+            for k in &keys {
+                std::hint::black_box(client.get_treatment(k.as_str(), "f", Some(&attrs)));
+            }
+        });
+        assert_eq!(
+            n, KEYS,
+            "{mode:?}: one allocation per call, the returned String"
+        );
+        assert!(client.flush(std::time::Duration::from_secs(10)));
+        let s = client.stats().impressions;
+        let queued = if mode == ImpressionsMode::Debug {
+            2 * KEYS + 1
+        } else {
+            KEYS
+        };
+        assert_eq!(s.queue.sent as usize, queued, "{mode:?}: {s:?}");
+        assert!(s.is_balanced(), "{s:?}");
+        client.destroy(std::time::Duration::from_secs(10));
+    }
+    server.unblock();
+    let _ = thread.join();
 }
