@@ -223,6 +223,21 @@ impl Impression {
         self.disabled
     }
 
+    /// Key, flag, treatment and label (`UNKNOWN` without one) bytes, as the dedupe cache
+    /// hashes them.
+    pub(crate) fn dedupe_parts(&self) -> [&[u8]; 4] {
+        [
+            self.part_bytes(0),
+            self.part_bytes(2),
+            self.part_bytes(3),
+            if self.has_label {
+                self.part_bytes(4)
+            } else {
+                b"UNKNOWN"
+            },
+        ]
+    }
+
     pub(crate) fn set_previous_time(&mut self, pt: Option<i64>) {
         self.has_previous_time = pt.is_some();
         self.previous_time = pt.unwrap_or(0);

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 pub use impression::{Impression, ImpressionFields};
 pub(crate) use impression::{write_int, write_json_str};
 pub use strategy::ImpressionsMode;
-use strategy::{Decision, Strategy};
+use strategy::{Decision, Observer, Strategy};
 
 use crate::engine::attributes::Attributes;
 use crate::error::Error;
@@ -159,9 +159,20 @@ struct Listened {
 }
 
 /// `testImpressions/bulk`: impressions grouped by flag, in first-seen order.
-struct BulkBatcher;
+struct BulkBatcher {
+    /// Debug mode without listeners: the dedupe cache that sets `pt` here, on the worker,
+    /// instead of on the evaluating thread.
+    observer: Option<Observer>,
+}
 
 impl Batcher<Impression> for BulkBatcher {
+    fn prepare(&mut self, i: &mut Impression) {
+        if let Some(o) = &self.observer {
+            let hash = o.hash_parts(i.dedupe_parts(), i.change_number().unwrap_or(0));
+            i.set_previous_time(o.test_and_set(hash, i.time()));
+        }
+    }
+
     fn estimate_size(&self, i: &Impression) -> usize {
         64 + i.heap_bytes()
     }
@@ -327,6 +338,9 @@ impl Recorder {
         listeners: Vec<Arc<dyn ImpressionListener>>,
         metadata: SdkMetadata,
     ) -> Result<Arc<Recorder>, Error> {
+        // In debug mode `pt` is only needed on the wire unless a listener sees the
+        // impression first: then the worker computes it, off the evaluating thread.
+        let defer_pt = config.mode == ImpressionsMode::Debug && listeners.is_empty();
         let delivery = match transports {
             None => None,
             Some((events, telemetry)) => {
@@ -347,7 +361,9 @@ impl Recorder {
                         // pays for waking a sleeping thread.
                         .wake_every((config.queue_size / 4).min(config.bulk_size).max(1))
                         .build()?,
-                        BulkBatcher,
+                        BulkBatcher {
+                            observer: defer_pt.then(|| Observer::new(config.dedupe_cache_size)),
+                        },
                         events.clone(),
                         Endpoint::new("/testImpressions/bulk")
                             .header("SplitSDKImpressionsMode", mode),
@@ -401,7 +417,11 @@ impl Recorder {
         }
         let (drain_now, drain_rx) = bounded::<()>(1);
         let recorder = Arc::new(Recorder {
-            strategy: Strategy::new(config.mode, config.dedupe_cache_size),
+            strategy: if defer_pt {
+                Strategy::new(config.mode, 0).deferring_pt()
+            } else {
+                Strategy::new(config.mode, config.dedupe_cache_size)
+            },
             labels_enabled: config.labels_enabled,
             delivery,
             listeners: listener_workers,
@@ -631,7 +651,7 @@ mod tests {
     #[test]
     fn bulk_groups_by_flag() {
         let mut out = Vec::new();
-        BulkBatcher
+        BulkBatcher { observer: None }
             .encode(&[imp("a", "1"), imp("b", "2"), imp("a", "3")], &mut out)
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -121,12 +121,25 @@ impl Observer {
 
     /// The dedupe hash of (key, flag, treatment, label, change number).
     pub(crate) fn hash(&self, i: &ImpressionFields<'_>) -> u64 {
+        self.hash_parts(
+            [
+                i.key.as_bytes(),
+                i.flag.as_bytes(),
+                i.treatment.as_bytes(),
+                i.label.unwrap_or("UNKNOWN").as_bytes(),
+            ],
+            i.change_number.unwrap_or(0),
+        )
+    }
+
+    /// [`hash`](Self::hash) of key, flag, treatment and label bytes and a change number.
+    pub(crate) fn hash_parts(&self, parts: [&[u8]; 4], change_number: i64) -> u64 {
         let mut h = self.hasher.build_hasher();
-        for part in [i.key, i.flag, i.treatment, i.label.unwrap_or("UNKNOWN")] {
-            h.write(part.as_bytes());
+        for part in parts {
+            h.write(part);
             h.write_u8(0xff);
         }
-        h.write_i64(i.change_number.unwrap_or(0));
+        h.write_i64(change_number);
         h.finish()
     }
 
@@ -252,6 +265,8 @@ pub(crate) enum Decision {
 #[derive(Debug)]
 pub(crate) struct Strategy {
     pub(crate) mode: ImpressionsMode,
+    /// Debug mode leaves `pt` to the impressions worker (see [`Strategy::deferring_pt`]).
+    defer_debug_pt: bool,
     pub(crate) observer: Observer,
     pub(crate) counter: Counter,
     pub(crate) unique_keys: UniqueKeys,
@@ -261,10 +276,20 @@ impl Strategy {
     pub(crate) fn new(mode: ImpressionsMode, cache_size: usize) -> Strategy {
         Strategy {
             mode,
+            defer_debug_pt: false,
             observer: Observer::new(cache_size),
             counter: Counter::default(),
             unique_keys: UniqueKeys::default(),
         }
+    }
+
+    /// In debug mode, queue impressions without `pt`: the impressions worker sets it as it
+    /// takes them from the queue (its own dedupe cache, in queue order), so that the
+    /// evaluating thread does not pay for the cache. Only where nothing else needs `pt`
+    /// at recording time (no listener).
+    pub(crate) fn deferring_pt(mut self) -> Strategy {
+        self.defer_debug_pt = self.mode == ImpressionsMode::Debug;
+        self
     }
 
     /// Decides what happens to an impression (before it is built, so that deduplicated ones
@@ -274,6 +299,11 @@ impl Strategy {
             self.counter.inc(imp.flag, truncate_hour(now));
             let unique_keys = self.unique_keys.add(imp.flag, imp.key);
             return Decision::CountedOnly { unique_keys };
+        }
+        if self.defer_debug_pt {
+            return Decision::Queue {
+                previous_time: None,
+            };
         }
         let previous_time = self
             .observer
@@ -359,6 +389,21 @@ mod tests {
             }
         ));
         assert!(s.counter.drain().is_empty());
+        let deferred = Strategy::new(ImpressionsMode::Debug, 1000).deferring_pt();
+        for t in [1, 2] {
+            assert_eq!(
+                deferred.process(&imp("a", "on", t, false), t),
+                Decision::Queue {
+                    previous_time: None
+                }
+            );
+        }
+        let optimized = Strategy::new(ImpressionsMode::Optimized, 1000).deferring_pt();
+        optimized.process(&imp("a", "on", 1, false), 1);
+        assert!(matches!(
+            optimized.process(&imp("a", "on", 2, false), 2),
+            Decision::Deduplicated { .. }
+        ));
     }
 
     #[test]

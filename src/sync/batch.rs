@@ -4,14 +4,15 @@ use serde::Serialize;
 
 /// Turns items into request bodies for one endpoint.
 ///
-/// The worker calls [`estimate_size`](Batcher::estimate_size) once per item as it
-/// leaves the queue (for the byte thresholds and batch limits) and
-/// [`encode`](Batcher::encode) once per request attempt. Both run on the worker
-/// thread, never on the producer's.
+/// The worker calls [`prepare`](Batcher::prepare) and then
+/// [`estimate_size`](Batcher::estimate_size) once per item as it leaves the queue
+/// (for the byte thresholds and batch limits) and [`encode`](Batcher::encode) once
+/// per request attempt. All run on the worker thread, never on the producer's.
 ///
 /// Implementations should not panic; if one does, the panic is caught and logged:
-/// a panicking `estimate_size` counts the item as 1 KiB, a panicking `encode`
-/// drops the batch (counted in `dropped_rejected`).
+/// a panicking `prepare` leaves the item as it is, a panicking `estimate_size` counts
+/// the item as 1 KiB, a panicking `encode` drops the batch (counted in
+/// `dropped_rejected`).
 ///
 /// # Examples
 ///
@@ -51,6 +52,13 @@ use serde::Serialize;
 /// # Ok::<(), EncodeError>(())
 /// ```
 pub trait Batcher<T>: Send + 'static {
+    /// Completes `item` when the worker takes it from the queue, in queue order: a place
+    /// for work that need not slow the producer down (the impressions worker sets `pt`
+    /// from its dedupe cache here). Does nothing by default.
+    fn prepare(&mut self, item: &mut T) {
+        let _ = item;
+    }
+
     /// Estimated encoded size of `item` in bytes. Cheap and roughly right is better
     /// than exact and slow: it only drives the byte thresholds.
     fn estimate_size(&self, item: &T) -> usize;

@@ -338,7 +338,10 @@ fn attempt<T, B: Batcher<T>>(
 }
 
 impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
-    fn accept(&mut self, item: T, ctx: &mut Ctx) {
+    fn accept(&mut self, mut item: T, ctx: &mut Ctx) {
+        if catch_unwind(AssertUnwindSafe(|| self.batcher.prepare(&mut item))).is_err() {
+            log::error!("{}: prepare panicked; the item is sent as it is", ctx.name);
+        }
         let size = catch_unwind(AssertUnwindSafe(|| self.batcher.estimate_size(&item)))
             .unwrap_or_else(|_| {
                 log::error!("{}: estimate_size panicked; assuming 1 KiB", ctx.name);

@@ -558,6 +558,42 @@ fn the_listener_sees_every_impression_including_deduplicated_ones() {
     assert_eq!((l.recorded, l.sent, l.listener_panics), (5, 5, 0));
 }
 
+#[test]
+fn in_debug_mode_listeners_and_the_wire_see_the_same_pt() {
+    // Without a listener the worker sets `pt`; with one it is set when recording, so
+    // that the listener sees it too. Both give the same values.
+    for with_listener in [false, true] {
+        let server = Server::start();
+        let seen = Arc::new(Collect::default());
+        let mut builder = localhost(&server).impressions_mode(ImpressionsMode::Debug);
+        if with_listener {
+            builder = builder.impression_listener(seen.clone());
+        }
+        let client = builder.build().expect("client");
+        for key in ["qa_alice", "qa_bob", "qa_alice", "qa_alice"] {
+            client.get_treatment(key, "new_checkout", None);
+        }
+        assert!(client.flush(WAIT));
+        let got: Vec<Value> = delivered(&server).into_iter().map(|(_, i)| i).collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        let pt: Vec<Option<i64>> = got.iter().map(|i| i["pt"].as_i64()).collect();
+        let m: Vec<i64> = got.iter().map(|i| i["m"].as_i64().expect("m")).collect();
+        assert_eq!(
+            pt,
+            [None, None, Some(m[0]), Some(m[2])],
+            "listener: {with_listener}"
+        );
+        if with_listener {
+            let heard: Vec<Option<i64>> = seen
+                .seen()
+                .iter()
+                .map(|(i, _, _)| i.previous_time())
+                .collect();
+            assert_eq!(heard, pt);
+        }
+    }
+}
+
 /// Blocks on a gate the first time, panics for key `boom`.
 struct Troublesome {
     gate: Gate,
