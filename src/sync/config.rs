@@ -273,7 +273,8 @@ impl WorkerConfigBuilder {
     /// [`SyncError::Config`] when the role is empty or contains a NUL byte, a count
     /// or byte limit is zero, the flush interval is zero, `max_attempts` is zero, the
     /// backoff cap is below its base, `max_retained_items` cannot hold one batch, or
-    /// `wake_every` is zero.
+    /// `wake_every` is zero or above `queue_capacity` (the queue would fill before the
+    /// worker is woken).
     pub fn build(self) -> Result<WorkerConfig, SyncError> {
         let c = &self.config;
         let checks: [(bool, &'static str); 10] = [
@@ -307,7 +308,10 @@ impl WorkerConfigBuilder {
                 !c.shutdown_timeout.is_zero(),
                 "shutdown_timeout must be greater than zero",
             ),
-            (c.wake_every > 0, "wake_every must be at least 1"),
+            (
+                c.wake_every > 0 && c.wake_every <= c.queue_capacity,
+                "wake_every must be between 1 and queue_capacity",
+            ),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, rule)) => Err(SyncError::Config(rule)),
@@ -351,6 +355,10 @@ mod tests {
             ),
             (WorkerConfig::builder("x").max_attempts(0), "max_attempts"),
             (WorkerConfig::builder("x").wake_every(0), "wake_every"),
+            (
+                WorkerConfig::builder("x").queue_capacity(4).wake_every(5),
+                "wake_every",
+            ),
             (
                 WorkerConfig::builder("x").backoff_cap(Duration::from_millis(1)),
                 "backoff_cap",

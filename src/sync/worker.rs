@@ -482,6 +482,11 @@ impl<T: Send + 'static> WorkerHandle<T> {
             return s.wait_ended(deadline);
         }
         let (reply_tx, reply_rx) = bounded(1);
+        if s.wake_every > 1 {
+            // A lazy worker takes what waits first, so that a full queue makes room for
+            // the marker; and again once the marker is in.
+            let _ = s.drain.try_send(());
+        }
         let sent = s.tx.send_deadline(Msg::Flush(reply_tx), deadline);
         if s.wake_every > 1 {
             let _ = s.drain.try_send(());
@@ -845,5 +850,49 @@ mod tests {
         let seen: Vec<u32> = rx.try_iter().collect();
         assert_eq!(seen, (0..50).collect::<Vec<_>>());
         assert!(worker.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_lazy_worker_takes_items_every_nth_push_on_flush_and_at_shutdown() {
+        let (tx, rx) = bounded(100);
+        let worker = Worker::listener(
+            WorkerConfig::builder("unit-lazy")
+                .queue_capacity(8)
+                .wake_every(3)
+                .flush_interval(Duration::from_secs(3600))
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+            move |n: &u32| {
+                let _ = tx.send(*n);
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let seen = |want: usize| {
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while got.len() < want && Instant::now() < deadline {
+                got.extend(rx.recv_timeout(Duration::from_millis(10)));
+            }
+            got
+        };
+        assert!(worker.push(0) && worker.push(1));
+        thread::sleep(Duration::from_millis(50));
+        assert!(rx.try_recv().is_err(), "two pushes wait in the queue");
+        assert!(worker.push(2), "the third push wakes the worker");
+        assert_eq!(seen(3), vec![0, 1, 2]);
+        assert!(worker.push(3));
+        assert!(worker.flush(Duration::from_secs(5)));
+        assert_eq!(rx.try_recv().ok(), Some(3), "flush takes what waits");
+        // A queue filled up to its capacity is still flushed.
+        for n in 4..12 {
+            assert!(worker.push(n));
+        }
+        assert!(worker.flush(Duration::from_secs(5)));
+        assert_eq!(seen(8), (4..12).collect::<Vec<_>>());
+        assert!(worker.push(12));
+        assert!(worker.shutdown(Duration::from_secs(5)));
+        assert_eq!(rx.try_recv().ok(), Some(12), "shutdown delivers what waits");
+        let s = worker.stats();
+        assert_eq!((s.recorded, s.sent, s.queued_now), (13, 13, 0));
     }
 }
