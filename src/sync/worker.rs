@@ -641,25 +641,33 @@ impl<T, C: Consumer<T>> Core<T, C> {
     /// Returns the deadline when the worker must stop.
     fn wait_on_queue(&mut self, timeout: Duration) -> Option<Instant> {
         select! {
-                recv(self.rx) -> msg => match msg {
-                    Ok(msg) => {
-                        self.handle(msg);
-                        self.drain_burst();
-                        None
-                    }
-                    Err(_) => Some(self.stop_deadline()),
-                },
-                recv(self.wake) -> msg => match msg {
-                    Ok(()) => {
-                        self.drain_burst();
-                        self.consumer.flush(&mut self.ctx);
-                        None
-                    }
-                    Err(_) => Some(self.stop_deadline()),
-                },
-                recv(self.stop) -> msg => Some(msg.unwrap_or_else(|_| self.default_deadline())),
-                default(timeout) => None,
+            recv(self.rx) -> msg => match msg {
+                Ok(msg) => {
+                    self.handle(msg);
+                    self.drain_burst();
+                    None
+                }
+                Err(_) => Some(self.stop_deadline()),
+            },
+            recv(self.wake) -> msg => self.on_flush_request(msg.is_ok()),
+            recv(self.stop) -> msg => Some(msg.unwrap_or_else(|_| self.default_deadline())),
+            default(timeout) => None,
         }
+    }
+
+    /// A producer found the queue full (`ok`), or the wake channel is gone: take what
+    /// waits and flush, or stop.
+    fn on_flush_request(&mut self, ok: bool) -> Option<Instant> {
+        if !ok {
+            return Some(self.stop_deadline());
+        }
+        if self.lazy {
+            self.take_waiting();
+        } else {
+            self.drain_burst();
+        }
+        self.consumer.flush(&mut self.ctx);
+        None
     }
 
     /// [`wait_on_queue`](Self::wait_on_queue) for a lazy worker: items wait in the queue
@@ -673,14 +681,7 @@ impl<T, C: Consumer<T>> Core<T, C> {
                 }
                 Err(_) => Some(self.stop_deadline()),
             },
-            recv(self.wake) -> msg => match msg {
-                Ok(()) => {
-                    self.take_waiting();
-                    self.consumer.flush(&mut self.ctx);
-                    None
-                }
-                Err(_) => Some(self.stop_deadline()),
-            },
+            recv(self.wake) -> msg => self.on_flush_request(msg.is_ok()),
             recv(self.stop) -> msg => Some(msg.unwrap_or_else(|_| self.default_deadline())),
             default(timeout) => None,
         }
