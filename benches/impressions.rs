@@ -2,48 +2,14 @@
 //! in bursts that leave the cores to the caller), how it scales with threads, and how fast
 //! queued impressions are flushed to a loopback server.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use splitkit::{Attributes, Client, ImpressionsMode, Snapshot};
 
-/// A loopback server that answers 200 to everything.
-struct Sink {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-        let s = server.clone();
-        let thread = std::thread::spawn(move || {
-            for mut request in s.incoming_requests() {
-                let mut body = Vec::new();
-                let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
-                let _ = request.respond(tiny_http::Response::empty(200));
-            }
-        });
-        Sink {
-            server,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/api", self.server.server_addr())
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+#[path = "../tests/support/sink.rs"]
+mod sink;
+use sink::Sink;
 
 const DOC: &str = r#"{"ff":{"d":[{"name":"checkout","trafficTypeName":"user","defaultTreatment":"off",
  "changeNumber":5,"algo":2,"seed":7,"trafficAllocation":100,"status":"ACTIVE","conditions":[

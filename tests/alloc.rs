@@ -14,6 +14,10 @@ use splitkit::{AttributeValue, Attributes, Label, Snapshot, Store};
 mod workload;
 use workload::{flag, uuid_keys};
 
+#[path = "support/sink.rs"]
+mod sink;
+use sink::Sink;
+
 struct Counting;
 
 thread_local! {
@@ -437,27 +441,10 @@ fn non_string_inputs_do_not_allocate() {
     );
 }
 
-/// A loopback server answering 200 to every request, for the client tests.
-fn sink() -> (
-    std::sync::Arc<tiny_http::Server>,
-    std::thread::JoinHandle<()>,
-) {
-    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-    let s = server.clone();
-    let t = std::thread::spawn(move || {
-        for mut request in s.incoming_requests() {
-            let mut body = Vec::new();
-            let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
-            let _ = request.respond(tiny_http::Response::empty(200));
-        }
-    });
-    (server, t)
-}
-
 #[test]
 fn recording_an_impression_allocates_nothing_beyond_the_returned_treatment() {
     use splitkit::{Client, ImpressionsMode};
-    let (server, thread) = sink();
+    let sink = Sink::start();
     let keys = uuid_keys(KEYS);
     let doc = json!({"ff": {"d": [flag("f", &["someone"], 100, false)], "s": -1, "t": 1}});
     let attrs = Attributes::new().with("plan", "free");
@@ -466,7 +453,7 @@ fn recording_an_impression_allocates_nothing_beyond_the_returned_treatment() {
         assert!(problems.is_empty());
         let client = Client::builder("localhost")
             .snapshot(snapshot)
-            .events_url(format!("http://{}/api", server.server_addr()))
+            .events_url(sink.url())
             .impressions_mode(mode)
             .impressions_queue_size(4 * KEYS)
             .impressions_bulk_size(4 * KEYS)
@@ -500,6 +487,4 @@ fn recording_an_impression_allocates_nothing_beyond_the_returned_treatment() {
         assert!(s.is_balanced(), "{s:?}");
         client.destroy(std::time::Duration::from_secs(10));
     }
-    server.unblock();
-    let _ = thread.join();
 }

@@ -56,34 +56,31 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
 }
 
 impl Buf {
+    /// The concatenation of `parts`; `ends` receives the end offsets of the first four.
     #[inline(always)]
     fn new(parts: [&str; 5], ends: &mut [u32; 4]) -> Buf {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut total = 0;
+        for (i, part) in parts.iter().enumerate() {
+            total += part.len();
+            if let Some(end) = ends.get_mut(i) {
+                *end = u32::try_from(total).unwrap_or(u32::MAX);
+            }
+        }
         if total <= Impression::INLINE_BYTES {
             let mut bytes = [0u8; Impression::INLINE_BYTES];
             let mut at = 0;
-            for (i, part) in parts.into_iter().enumerate() {
+            for part in parts {
                 if let Some(dst) = bytes.get_mut(at..at + part.len()) {
                     copy_short(dst, part.as_bytes());
                 }
                 at += part.len();
-                if let Some(end) = ends.get_mut(i) {
-                    *end = at as u32;
-                }
             }
             Buf::Inline {
-                len: at as u8,
+                len: total as u8,
                 bytes,
             }
         } else {
-            let mut buf = String::with_capacity(total);
-            for (i, part) in parts.into_iter().enumerate() {
-                buf.push_str(part);
-                if let Some(end) = ends.get_mut(i) {
-                    *end = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-                }
-            }
-            Buf::Heap(buf.into_boxed_str())
+            Buf::Heap(parts.concat().into_boxed_str())
         }
     }
 
