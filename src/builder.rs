@@ -213,8 +213,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Base URL where unique keys are posted. Default: `https://telemetry.split.io/api`
-    /// (in localhost mode, only when an events URL is set).
+    /// Base URL where unique keys are posted. Default: `https://telemetry.split.io/api`;
+    /// in localhost mode the events URL (nothing is sent without one).
     pub fn telemetry_url(mut self, url: impl Into<String>) -> Self {
         self.options.telemetry_url = Some(url.into());
         self

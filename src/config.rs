@@ -161,11 +161,13 @@ impl Config {
         }
     }
 
-    /// Where unique keys are sent (same rule as [`Config::events_url`]).
+    /// Where unique keys are sent: the telemetry URL if set; otherwise Split's in remote
+    /// mode, and in localhost mode the events URL (so that a localhost client only ever
+    /// talks to the host it was pointed at), or nowhere without one.
     pub fn telemetry_url(&self) -> Option<&str> {
         match &self.telemetry_url {
             Some(u) => Some(u),
-            None if self.is_localhost() && self.events_url.is_none() => None,
+            None if self.is_localhost() => self.events_url.as_deref(),
             None => Some(DEFAULT_TELEMETRY_URL),
         }
     }
@@ -406,5 +408,43 @@ impl Options {
             enforce_minimum_rates: enforce,
             impression_listeners: self.impression_listeners,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sdk_key: &str, events: Option<&str>, telemetry: Option<&str>) -> Config {
+        let options = Options {
+            events_url: events.map(str::to_string),
+            telemetry_url: telemetry.map(str::to_string),
+            ..Options::default()
+        };
+        match options.validate(sdk_key, true) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn unique_keys_go_where_the_client_was_pointed() {
+        let local = "http://127.0.0.1:1/api";
+        let cases = [
+            (LOCALHOST, None, None, None),
+            (LOCALHOST, Some(local), None, Some(local)),
+            (
+                LOCALHOST,
+                Some(local),
+                Some("http://127.0.0.1:2/t"),
+                Some("http://127.0.0.1:2/t"),
+            ),
+            ("key", None, None, Some(DEFAULT_TELEMETRY_URL)),
+            ("key", Some(local), None, Some(DEFAULT_TELEMETRY_URL)),
+        ];
+        for (key, events, telemetry, want) in cases {
+            let c = config(key, events, telemetry);
+            assert_eq!(c.telemetry_url(), want, "{key} {events:?} {telemetry:?}");
+        }
     }
 }

@@ -983,6 +983,24 @@ fn localhost_without_an_events_url_sends_nothing_and_counts_it() {
 }
 
 #[test]
+fn localhost_sends_unique_keys_to_the_events_url_unless_told_otherwise() {
+    let server = Server::start();
+    let client = splitkit::ClientBuilder::new("localhost")
+        .split_file(crate::server::examples("flags.json"))
+        .events_url(server.url("/events"))
+        .impressions_mode(ImpressionsMode::None)
+        .build()
+        .expect("client");
+    let events = server.url("/events");
+    assert_eq!(client.config().telemetry_url(), Some(events.as_str()));
+    client.get_treatment("a", "legacy_banner", None);
+    assert!(client.flush(WAIT));
+    let keys = server.expect_requests("/events/v1/keys/ss", 1, WAIT);
+    assert_eq!(keys[0].json()["keys"][0]["ks"], json!(["a"]));
+    assert!(server.requests_to(KEYS).is_empty());
+}
+
+#[test]
 fn a_400_is_dropped_and_counted_not_retried() {
     let server = Server::start();
     server.script(BULK, [Reply::status(400)]);
