@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use crate::localhost;
 use crate::metadata::{Metadata, SDK_VERSION};
 use crate::remote::{Readiness, SyncConfig, Synchronizer};
 use crate::storage::{FlagView, Snapshot, Store};
+use crate::stripe::{self, Padded, STRIPES};
 use crate::sync::{
     Endpoint, HttpConfig, HttpTransport, JsonBatcher, StatsSnapshot, Transport, Worker,
     WorkerConfig,
@@ -143,28 +144,15 @@ struct Inner {
 /// contend on one cache line; `destroy` waits for it to reach zero.
 #[derive(Debug, Default)]
 struct InFlightCounter {
-    stripes: [Stripe; STRIPES],
-}
-
-const STRIPES: usize = 16;
-
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Stripe(std::sync::atomic::AtomicUsize);
-
-thread_local! {
-    static STRIPE: usize = {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
-    };
+    stripes: [Padded<AtomicUsize>; STRIPES],
 }
 
 /// One call in progress; leaving the scope ends it.
-struct InFlight<'a>(&'a Stripe);
+struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -173,8 +161,8 @@ impl InFlightCounter {
     /// are both sequentially consistent, so a call either is seen by `wait_idle` or sees
     /// the destroyed flag.
     fn enter<'a>(&'a self, destroyed: &AtomicBool) -> Option<InFlight<'a>> {
-        let stripe = &self.stripes[STRIPE.with(|s| *s)];
-        stripe.0.fetch_add(1, Ordering::SeqCst);
+        let stripe = &self.stripes[stripe::this_thread()].0;
+        stripe.fetch_add(1, Ordering::SeqCst);
         let guard = InFlight(stripe);
         if destroyed.load(Ordering::SeqCst) {
             return None;

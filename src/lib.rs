@@ -89,6 +89,7 @@ mod metadata;
 mod model;
 mod remote;
 mod storage;
+mod stripe;
 pub mod sync;
 mod time;
 mod validation;

@@ -12,8 +12,11 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+
+use crate::stripe::{self, Padded, STRIPES};
 
 use super::impression::ImpressionFields;
 
@@ -159,27 +162,20 @@ impl Observer {
     }
 }
 
-/// Impression counts per flag and hour.
+/// Impression counts per flag and hour, one map per thread stripe (a thread only locks its
+/// own, which no other evaluating thread takes).
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
-    /// Flag to its (hour, count) pairs; a flag sees one or two hours between flushes, so a
-    /// short vector beats a map.
-    shards: [Mutex<HourCounts>; 8],
+    stripes: [Padded<Mutex<HourCounts>>; STRIPES],
 }
 
-/// Flag to its (hour, count) pairs.
+/// Flag to its (hour, count) pairs; a flag sees one or two hours between flushes, so a
+/// short vector beats a map.
 type HourCounts = FastMap<String, Vec<(i64, u64)>>;
 
 impl Counter {
-    fn shard(&self, flag: &str) -> &Mutex<HourCounts> {
-        let h = flag.bytes().fold(0usize, |a, b| {
-            a.wrapping_mul(31).wrapping_add(usize::from(b))
-        });
-        &self.shards[h % self.shards.len()]
-    }
-
     pub(crate) fn inc(&self, flag: &str, hour: i64) {
-        let mut s = self.shard(flag).lock();
+        let mut s = self.stripes[stripe::this_thread()].0.lock();
         match s.get_mut(flag) {
             Some(hours) => match hours.iter_mut().find(|(h, _)| *h == hour) {
                 Some((_, n)) => *n += 1,
@@ -191,57 +187,94 @@ impl Counter {
         }
     }
 
-    /// Takes every count: `(flag, hour, count)`.
+    /// Takes every count: `(flag, hour, count)`, sorted, the stripes' counts added up.
     pub(crate) fn drain(&self) -> Vec<(String, i64, u64)> {
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            for (flag, hours) in shard.lock().drain() {
+        let mut all: FastMap<(String, i64), u64> = FastMap::default();
+        for stripe in &self.stripes {
+            let taken = std::mem::take(&mut *stripe.0.lock());
+            for (flag, hours) in taken {
                 for (hour, n) in hours {
-                    out.push((flag.clone(), hour, n));
+                    *all.entry((flag.clone(), hour)).or_default() += n;
                 }
             }
         }
+        let mut out: Vec<(String, i64, u64)> =
+            all.into_iter().map(|((f, h), n)| (f, h, n)).collect();
         out.sort();
         out
     }
 }
 
-/// The keys that saw each flag, for `none` mode.
+/// The keys that saw each flag, for `none` mode: one map per thread stripe, merged when
+/// drained.
 #[derive(Debug, Default)]
 pub(crate) struct UniqueKeys {
-    inner: Mutex<(HashMap<String, HashSet<String>>, usize)>,
+    stripes: [Padded<Mutex<FlagKeySets>>; STRIPES],
+    /// Keys held over all stripes (a key seen by two threads is held, and counted, twice
+    /// until the next drain merges them).
+    held: AtomicUsize,
 }
+
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+type FlagKeySets = FastMap<String, FastSet<String>>;
 
 impl UniqueKeys {
     /// Adds a key; returns the number of keys held.
     pub(crate) fn add(&self, flag: &str, key: &str) -> usize {
-        let mut g = self.inner.lock();
-        let (map, total) = &mut *g;
+        let mut map = self.stripes[stripe::this_thread()].0.lock();
         let inserted = match map.get_mut(flag) {
             Some(keys) => !keys.contains(key) && keys.insert(key.to_string()),
             None => {
-                map.insert(flag.to_string(), HashSet::from([key.to_string()]));
+                let mut keys = FastSet::default();
+                keys.insert(key.to_string());
+                map.insert(flag.to_string(), keys);
                 true
             }
         };
+        // Counted under the stripe's lock, so that a drain never takes a key it has not
+        // counted yet.
         if inserted {
-            *total += 1;
+            self.held.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.held.load(Ordering::Relaxed)
         }
-        *total
     }
 
-    /// Takes every flag's keys, sorted.
+    /// Takes every flag's keys, sorted. A flag seen since the last drain keeps a set sized
+    /// for as many keys, so the next period's inserts do not regrow it on the evaluating
+    /// threads; a flag not seen since is forgotten.
     pub(crate) fn drain(&self) -> Vec<(String, Vec<String>)> {
-        let mut g = self.inner.lock();
-        g.1 = 0;
-        let mut out: Vec<(String, Vec<String>)> =
-            g.0.drain()
-                .map(|(f, ks)| {
-                    let mut ks: Vec<String> = ks.into_iter().collect();
-                    ks.sort();
-                    (f, ks)
-                })
-                .collect();
+        let mut all: FastMap<String, FastSet<String>> = FastMap::default();
+        let mut taken_keys = 0;
+        for stripe in &self.stripes {
+            let taken = {
+                let mut map = stripe.0.lock();
+                let taken = std::mem::take(&mut *map);
+                for (flag, keys) in &taken {
+                    if !keys.is_empty() {
+                        let sized =
+                            FastSet::with_capacity_and_hasher(keys.len(), Default::default());
+                        map.insert(flag.clone(), sized);
+                    }
+                }
+                taken
+            };
+            for (flag, keys) in taken {
+                taken_keys += keys.len();
+                if !keys.is_empty() {
+                    all.entry(flag).or_default().extend(keys);
+                }
+            }
+        }
+        self.held.fetch_sub(taken_keys, Ordering::Relaxed);
+        let mut out: Vec<(String, Vec<String>)> = all
+            .into_iter()
+            .map(|(f, ks)| {
+                let mut ks: Vec<String> = ks.into_iter().collect();
+                ks.sort();
+                (f, ks)
+            })
+            .collect();
         out.sort();
         out
     }
@@ -430,6 +463,38 @@ mod tests {
         assert!(matches!(
             d.process(&imp("a", "on", 1, true), 1),
             Decision::CountedOnly { .. }
+        ));
+    }
+
+    #[test]
+    fn threads_counts_and_keys_are_merged_when_drained() {
+        let s = Strategy::new(ImpressionsMode::None, 1000);
+        std::thread::scope(|scope| {
+            for t in 0..3 {
+                let s = &s;
+                scope.spawn(move || {
+                    for n in 0..100 {
+                        // Every thread sees keys k0..k49 twice, and its own key once.
+                        s.process(&imp(&format!("k{}", n % 50), "on", H + n, false), H + n);
+                    }
+                    s.process(&imp(&format!("own{t}"), "on", 2 * H, false), 2 * H);
+                });
+            }
+        });
+        assert_eq!(
+            s.counter.drain(),
+            vec![("f".to_string(), H, 300), ("f".to_string(), 2 * H, 3)]
+        );
+        let keys = s.unique_keys.drain();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].1.len(), 53, "each key once: {:?}", keys[0].1);
+        assert_eq!(s.unique_keys.held.load(Ordering::Relaxed), 0);
+        assert!(s.counter.drain().is_empty());
+        assert!(s.unique_keys.drain().is_empty());
+        // After a drain the next key counts from 1 again.
+        assert!(matches!(
+            s.process(&imp("again", "on", 1, false), 1),
+            Decision::CountedOnly { unique_keys: 1 }
         ));
     }
 
