@@ -162,8 +162,8 @@ impl WorkerConfig {
         self.shutdown_timeout
     }
 
-    /// How many pushes wake the worker: 1 wakes it for every item; more lets items wait in
-    /// the queue (see [`WorkerConfigBuilder::wake_every`]).
+    /// How many pushes wake the worker (a power of two): 1 wakes it for every item; more
+    /// lets items wait in the queue (see [`WorkerConfigBuilder::wake_every`]).
     pub fn wake_every(&self) -> usize {
         self.wake_every
     }
@@ -259,7 +259,8 @@ impl WorkerConfigBuilder {
     /// the queue and the worker is woken only by every `n`-th push, a full queue, a
     /// `flush`, its flush interval and shutdown: a push then never pays for waking a
     /// sleeping thread, which makes high-rate producers (impressions) cheaper. The
-    /// triggers still apply, checked when the worker takes the waiting items.
+    /// triggers still apply, checked when the worker takes the waiting items. `n` is
+    /// rounded down to a power of two (the push tests a bit mask rather than dividing).
     /// Default: [`WorkerConfig::DEFAULT_WAKE_EVERY`].
     pub fn wake_every(mut self, pushes: usize) -> Self {
         self.config.wake_every = pushes;
@@ -315,7 +316,12 @@ impl WorkerConfigBuilder {
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, rule)) => Err(SyncError::Config(rule)),
-            None => Ok(self.config),
+            None => {
+                let mut config = self.config;
+                // At least 1 (checked above): its highest set bit.
+                config.wake_every = 1 << config.wake_every.ilog2();
+                Ok(config)
+            }
         }
     }
 }
@@ -331,6 +337,21 @@ mod tests {
             matches!(&c, Ok(c) if c.thread_name() == "splitkit-impressions"
             && c.max_attempts() == WorkerConfig::DEFAULT_MAX_ATTEMPTS)
         );
+    }
+
+    #[test]
+    fn wake_every_is_rounded_down_to_a_power_of_two() {
+        for (asked, got) in [
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (1000, 512),
+            (1024, 1024),
+            (5000, 4096),
+        ] {
+            let c = WorkerConfig::builder("x").wake_every(asked).build();
+            assert_eq!(c.map(|c| c.wake_every()).ok(), Some(got), "{asked}");
+        }
     }
 
     #[test]

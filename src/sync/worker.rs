@@ -221,7 +221,7 @@ struct Shared<T> {
     /// Take-what-is-waiting request, sent by every `wake_every`-th push and by `flush`
     /// when the worker does not wait on the queue itself (capacity 1).
     drain: Sender<()>,
-    /// [`WorkerConfig::wake_every`]; 1: the worker waits on the queue.
+    /// [`WorkerConfig::wake_every`] (a power of two); 1: the worker waits on the queue.
     wake_every: u64,
     /// The one stop message, carrying the worker's deadline (capacity 1).
     stop: Sender<Instant>,
@@ -435,7 +435,7 @@ impl<T: Send + 'static> WorkerHandle<T> {
         }
         match s.tx.try_send(Msg::Item(item)) {
             Ok(()) => {
-                if s.wake_every > 1 && recorded.is_multiple_of(s.wake_every) {
+                if s.wake_every > 1 && recorded & (s.wake_every - 1) == 0 {
                     // A full drain channel already holds a request: nothing to add.
                     let _ = s.drain.try_send(());
                 }
@@ -859,7 +859,7 @@ mod tests {
         let worker = Worker::listener(
             WorkerConfig::builder("unit-lazy")
                 .queue_capacity(8)
-                .wake_every(3)
+                .wake_every(6)
                 .flush_interval(Duration::from_secs(3600))
                 .build()
                 .unwrap_or_else(|e| panic!("{e}")),
@@ -876,24 +876,25 @@ mod tests {
             }
             got
         };
-        assert!(worker.push(0) && worker.push(1));
+        // wake_every(6) is rounded down to 4.
+        assert!(worker.push(0) && worker.push(1) && worker.push(2));
         thread::sleep(Duration::from_millis(50));
-        assert!(rx.try_recv().is_err(), "two pushes wait in the queue");
-        assert!(worker.push(2), "the third push wakes the worker");
-        assert_eq!(seen(3), vec![0, 1, 2]);
-        assert!(worker.push(3));
+        assert!(rx.try_recv().is_err(), "three pushes wait in the queue");
+        assert!(worker.push(3), "the fourth push wakes the worker");
+        assert_eq!(seen(4), vec![0, 1, 2, 3]);
+        assert!(worker.push(4));
         assert!(worker.flush(Duration::from_secs(5)));
-        assert_eq!(rx.try_recv().ok(), Some(3), "flush takes what waits");
+        assert_eq!(rx.try_recv().ok(), Some(4), "flush takes what waits");
         // A queue filled up to its capacity is still flushed.
-        for n in 4..12 {
+        for n in 5..13 {
             assert!(worker.push(n));
         }
         assert!(worker.flush(Duration::from_secs(5)));
-        assert_eq!(seen(8), (4..12).collect::<Vec<_>>());
-        assert!(worker.push(12));
+        assert_eq!(seen(8), (5..13).collect::<Vec<_>>());
+        assert!(worker.push(13));
         assert!(worker.shutdown(Duration::from_secs(5)));
-        assert_eq!(rx.try_recv().ok(), Some(12), "shutdown delivers what waits");
+        assert_eq!(rx.try_recv().ok(), Some(13), "shutdown delivers what waits");
         let s = worker.stats();
-        assert_eq!((s.recorded, s.sent, s.queued_now), (13, 13, 0));
+        assert_eq!((s.recorded, s.sent, s.queued_now), (14, 14, 0));
     }
 }
