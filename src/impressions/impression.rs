@@ -56,34 +56,6 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
 }
 
 impl Buf {
-    /// The concatenation of `parts`; `ends` receives the end offsets of the first four.
-    #[inline(always)]
-    fn new(parts: [&str; 5], ends: &mut [u32; 4]) -> Buf {
-        let mut total = 0;
-        for (i, part) in parts.iter().enumerate() {
-            total += part.len();
-            if let Some(end) = ends.get_mut(i) {
-                *end = u32::try_from(total).unwrap_or(u32::MAX);
-            }
-        }
-        if total <= Impression::INLINE_BYTES {
-            let mut bytes = [0u8; Impression::INLINE_BYTES];
-            let mut at = 0;
-            for part in parts {
-                if let Some(dst) = bytes.get_mut(at..at + part.len()) {
-                    copy_short(dst, part.as_bytes());
-                }
-                at += part.len();
-            }
-            Buf::Inline {
-                len: total as u8,
-                bytes,
-            }
-        } else {
-            Buf::Heap(parts.concat().into_boxed_str())
-        }
-    }
-
     fn bytes(&self) -> &[u8] {
         match self {
             Buf::Inline { len, bytes } => &bytes[..usize::from(*len)],
@@ -128,19 +100,27 @@ impl Impression {
     /// ```
     #[inline]
     pub fn new(f: ImpressionFields<'_>) -> Impression {
+        let parts = [
+            f.key,
+            f.bucketing_key.unwrap_or(""),
+            f.flag,
+            f.treatment,
+            f.label.unwrap_or(""),
+        ];
         let mut ends = [0u32; 4];
-        let buf = Buf::new(
-            [
-                f.key,
-                f.bucketing_key.unwrap_or(""),
-                f.flag,
-                f.treatment,
-                f.label.unwrap_or(""),
-            ],
-            &mut ends,
-        );
-        Impression {
-            buf,
+        let mut total = 0;
+        for (i, part) in parts.iter().enumerate() {
+            total += part.len();
+            if let Some(end) = ends.get_mut(i) {
+                *end = u32::try_from(total).unwrap_or(u32::MAX);
+            }
+        }
+        // Built in place (no temporary buffer moved into the impression afterwards).
+        let mut i = Impression {
+            buf: Buf::Inline {
+                len: 0,
+                bytes: [0u8; Impression::INLINE_BYTES],
+            },
             ends,
             has_bucketing_key: f.bucketing_key.is_some(),
             has_label: f.label.is_some(),
@@ -150,7 +130,21 @@ impl Impression {
             change_number: f.change_number.unwrap_or(0),
             time: f.time,
             previous_time: 0,
+        };
+        match &mut i.buf {
+            Buf::Inline { len, bytes } if total <= Impression::INLINE_BYTES => {
+                let mut at = 0;
+                for part in parts {
+                    if let Some(dst) = bytes.get_mut(at..at + part.len()) {
+                        copy_short(dst, part.as_bytes());
+                    }
+                    at += part.len();
+                }
+                *len = total as u8;
+            }
+            buf => *buf = Buf::Heap(parts.concat().into_boxed_str()),
         }
+        i
     }
 
     /// Strings up to this many bytes in all (key, bucketing key, flag, treatment and label)
