@@ -30,6 +30,12 @@ pub(crate) fn check_flag_name<'a>(
     name: &'a str,
     warn: &mut dyn FnMut(String),
 ) -> Option<&'a str> {
+    // The usual name starts and ends with a visible ASCII character: nothing to trim
+    // (Unicode whitespace starts and ends with non-ASCII bytes).
+    let visible = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
+    if visible(name.as_bytes().first()) && visible(name.as_bytes().last()) {
+        return Some(name);
+    }
     let trimmed = name.trim();
     if trimmed.is_empty() {
         warn(format!(
