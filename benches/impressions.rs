@@ -37,10 +37,18 @@ fn keys(n: usize) -> Vec<String> {
 }
 
 fn client(sink: &Sink, mode: ImpressionsMode) -> Client {
+    delivering_to(Some(sink), mode)
+}
+
+/// A localhost client; without a sink (no events URL and no listener) impressions are
+/// counted and go nowhere: the client's evaluation without recording.
+fn delivering_to(sink: Option<&Sink>, mode: ImpressionsMode) -> Client {
     let (snapshot, _) = Snapshot::from_json(DOC, "bench").expect("doc");
-    Client::builder("localhost")
-        .snapshot(snapshot)
-        .events_url(sink.url())
+    let mut builder = Client::builder("localhost").snapshot(snapshot);
+    if let Some(sink) = sink {
+        builder = builder.events_url(sink.url());
+    }
+    builder
         .impressions_mode(mode)
         .impressions_queue_size(200_000)
         .impressions_bulk_size(5_000)
@@ -101,11 +109,19 @@ fn bench(c: &mut Criterion) {
     // threshold) timed, each followed by an untimed flush, so that delivery does not compete
     // for the cores and nothing is dropped.
     const BURST: u64 = 2_000;
-    for (name, mode) in [
-        ("client_debug_bursts", ImpressionsMode::Debug),
-        ("client_optimized_bursts", ImpressionsMode::Optimized),
+    for (name, mode, sink) in [
+        // The baseline: the same call where the impression is built nowhere (it is only
+        // counted in `not_delivered`).
+        ("client_not_recording_bursts", ImpressionsMode::Debug, None),
+        ("client_debug_bursts", ImpressionsMode::Debug, Some(&sink)),
+        (
+            "client_optimized_bursts",
+            ImpressionsMode::Optimized,
+            Some(&sink),
+        ),
+        ("client_none_bursts", ImpressionsMode::None, Some(&sink)),
     ] {
-        let cl = client(&sink, mode);
+        let cl = delivering_to(sink, mode);
         let mut i = 0usize;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
