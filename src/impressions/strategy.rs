@@ -247,18 +247,24 @@ impl UniqueKeys {
         let mut all: FastMap<String, FastSet<String>> = FastMap::default();
         let mut taken_keys = 0;
         for stripe in &self.stripes {
-            let taken = {
+            // The lock is held only to swap the map out and, later, to put the sized sets
+            // in: the allocations happen outside it.
+            let taken = std::mem::take(&mut *stripe.0.lock());
+            let sized: Vec<(String, FastSet<String>)> = taken
+                .iter()
+                .filter(|(_, keys)| !keys.is_empty())
+                .map(|(flag, keys)| {
+                    let set = FastSet::with_capacity_and_hasher(keys.len(), Default::default());
+                    (flag.clone(), set)
+                })
+                .collect();
+            if !sized.is_empty() {
                 let mut map = stripe.0.lock();
-                let taken = std::mem::take(&mut *map);
-                for (flag, keys) in &taken {
-                    if !keys.is_empty() {
-                        let sized =
-                            FastSet::with_capacity_and_hasher(keys.len(), Default::default());
-                        map.insert(flag.clone(), sized);
-                    }
+                for (flag, set) in sized {
+                    // A set created since the swap (a key added meanwhile) is kept.
+                    map.entry(flag).or_insert(set);
                 }
-                taken
-            };
+            }
             for (flag, keys) in taken {
                 taken_keys += keys.len();
                 if !keys.is_empty() {
