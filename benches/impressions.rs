@@ -224,12 +224,85 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    if !std::env::args().any(|a| a == "--list") {
+        interleaved(&sink, &keys, &attrs);
+    }
     eprintln!(
         "memory per queued impression: {} bytes, strings included up to {} bytes (beyond: \
          those bytes on the heap)",
         std::mem::size_of::<splitkit::Impression>(),
         splitkit::Impression::INLINE_BYTES
     );
+}
+
+/// The cost of recording as a paired comparison: bursts of the engine alone, the client not
+/// recording, and the client recording in debug and optimized mode, taken in turn (so that
+/// every variant sees the same machine state: on a shared VM the speed drifts by 40% from
+/// one second to the next, more than the differences measured), each followed by an
+/// untimed flush. Prints the median and the fastest tenth of the bursts per variant, and
+/// the ratios.
+fn interleaved(sink: &Sink, keys: &[String], attrs: &Attributes) {
+    const BURST: usize = 2_000;
+    const ROUNDS: usize = 300;
+    let (snapshot, _) = Snapshot::from_json(DOC, "bench").expect("doc");
+    let clients = [
+        delivering_to(None, ImpressionsMode::Debug),
+        delivering_to(Some(sink), ImpressionsMode::Debug),
+        delivering_to(Some(sink), ImpressionsMode::Optimized),
+    ];
+    let names = [
+        "engine + returned String",
+        "client, not recording",
+        "client, debug",
+        "client, optimized",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); names.len()];
+    let mut i = 0usize;
+    for _ in 0..ROUNDS {
+        for (v, t) in times.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..BURST {
+                i = (i + 1) % keys.len();
+                let k = keys[i].as_str();
+                let treatment = match v {
+                    0 => snapshot
+                        .evaluate(k, None, "checkout", attrs)
+                        .treatment
+                        .to_string(),
+                    _ => clients[v - 1].get_treatment(k, "checkout", Some(attrs)),
+                };
+                std::hint::black_box(treatment);
+            }
+            t.push(start.elapsed().as_nanos() as f64 / BURST as f64);
+            if v > 0 {
+                assert!(clients[v - 1].flush(Duration::from_secs(30)));
+            }
+        }
+    }
+    let stat = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        (t[t.len() / 2], t[t.len() / 10])
+    };
+    let stats: Vec<(f64, f64)> = times.iter_mut().map(stat).collect();
+    eprintln!(
+        "interleaved bursts of {BURST} ({ROUNDS} per variant): median / fastest tenth, ns per call"
+    );
+    for (name, (median, p10)) in names.iter().zip(&stats) {
+        eprintln!("  {name:<26} {median:6.1} / {p10:6.1}");
+    }
+    for (v, name) in names.iter().enumerate().skip(2) {
+        eprintln!(
+            "  {name} vs client not recording: {:.2}x / {:.2}x; vs engine: {:.2}x / {:.2}x",
+            stats[v].0 / stats[1].0,
+            stats[v].1 / stats[1].1,
+            stats[v].0 / stats[0].0,
+            stats[v].1 / stats[0].1,
+        );
+    }
+    for c in &clients {
+        assert_eq!(c.stats().impressions.queue.dropped(), 0);
+        c.destroy(Duration::from_secs(10));
+    }
 }
 
 criterion_group!(benches, bench);
