@@ -228,8 +228,12 @@ fn bench(c: &mut Criterion) {
         interleaved(&sink, &keys, &attrs);
     }
     eprintln!(
-        "memory per queued impression: {} bytes, strings included up to {} bytes (beyond: \
-         those bytes on the heap)",
+        "memory per queued impression: {} bytes plus the queue's 16 a slot, keys included \
+         up to {} bytes (beyond: a {}-byte Impression on the heap); a listener's copy: {} \
+         bytes, strings included up to {} bytes",
+        splitkit::QUEUED_IMPRESSION_BYTES,
+        splitkit::QUEUED_KEY_BYTES,
+        std::mem::size_of::<splitkit::Impression>(),
         std::mem::size_of::<splitkit::Impression>(),
         splitkit::Impression::INLINE_BYTES
     );

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use crate::builder::ClientBuilder;
 use crate::config::{Config, EVENTS_FLUSH_BYTES};
 use crate::engine::attributes::Attributes;
-use crate::engine::evaluator::CONTROL;
+use crate::engine::evaluator::{CONTROL, Names};
 use crate::engine::labels::Label;
 use crate::error::Error;
 use crate::events::{Event, build_event};
@@ -825,6 +825,13 @@ impl Client {
                 time: now,
                 disabled: o.disabled,
             },
+            Names {
+                label: o
+                    .names
+                    .label
+                    .or_else(|| o.label.and_then(Label::static_name)),
+                ..o.names
+            },
             attributes,
             now,
         );
@@ -932,6 +939,8 @@ struct Outcome<'a> {
     impression: bool,
     /// The flag has `impressionsDisabled`.
     disabled: bool,
+    /// The interned names of the flag, treatment and label, where the engine has them.
+    names: Names,
 }
 
 impl<'a> Outcome<'a> {
@@ -943,6 +952,11 @@ impl<'a> Outcome<'a> {
         change_number: None,
         impression: false,
         disabled: false,
+        names: Names {
+            flag: None,
+            treatment: None,
+            label: None,
+        },
     };
 
     /// `control` with a label, producing an impression.
@@ -1020,6 +1034,7 @@ fn evaluate_guarded<'s>(
                 change_number: e.change_number,
                 impression,
                 disabled: e.impressions_disabled,
+                names: e.names,
             }
         }
         Err(_) => {

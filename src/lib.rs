@@ -84,6 +84,7 @@ mod error;
 mod events;
 mod impressions;
 pub mod integrations;
+mod intern;
 mod localhost;
 mod metadata;
 mod model;
@@ -121,7 +122,7 @@ pub use error::{Error, Result};
 pub use events::{Event, MAX_PROPERTIES, MAX_PROPERTIES_SIZE};
 pub use impressions::{
     Impression, ImpressionFields, ImpressionListener, ImpressionStats, ImpressionsMode,
-    SdkMetadata, UNIQUE_KEYS_EARLY_FLUSH,
+    QUEUED_IMPRESSION_BYTES, QUEUED_KEY_BYTES, SdkMetadata, UNIQUE_KEYS_EARLY_FLUSH,
 };
 pub use integrations::{
     DEFAULT_SEGMENT_ENDPOINT, DeliveryOptions, IntegrationStats, LastSeen, SEGMENT_MAX_BATCH_BYTES,

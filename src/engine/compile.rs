@@ -7,10 +7,12 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::bucket::{HashAlgo, seed_of};
+use super::evaluator::CONTROL_NAME;
 use super::labels::Label;
 use super::semver::OwnedSemver;
 use super::{FastHasher, FastSet};
 use crate::error::Error;
+use crate::intern::Name;
 use crate::model::{Condition, FeatureFlag, MatcherDef, RuleBasedSegment};
 
 /// Above this many entries, a string list is looked up through a hash set.
@@ -136,6 +138,8 @@ pub(crate) struct CompiledMatcher {
 #[derive(Debug)]
 pub(crate) struct CompiledPartition {
     pub(crate) treatment: Arc<str>,
+    /// The treatment, interned (`None` when the table of names is full).
+    pub(crate) treatment_name: Option<Name>,
     /// The cumulative size reached at the end of this partition.
     pub(crate) cumulative: i64,
     /// The treatment's configuration, if the flag defines one.
@@ -149,6 +153,8 @@ pub(crate) struct CompiledCondition {
     pub(crate) matchers: Vec<CompiledMatcher>,
     pub(crate) partitions: Vec<CompiledPartition>,
     pub(crate) label: Label,
+    /// The label, interned (`None` when the table of names is full).
+    pub(crate) label_name: Option<Name>,
 }
 
 /// A prerequisite: the flag name and the treatments that satisfy it.
@@ -158,6 +164,9 @@ pub(crate) type CompiledPrerequisite = (Box<str>, Box<[Box<str>]>);
 #[derive(Debug)]
 pub(crate) struct CompiledFlag {
     pub(crate) name: Arc<str>,
+    /// The name and the default treatment, interned (`None` when the table of names is
+    /// full): what a queued impression points to.
+    pub(crate) names: (Option<Name>, Option<Name>),
     pub(crate) traffic_type: Arc<str>,
     pub(crate) killed: bool,
     pub(crate) default_treatment: Arc<str>,
@@ -646,11 +655,12 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             note(&p.treatment);
             partitions.push(CompiledPartition {
                 treatment: intern(&p.treatment),
+                treatment_name: crate::intern::intern(&p.treatment),
                 cumulative,
                 config: config_of(&p.treatment),
             });
         }
-        let label = match &c.label {
+        let label: Arc<str> = match &c.label {
             Some(l) => l.as_str().into(),
             None => generated_label(c).into(),
         };
@@ -658,6 +668,7 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             rollout: c.condition_type.as_deref() == Some("ROLLOUT"),
             matchers,
             partitions,
+            label_name: crate::intern::intern(&label),
             label: Label::Rule(label),
         });
     }
@@ -672,10 +683,12 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             }],
             partitions: vec![CompiledPartition {
                 treatment: Arc::from("control"),
+                treatment_name: Some(CONTROL_NAME),
                 cumulative: 100,
                 config: config_of("control"),
             }],
             label: Label::Unsupported,
+            label_name: Label::Unsupported.static_name(),
         }];
         segments.clear();
         note("control");
@@ -706,6 +719,10 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
     let control_config = config_of("control");
     let flag = CompiledFlag {
         name: f.name.as_str().into(),
+        names: (
+            crate::intern::intern(&f.name),
+            crate::intern::intern(&default_treatment),
+        ),
         traffic_type: f.traffic_type_name.as_deref().unwrap_or("user").into(),
         killed: f.killed.unwrap_or(false),
         default_treatment,

@@ -10,10 +10,15 @@ use super::bucket::bucket;
 use super::compile::{CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, StrSet, Truncate};
 use super::labels::Label;
 use super::semver::Semver;
+use crate::intern::Name;
 use crate::storage::Snapshot;
 
 /// The treatment returned when no real treatment can be given.
 pub const CONTROL: &str = "control";
+
+static CONTROL_STR: &str = CONTROL;
+/// [`CONTROL`], interned.
+pub(crate) static CONTROL_NAME: Name = Name::from_static(&CONTROL_STR);
 
 /// How deep flag dependencies (`IN_SPLIT_TREATMENT`, prerequisites, nested rule-based
 /// segments) may go before the evaluation is abandoned with label `exception`.
@@ -43,6 +48,18 @@ pub struct Evaluation<'a> {
     pub traffic_type: Option<&'a str>,
     /// Whether the flag's impressions are only counted (`impressionsDisabled`).
     pub impressions_disabled: bool,
+    /// The flag, treatment and label as interned names, for the impression.
+    pub(crate) names: Names,
+}
+
+/// The interned names of an evaluation's flag, treatment and label, where they were
+/// interned: a queued impression points to them instead of copying their bytes. A label
+/// that is not a rule's is left to [`Label::static_name`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Names {
+    pub(crate) flag: Option<Name>,
+    pub(crate) treatment: Option<Name>,
+    pub(crate) label: Option<Name>,
 }
 
 /// An owned [`Evaluation`].
@@ -83,6 +100,11 @@ impl Evaluation<'_> {
             change_number: None,
             traffic_type: None,
             impressions_disabled: false,
+            names: Names {
+                flag: None,
+                treatment: Some(CONTROL_NAME),
+                label: None,
+            },
         }
     }
 }
@@ -202,12 +224,19 @@ impl Snapshot {
             None => Evaluation::control(&DEFINITION_NOT_FOUND),
             Some(f) => match self.eval_flag(f, ctx, 0) {
                 Ok(e) => e,
-                Err(TooDeep) => Evaluation {
-                    change_number: Some(f.change_number),
-                    traffic_type: Some(&f.traffic_type),
-                    impressions_disabled: f.impressions_disabled,
-                    ..Evaluation::control(&EXCEPTION)
-                },
+                Err(TooDeep) => {
+                    let control = Evaluation::control(&EXCEPTION);
+                    Evaluation {
+                        change_number: Some(f.change_number),
+                        traffic_type: Some(&f.traffic_type),
+                        impressions_disabled: f.impressions_disabled,
+                        names: Names {
+                            flag: f.names.0,
+                            ..control.names
+                        },
+                        ..control
+                    }
+                }
             },
         }
     }
@@ -250,15 +279,32 @@ impl Snapshot {
         #[cfg(test)]
         ctx.evaluations.set(ctx.evaluations.get() + 1);
         // Configurations are resolved beside each treatment when the flag is compiled.
-        let result = |treatment: &'a str, config: &'a Option<_>, label: &'a Label| Evaluation {
+        let result = |treatment: &'a str,
+                      treatment_name: Option<Name>,
+                      config: &'a Option<_>,
+                      label: &'a Label,
+                      label_name: Option<Name>| Evaluation {
             treatment,
             label,
             config: config.as_deref(),
             change_number: Some(f.change_number),
             traffic_type: Some(&f.traffic_type),
             impressions_disabled: f.impressions_disabled,
+            names: Names {
+                flag: f.names.0,
+                treatment: treatment_name,
+                label: label_name,
+            },
         };
-        let default = |label: &'a Label| result(&f.default_treatment, &f.default_config, label);
+        let default = |label: &'a Label| {
+            result(
+                &f.default_treatment,
+                f.names.1,
+                &f.default_config,
+                label,
+                None,
+            )
+        };
         if f.killed {
             return Ok(default(&KILLED));
         }
@@ -290,9 +336,21 @@ impl Snapshot {
                 }
             };
             return Ok(match partition {
-                Some(p) => result(&p.treatment, &p.config, &c.label),
+                Some(p) => result(
+                    &p.treatment,
+                    p.treatment_name,
+                    &p.config,
+                    &c.label,
+                    c.label_name,
+                ),
                 // Partitions that do not reach the bucket: control with the rule's label.
-                None => result(CONTROL, &f.control_config, &c.label),
+                None => result(
+                    CONTROL,
+                    Some(CONTROL_NAME),
+                    &f.control_config,
+                    &c.label,
+                    c.label_name,
+                ),
             });
         }
         Ok(default(&NO_RULE_MATCHED))

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::intern::Name;
+
 /// Why an evaluation returned its treatment. [`Label::as_str`] gives the wire string that
 /// impressions carry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +54,33 @@ impl Label {
     }
 }
 
+impl Label {
+    /// The wire string of a label that is not a rule's, interned; `None` for a rule's label
+    /// (its interned name is compiled beside the rule).
+    pub(crate) fn static_name(&self) -> Option<Name> {
+        static KILLED: &str = "killed";
+        static NO_RULE_MATCHED: &str = "no rule matched";
+        static DEFINITION_NOT_FOUND: &str = "definition not found";
+        static EXCEPTION: &str = "exception";
+        static NOT_IN_SPLIT: &str = "not in split";
+        static PREREQUISITES_NOT_MET: &str = "prerequisites not met";
+        static NOT_READY: &str = "not ready";
+        static UNSUPPORTED: &str = "targeting rule type unsupported by sdk";
+        let s: &'static &'static str = match self {
+            Label::Killed => &KILLED,
+            Label::NoRuleMatched => &NO_RULE_MATCHED,
+            Label::DefinitionNotFound => &DEFINITION_NOT_FOUND,
+            Label::Exception => &EXCEPTION,
+            Label::NotInSplit => &NOT_IN_SPLIT,
+            Label::PrerequisitesNotMet => &PREREQUISITES_NOT_MET,
+            Label::NotReady => &NOT_READY,
+            Label::Unsupported => &UNSUPPORTED,
+            Label::Rule(_) => return None,
+        };
+        Some(Name::from_static(s))
+    }
+}
+
 impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -61,5 +90,28 @@ impl fmt::Display for Label {
 impl AsRef<str> for Label {
     fn as_ref(&self) -> &str {
         self.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_names_are_the_wire_strings() {
+        let labels = [
+            Label::Killed,
+            Label::NoRuleMatched,
+            Label::DefinitionNotFound,
+            Label::Exception,
+            Label::NotInSplit,
+            Label::PrerequisitesNotMet,
+            Label::NotReady,
+            Label::Unsupported,
+        ];
+        for l in labels {
+            assert_eq!(l.static_name().map(Name::as_str), Some(l.as_str()));
+        }
+        assert_eq!(Label::Rule("in segment beta".into()).static_name(), None);
     }
 }

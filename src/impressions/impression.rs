@@ -6,8 +6,8 @@ use std::fmt;
 ///
 /// The strings live in one buffer, inside the impression when they fit in
 /// [`Impression::INLINE_BYTES`] (a UUID key with a typical flag, treatment and label does),
-/// on the heap otherwise: recording the usual impression allocates nothing, and a queued
-/// impression costs `size_of::<Impression>()` bytes.
+/// on the heap otherwise: building the usual impression allocates nothing. (The delivery
+/// queue holds a smaller form: see [`crate::QUEUED_IMPRESSION_BYTES`].)
 #[derive(Clone, PartialEq, Eq)]
 pub struct Impression {
     /// key, bucketing key, flag, treatment, label, concatenated.
@@ -239,31 +239,58 @@ impl Impression {
         self.buf.bytes().len()
     }
 
-    /// Writes the impression as an item of `testImpressions/bulk`:
-    /// `{"k","t","m","c","r","b","pt"}` (`r`, `b`, `pt` omitted when absent).
+    /// Writes the impression as an item of `testImpressions/bulk`.
     pub(crate) fn write_wire(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"k\":");
-        write_json_bytes(out, self.part_bytes(0));
-        out.extend_from_slice(b",\"t\":");
-        write_json_bytes(out, self.part_bytes(3));
-        out.extend_from_slice(b",\"m\":");
-        write_int(out, self.time);
-        out.extend_from_slice(b",\"c\":");
-        write_int(out, self.change_number);
-        if self.has_label {
-            out.extend_from_slice(b",\"r\":");
-            write_json_bytes(out, self.part_bytes(4));
-        }
-        if self.has_bucketing_key {
-            out.extend_from_slice(b",\"b\":");
-            write_json_bytes(out, self.part_bytes(1));
-        }
-        if self.has_previous_time {
-            out.extend_from_slice(b",\"pt\":");
-            write_int(out, self.previous_time);
-        }
-        out.push(b'}');
+        write_wire(
+            out,
+            &Wire {
+                key: self.part_bytes(0),
+                bucketing_key: self.has_bucketing_key.then(|| self.part_bytes(1)),
+                treatment: self.part_bytes(3),
+                label: self.has_label.then(|| self.part_bytes(4)),
+                time: self.time,
+                change_number: self.change_number,
+                previous_time: self.previous_time(),
+            },
+        );
     }
+}
+
+/// The fields of an item of `testImpressions/bulk`.
+pub(crate) struct Wire<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) bucketing_key: Option<&'a [u8]>,
+    pub(crate) treatment: &'a [u8],
+    pub(crate) label: Option<&'a [u8]>,
+    pub(crate) time: i64,
+    pub(crate) change_number: i64,
+    pub(crate) previous_time: Option<i64>,
+}
+
+/// Writes an item of `testImpressions/bulk`: `{"k","t","m","c","r","b","pt"}` (`r`, `b`,
+/// `pt` omitted when absent).
+pub(crate) fn write_wire(out: &mut Vec<u8>, w: &Wire<'_>) {
+    out.extend_from_slice(b"{\"k\":");
+    write_json_bytes(out, w.key);
+    out.extend_from_slice(b",\"t\":");
+    write_json_bytes(out, w.treatment);
+    out.extend_from_slice(b",\"m\":");
+    write_int(out, w.time);
+    out.extend_from_slice(b",\"c\":");
+    write_int(out, w.change_number);
+    if let Some(l) = w.label {
+        out.extend_from_slice(b",\"r\":");
+        write_json_bytes(out, l);
+    }
+    if let Some(b) = w.bucketing_key {
+        out.extend_from_slice(b",\"b\":");
+        write_json_bytes(out, b);
+    }
+    if let Some(pt) = w.previous_time {
+        out.extend_from_slice(b",\"pt\":");
+        write_int(out, pt);
+    }
+    out.push(b'}');
 }
 
 impl fmt::Debug for Impression {

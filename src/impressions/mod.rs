@@ -6,6 +6,7 @@
 //! fit is dropped and counted (see [`ImpressionStats`]).
 
 mod impression;
+mod queued;
 mod strategy;
 
 use std::collections::HashMap;
@@ -19,10 +20,12 @@ use parking_lot::Mutex;
 
 pub use impression::{Impression, ImpressionFields};
 pub(crate) use impression::{write_int, write_json_str};
+use queued::Queued;
 pub use strategy::ImpressionsMode;
 use strategy::{Decision, Observer, Strategy};
 
 use crate::engine::attributes::Attributes;
+use crate::engine::evaluator::Names;
 use crate::error::Error;
 use crate::sync::{
     Batcher, EncodeError, Endpoint, HttpTransport, StatsSnapshot, Transport, Worker, WorkerConfig,
@@ -32,6 +35,16 @@ pub(crate) use crate::time::now_ms;
 
 /// Unique keys held before they are sent early.
 pub const UNIQUE_KEYS_EARLY_FLUSH: usize = 30_000;
+
+/// The bytes an impression takes while it waits in the delivery queue, besides the queue's
+/// own 16 bytes a slot: its flag, treatment and label are pointers to names interned when
+/// the definitions were loaded, and its keys are held inline when the matching and
+/// bucketing keys fit in [`QUEUED_KEY_BYTES`] together. A longer key (or an evaluation of a
+/// client that is not ready) queues a whole [`Impression`], on the heap, instead.
+pub const QUEUED_IMPRESSION_BYTES: usize = size_of::<Queued>();
+
+/// Bytes of matching and bucketing key held inside a queued impression.
+pub const QUEUED_KEY_BYTES: usize = queued::KEY_BYTES;
 
 /// Receives every impression the client generates (deduplicated and counted-only ones too),
 /// on a worker thread of its own: a slow or panicking listener never blocks or breaks
@@ -163,22 +176,22 @@ struct BulkBatcher {
     observer: Option<Observer>,
 }
 
-impl Batcher<Impression> for BulkBatcher {
-    fn prepare(&mut self, i: &mut Impression) {
+impl Batcher<Queued> for BulkBatcher {
+    fn prepare(&mut self, i: &mut Queued) {
         if let Some(o) = &self.observer {
             let hash = o.hash_parts(i.dedupe_parts(), i.change_number().unwrap_or(0));
             i.set_previous_time(o.test_and_set(hash, i.time()));
         }
     }
 
-    fn estimate_size(&self, i: &Impression) -> usize {
-        64 + i.heap_bytes()
+    fn estimate_size(&self, i: &Queued) -> usize {
+        64 + i.string_bytes()
     }
 
-    fn encode(&self, items: &[Impression], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(&self, items: &[Queued], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         // Flags in first-seen order, each with its items; a run of one flag (the usual
         // batch) costs one comparison per item.
-        let mut groups: Vec<(&str, Vec<&Impression>)> = Vec::new();
+        let mut groups: Vec<(&str, Vec<&Queued>)> = Vec::new();
         let mut index: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut last: Option<usize> = None;
         for i in items {
@@ -274,7 +287,7 @@ impl Batcher<FlagKeys> for UniqueKeysBatcher {
 
 /// Where impressions go: HTTP workers, or nowhere (localhost without an events URL).
 struct Delivery {
-    impressions: Worker<Impression>,
+    impressions: Worker<Queued>,
     counts: Worker<Count>,
     unique_keys: Worker<FlagKeys>,
 }
@@ -442,19 +455,30 @@ impl Recorder {
     }
 
     /// Records one impression. Never blocks.
+    ///
+    /// `names` are the interned flag, treatment and label of `fields`, where the engine
+    /// has them: with them, the queued impression points to those strings instead of
+    /// copying them.
     pub(crate) fn record(
         &self,
         fields: ImpressionFields<'_>,
+        names: Names,
         attributes: Option<&Arc<Attributes>>,
         now: i64,
     ) {
-        let fields = ImpressionFields {
-            label: if self.labels_enabled {
-                fields.label
-            } else {
-                None
-            },
-            ..fields
+        let (fields, names) = if self.labels_enabled {
+            (fields, names)
+        } else {
+            (
+                ImpressionFields {
+                    label: None,
+                    ..fields
+                },
+                Names {
+                    label: None,
+                    ..names
+                },
+            )
         };
         let decision = self.strategy.process(&fields, now);
         let previous_time = match decision {
@@ -480,7 +504,8 @@ impl Recorder {
         match decision {
             Decision::Queue { .. } => match &self.delivery {
                 Some(d) => {
-                    d.impressions.push(build());
+                    d.impressions
+                        .push(Queued::new(&fields, names, previous_time));
                 }
                 None => {
                     self.not_delivered.fetch_add(1, Ordering::Relaxed);
@@ -639,8 +664,8 @@ impl Timer {
 mod tests {
     use super::*;
 
-    fn imp(flag: &str, key: &str) -> Impression {
-        Impression::new(ImpressionFields {
+    fn imp(flag: &str, key: &str) -> Queued {
+        Queued::Full(Box::new(Impression::new(ImpressionFields {
             key,
             bucketing_key: None,
             flag,
@@ -649,7 +674,7 @@ mod tests {
             change_number: Some(1),
             time: 5,
             disabled: false,
-        })
+        })))
     }
 
     #[test]

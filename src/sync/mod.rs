@@ -48,4 +48,6 @@ pub use http::{
     TransportError,
 };
 pub use stats::StatsSnapshot;
+#[cfg(test)]
+pub(crate) use worker::slot_bytes;
 pub use worker::{Worker, WorkerHandle};

@@ -25,6 +25,12 @@ enum Msg<T> {
     Flush(Sender<()>),
 }
 
+/// The bytes a queued `T` takes in the channel: its message and the slot's stamp.
+#[cfg(test)]
+pub(crate) const fn slot_bytes<T>() -> usize {
+    size_of::<Msg<T>>() + size_of::<usize>()
+}
+
 /// Lock-free shutdown handshake between producers and the worker thread.
 ///
 /// A push increments `recorded` and then checks `closed` (both sequentially

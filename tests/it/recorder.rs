@@ -277,6 +277,60 @@ fn debug_mode_sends_every_impression_with_pt_on_repeats() {
 }
 
 #[test]
+fn short_and_long_keys_reach_the_wire_the_same_way() {
+    // Keys up to QUEUED_KEY_BYTES together are queued inline; longer ones as a whole
+    // impression on the heap. Both must give the same items, pt included.
+    let (_dir, path) = lab_flags();
+    let server = Server::start();
+    let client = localhost(&server)
+        .split_file(&path)
+        .impressions_mode(ImpressionsMode::Debug)
+        .build()
+        .expect("client");
+    let at_bound = "a".repeat(splitkit::QUEUED_KEY_BYTES);
+    let over = "b".repeat(splitkit::QUEUED_KEY_BYTES + 1);
+    // Matching and bucketing key at the bound, and one past it (the dedupe key is the
+    // matching key, so the two need different ones).
+    let matching = "c".repeat(splitkit::QUEUED_KEY_BYTES - 3);
+    let matching_over = "e".repeat(splitkit::QUEUED_KEY_BYTES - 3);
+    let escaped = "d\"\\ü\n".to_string();
+    let keys: [Key<'_>; 5] = [
+        Key::from(at_bound.as_str()),
+        Key::from(over.as_str()),
+        Key::new(&matching, "acc"),
+        Key::new(&matching_over, "acct"),
+        Key::from(escaped.as_str()),
+    ];
+    let from = now_ms();
+    for _ in 0..2 {
+        for k in keys {
+            assert_eq!(client.get_treatment(k, "lab", None), "on");
+        }
+    }
+    let to = now_ms();
+    assert!(client.flush(WAIT));
+    let got = delivered(&server);
+    assert_eq!(got.len(), 10, "{got:?}");
+    for (n, (f, item)) in got.into_iter().enumerate() {
+        assert_eq!(f, "lab");
+        let k = keys[n % 5];
+        let pt = item.get("pt").cloned();
+        assert_eq!(pt.is_some(), n >= 5, "pt only on the repeat: {item}");
+        let mut expected = json!({"k": k.matching_key, "t": "on", "m": 0, "c": 6, "r": "everyone"});
+        if let Some(b) = k.bucketing_key {
+            expected["b"] = json!(b);
+        }
+        if let Some(pt) = pt {
+            expected["pt"] = pt;
+        }
+        assert_eq!(without_time(item, from, to), expected);
+    }
+    let s = client.stats().impressions;
+    assert_eq!((s.recorded, s.queue.sent), (10, 10));
+    assert!(s.is_balanced(), "{s:?}");
+}
+
+#[test]
 fn optimized_mode_dedupes_within_the_hour_and_counts_the_repeats() {
     let server = Server::start();
     let client = localhost(&server).build().expect("client");

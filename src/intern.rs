@@ -1,0 +1,116 @@
+//! Names interned for the life of the process: the flag names, treatments and rule labels
+//! of compiled definitions, so that a queued impression refers to them with one pointer
+//! each instead of carrying copies of their bytes.
+//!
+//! Interning happens when a snapshot is compiled, never on an evaluation. A name once
+//! interned is kept until the process exits: definitions that are loaded again intern
+//! nothing new, so the table only grows by the names that were never seen before. It is
+//! bounded by [`MAX_INTERNED_BYTES`]; past it, [`intern`] answers `None` (logged once) and
+//! the impressions of the names it could not intern are queued whole, with their strings
+//! copied, as before the table existed: slower, never lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+/// A string interned for the life of the process, as one thin pointer.
+#[derive(Clone, Copy)]
+pub(crate) struct Name(&'static &'static str);
+
+impl Name {
+    /// A name for a string the program holds in a `static`.
+    pub(crate) const fn from_static(s: &'static &'static str) -> Name {
+        Name(s)
+    }
+
+    /// The string.
+    #[inline]
+    pub(crate) fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The bytes the table may hold (strings and their pointers), 64 MiB: hundreds of times
+/// what the names of a large environment take.
+pub(crate) const MAX_INTERNED_BYTES: usize = 64 << 20;
+
+/// What interning one string costs, in bytes: the string, its pointer and the table entry.
+fn cost(s: &str) -> usize {
+    s.len() + 3 * size_of::<&str>()
+}
+
+#[derive(Default)]
+struct Table {
+    names: HashMap<&'static str, Name, foldhash::fast::RandomState>,
+    bytes: usize,
+}
+
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+static FULL_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// The interned name for `s`, interning it if it is new; `None` once the table holds
+/// [`MAX_INTERNED_BYTES`].
+pub(crate) fn intern(s: &str) -> Option<Name> {
+    intern_bounded(s, MAX_INTERNED_BYTES)
+}
+
+fn intern_bounded(s: &str, max: usize) -> Option<Name> {
+    let mut guard = TABLE.lock();
+    let table = guard.get_or_insert_with(Table::default);
+    if let Some(&n) = table.names.get(s) {
+        return Some(n);
+    }
+    if table.bytes + cost(s) > max {
+        drop(guard);
+        if !FULL_LOGGED.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "the table of interned flag, treatment and label names is full ({max} bytes); impressions of names not yet interned are queued with copies of their strings"
+            );
+        }
+        return None;
+    }
+    let text: &'static str = Box::leak(Box::<str>::from(s));
+    let name = Name(Box::leak(Box::new(text)));
+    table.bytes += cost(s);
+    table.names.insert(text, name);
+    Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_strings_get_the_same_pointer() {
+        let a = intern("intern-test-checkout").map(|n| n.0 as *const &str);
+        let b = intern(&String::from("intern-test-checkout")).map(|n| n.0 as *const &str);
+        assert!(a.is_some());
+        assert_eq!(a, b);
+        assert_eq!(
+            intern("intern-test-other").map(Name::as_str),
+            Some("intern-test-other")
+        );
+    }
+
+    #[test]
+    fn a_full_table_answers_none_and_still_finds_what_it_holds() {
+        let held = intern("intern-test-held");
+        assert!(held.is_some());
+        // A bound below what the table already holds: nothing new fits.
+        assert_eq!(intern_bounded("intern-test-never-interned", 1), None);
+        assert_eq!(intern_bounded("intern-test-held", 1), held);
+    }
+}
