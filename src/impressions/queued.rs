@@ -43,6 +43,9 @@ impl Queued {
     /// when `f` has none) are `names` where they are interned.
     #[inline(always)]
     pub(crate) fn new(f: &ImpressionFields<'_>, names: Names, previous_time: Option<i64>) -> Self {
+        debug_assert!(names.flag.is_none_or(|n| n.as_str() == f.flag));
+        debug_assert!(names.treatment.is_none_or(|n| n.as_str() == f.treatment));
+        debug_assert!(f.label.is_none() || names.label.is_none_or(|n| Some(n.as_str()) == f.label));
         let bucketing = f.bucketing_key.unwrap_or("");
         let keys_end = f.key.len() + bucketing.len();
         let label = match (f.label, names.label) {
