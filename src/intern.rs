@@ -9,10 +9,11 @@
 //! the impressions of the names it could not intern are queued whole, with their strings
 //! copied, as before the table existed: slower, never lost.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
+
+use crate::engine::FastMap;
 
 /// A string interned for the life of the process, as one thin pointer.
 #[derive(Clone, Copy)]
@@ -54,7 +55,7 @@ fn cost(s: &str) -> usize {
 
 #[derive(Default)]
 struct Table {
-    names: HashMap<&'static str, Name, foldhash::fast::RandomState>,
+    names: FastMap<&'static str, Name>,
     bytes: usize,
 }
 

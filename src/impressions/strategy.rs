@@ -9,13 +9,14 @@
 //!
 //! A flag with `impressionsDisabled` is handled as `None` whatever the mode.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::engine::{FastMap, FastSet};
 use crate::stripe::{self, Padded, STRIPES};
 
 use super::impression::ImpressionFields;
@@ -85,7 +86,6 @@ impl Hasher for Identity {
 }
 
 type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<Identity>>;
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Two generations per shard: when the current one fills up it becomes the previous one, so
 /// memory stays bounded and recently used entries survive (an approximate LRU).
@@ -215,7 +215,6 @@ pub(crate) struct UniqueKeys {
     held: AtomicUsize,
 }
 
-type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 type FlagKeySets = FastMap<String, FastSet<String>>;
 
 impl UniqueKeys {
