@@ -825,13 +825,7 @@ impl Client {
                 time: now,
                 disabled: o.disabled,
             },
-            Names {
-                label: o
-                    .names
-                    .label
-                    .or_else(|| o.label.and_then(Label::static_name)),
-                ..o.names
-            },
+            o.names,
             attributes,
             now,
         );

@@ -164,12 +164,14 @@ pub(crate) type CompiledPrerequisite = (Box<str>, Box<[Box<str>]>);
 #[derive(Debug)]
 pub(crate) struct CompiledFlag {
     pub(crate) name: Arc<str>,
-    /// The name and the default treatment, interned (`None` when the table of names is
-    /// full): what a queued impression points to.
-    pub(crate) names: (Option<Name>, Option<Name>),
+    /// The name, interned (`None` when the table of names is full): what a queued
+    /// impression points to.
+    pub(crate) interned_name: Option<Name>,
     pub(crate) traffic_type: Arc<str>,
     pub(crate) killed: bool,
     pub(crate) default_treatment: Arc<str>,
+    /// The default treatment, interned (`None` when the table of names is full).
+    pub(crate) default_treatment_name: Option<Name>,
     pub(crate) change_number: i64,
     pub(crate) algo: HashAlgo,
     pub(crate) traffic_allocation: i64,
@@ -719,10 +721,8 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
     let control_config = config_of("control");
     let flag = CompiledFlag {
         name: f.name.as_str().into(),
-        names: (
-            crate::intern::intern(&f.name),
-            crate::intern::intern(&default_treatment),
-        ),
+        interned_name: crate::intern::intern(&f.name),
+        default_treatment_name: crate::intern::intern(&default_treatment),
         traffic_type: f.traffic_type_name.as_deref().unwrap_or("user").into(),
         killed: f.killed.unwrap_or(false),
         default_treatment,

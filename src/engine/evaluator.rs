@@ -53,8 +53,7 @@ pub struct Evaluation<'a> {
 }
 
 /// The interned names of an evaluation's flag, treatment and label, where they were
-/// interned: a queued impression points to them instead of copying their bytes. A label
-/// that is not a rule's is left to [`Label::static_name`].
+/// interned: a queued impression points to them instead of copying their bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Names {
     pub(crate) flag: Option<Name>,
@@ -103,7 +102,7 @@ impl Evaluation<'_> {
             names: Names {
                 flag: None,
                 treatment: Some(CONTROL_NAME),
-                label: None,
+                label: label.static_name(),
             },
         }
     }
@@ -231,7 +230,7 @@ impl Snapshot {
                         traffic_type: Some(&f.traffic_type),
                         impressions_disabled: f.impressions_disabled,
                         names: Names {
-                            flag: f.names.0,
+                            flag: f.interned_name,
                             ..control.names
                         },
                         ..control
@@ -291,7 +290,7 @@ impl Snapshot {
             traffic_type: Some(&f.traffic_type),
             impressions_disabled: f.impressions_disabled,
             names: Names {
-                flag: f.names.0,
+                flag: f.interned_name,
                 treatment: treatment_name,
                 label: label_name,
             },
@@ -299,10 +298,10 @@ impl Snapshot {
         let default = |label: &'a Label| {
             result(
                 &f.default_treatment,
-                f.names.1,
+                f.default_treatment_name,
                 &f.default_config,
                 label,
-                None,
+                label.static_name(),
             )
         };
         if f.killed {

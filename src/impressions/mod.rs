@@ -466,19 +466,13 @@ impl Recorder {
         attributes: Option<&Arc<Attributes>>,
         now: i64,
     ) {
-        let (fields, names) = if self.labels_enabled {
-            (fields, names)
-        } else {
-            (
-                ImpressionFields {
-                    label: None,
-                    ..fields
-                },
-                Names {
-                    label: None,
-                    ..names
-                },
-            )
+        let fields = ImpressionFields {
+            label: if self.labels_enabled {
+                fields.label
+            } else {
+                None
+            },
+            ..fields
         };
         let decision = self.strategy.process(&fields, now);
         let previous_time = match decision {

@@ -39,8 +39,9 @@ pub(crate) struct Compact {
 }
 
 impl Queued {
-    /// The queued form of the impression of `f`, whose flag, treatment and label (`None`
-    /// when `f` has none) are `names` where they are interned.
+    /// The queued form of the impression of `f`, whose flag, treatment and label are
+    /// `names` where they are interned (`names.label` is not read when `f` has no label,
+    /// as with labels disabled).
     #[inline(always)]
     pub(crate) fn new(f: &ImpressionFields<'_>, names: Names, previous_time: Option<i64>) -> Self {
         debug_assert!(names.flag.is_none_or(|n| n.as_str() == f.flag));
