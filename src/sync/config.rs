@@ -162,8 +162,8 @@ impl WorkerConfig {
         self.shutdown_timeout
     }
 
-    /// How many pushes wake the worker (a power of two): 1 wakes it for every item; more
-    /// lets items wait in the queue (see [`WorkerConfigBuilder::wake_every`]).
+    /// How many pushes wake the worker: 1 wakes it for every item; more lets items wait in
+    /// the queue (see [`WorkerConfigBuilder::wake_every`]).
     pub fn wake_every(&self) -> usize {
         self.wake_every
     }
@@ -259,8 +259,7 @@ impl WorkerConfigBuilder {
     /// the queue and the worker is woken only by every `n`-th push, a full queue, a
     /// `flush`, its flush interval and shutdown: a push then never pays for waking a
     /// sleeping thread, which makes high-rate producers (impressions) cheaper. The
-    /// triggers still apply, checked when the worker takes the waiting items. `n` is
-    /// rounded down to a power of two (the push tests a bit mask rather than dividing).
+    /// triggers still apply, checked when the worker takes the waiting items.
     /// Default: [`WorkerConfig::DEFAULT_WAKE_EVERY`].
     pub fn wake_every(mut self, pushes: usize) -> Self {
         self.config.wake_every = pushes;
@@ -316,12 +315,7 @@ impl WorkerConfigBuilder {
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, rule)) => Err(SyncError::Config(rule)),
-            None => {
-                let mut config = self.config;
-                // At least 1 (checked above): its highest set bit.
-                config.wake_every = 1 << config.wake_every.ilog2();
-                Ok(config)
-            }
+            None => Ok(self.config),
         }
     }
 }
@@ -340,17 +334,12 @@ mod tests {
     }
 
     #[test]
-    fn wake_every_is_rounded_down_to_a_power_of_two() {
-        for (asked, got) in [
-            (1, 1),
-            (2, 2),
-            (3, 2),
-            (1000, 512),
-            (1024, 1024),
-            (5000, 4096),
-        ] {
-            let c = WorkerConfig::builder("x").wake_every(asked).build();
-            assert_eq!(c.map(|c| c.wake_every()).ok(), Some(got), "{asked}");
+    fn wake_every_is_kept_as_given() {
+        // Not rounded: the worker must be woken by exactly the push that reaches it (the
+        // impressions worker sets it to the bulk size, which then triggers a send).
+        for n in [1, 2, 3, 1000, 1024, 5000] {
+            let c = WorkerConfig::builder("x").wake_every(n).build();
+            assert_eq!(c.map(|c| c.wake_every()).ok(), Some(n), "{n}");
         }
     }
 

@@ -25,6 +25,42 @@ enum Msg<T> {
     Flush(Sender<()>),
 }
 
+/// Whether a push count is a multiple of `wake_every`, with one multiplication instead of
+/// a division (Hacker's Delight, 10-17): for `d = d0 * 2^k` with `d0` odd and
+/// `d0 * inverse == 1` (mod 2^64), `n` is a multiple of `d` exactly when
+/// `rotr(n * inverse, k) <= (2^64 - 1) / d`.
+#[derive(Debug, Clone, Copy)]
+struct Multiples {
+    inverse: u64,
+    shift: u32,
+    limit: u64,
+}
+
+impl Multiples {
+    /// The multiples of `d`; `d` is at least 1.
+    fn of(d: u64) -> Multiples {
+        let d = d.max(1);
+        let shift = d.trailing_zeros();
+        let odd = d >> shift;
+        // Newton's iteration: `odd` is its own inverse mod 8 (3 bits), and each step
+        // doubles the bits that are right: 6, 12, 24, 48, 96.
+        let mut inverse = odd;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        }
+        Multiples {
+            inverse,
+            shift,
+            limit: u64::MAX / d,
+        }
+    }
+
+    #[inline]
+    fn contains(self, n: u64) -> bool {
+        n.wrapping_mul(self.inverse).rotate_right(self.shift) <= self.limit
+    }
+}
+
 /// The bytes a queued `T` takes in the channel: its message and the slot's stamp.
 #[cfg(test)]
 pub(crate) const fn slot_bytes<T>() -> usize {
@@ -227,8 +263,10 @@ struct Shared<T> {
     /// Take-what-is-waiting request, sent by every `wake_every`-th push and by `flush`
     /// when the worker does not wait on the queue itself (capacity 1).
     drain: Sender<()>,
-    /// [`WorkerConfig::wake_every`] (a power of two); 1: the worker waits on the queue.
+    /// [`WorkerConfig::wake_every`]; 1: the worker waits on the queue.
     wake_every: u64,
+    /// The push counts that wake the worker: the multiples of `wake_every`.
+    wake_at: Multiples,
     /// The one stop message, carrying the worker's deadline (capacity 1).
     stop: Sender<Instant>,
     /// Disconnected when the worker thread has ended.
@@ -340,6 +378,7 @@ impl<T: Send + 'static> Worker<T> {
             wake: wake_tx,
             drain: drain_tx,
             wake_every: u64::try_from(config.wake_every()).unwrap_or(u64::MAX),
+            wake_at: Multiples::of(u64::try_from(config.wake_every()).unwrap_or(u64::MAX)),
             stop: stop_tx,
             done: done_rx,
             gate,
@@ -441,7 +480,7 @@ impl<T: Send + 'static> WorkerHandle<T> {
         }
         match s.tx.try_send(Msg::Item(item)) {
             Ok(()) => {
-                if s.wake_every > 1 && recorded & (s.wake_every - 1) == 0 {
+                if s.wake_every > 1 && s.wake_at.contains(recorded) {
                     // A full drain channel already holds a request: nothing to add.
                     let _ = s.drain.try_send(());
                 }
@@ -860,12 +899,38 @@ mod tests {
     }
 
     #[test]
+    fn multiples_are_told_without_dividing() {
+        let divisors = (1..=300u64).chain([
+            1024,
+            4096,
+            5000,
+            65_536,
+            1 << 40,
+            3 << 40,
+            u64::MAX / 3,
+            u64::MAX,
+        ]);
+        for d in divisors {
+            let m = Multiples::of(d);
+            let near = |x: u64| x.saturating_sub(3)..=x.saturating_add(3);
+            let counts = (0..2_000u64)
+                .chain(near(d))
+                .chain(near(d.saturating_mul(2)))
+                .chain(near(d.saturating_mul(1000)))
+                .chain(near(u64::MAX - 3));
+            for n in counts {
+                assert_eq!(m.contains(n), n % d == 0, "{n} % {d}");
+            }
+        }
+    }
+
+    #[test]
     fn a_lazy_worker_takes_items_every_nth_push_on_flush_and_at_shutdown() {
         let (tx, rx) = bounded(100);
         let worker = Worker::listener(
             WorkerConfig::builder("unit-lazy")
                 .queue_capacity(8)
-                .wake_every(6)
+                .wake_every(3)
                 .flush_interval(Duration::from_secs(3600))
                 .build()
                 .unwrap_or_else(|e| panic!("{e}")),
@@ -882,25 +947,24 @@ mod tests {
             }
             got
         };
-        // wake_every(6) is rounded down to 4.
-        assert!(worker.push(0) && worker.push(1) && worker.push(2));
+        assert!(worker.push(0) && worker.push(1));
         thread::sleep(Duration::from_millis(50));
-        assert!(rx.try_recv().is_err(), "three pushes wait in the queue");
-        assert!(worker.push(3), "the fourth push wakes the worker");
-        assert_eq!(seen(4), vec![0, 1, 2, 3]);
-        assert!(worker.push(4));
+        assert!(rx.try_recv().is_err(), "two pushes wait in the queue");
+        assert!(worker.push(2), "the third push wakes the worker");
+        assert_eq!(seen(3), vec![0, 1, 2]);
+        assert!(worker.push(3));
         assert!(worker.flush(Duration::from_secs(5)));
-        assert_eq!(rx.try_recv().ok(), Some(4), "flush takes what waits");
+        assert_eq!(rx.try_recv().ok(), Some(3), "flush takes what waits");
         // A queue filled up to its capacity is still flushed.
-        for n in 5..13 {
+        for n in 4..12 {
             assert!(worker.push(n));
         }
         assert!(worker.flush(Duration::from_secs(5)));
-        assert_eq!(seen(8), (5..13).collect::<Vec<_>>());
-        assert!(worker.push(13));
+        assert_eq!(seen(8), (4..12).collect::<Vec<_>>());
+        assert!(worker.push(12));
         assert!(worker.shutdown(Duration::from_secs(5)));
-        assert_eq!(rx.try_recv().ok(), Some(13), "shutdown delivers what waits");
+        assert_eq!(rx.try_recv().ok(), Some(12), "shutdown delivers what waits");
         let s = worker.stats();
-        assert_eq!((s.recorded, s.sent, s.queued_now), (14, 14, 0));
+        assert_eq!((s.recorded, s.sent, s.queued_now), (13, 13, 0));
     }
 }
