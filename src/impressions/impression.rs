@@ -98,7 +98,6 @@ impl Impression {
     /// });
     /// assert_eq!((i.key(), i.flag(), i.treatment(), i.label()), ("ann", "checkout", "on", Some("default rule")));
     /// ```
-    #[inline(always)]
     pub fn new(f: ImpressionFields<'_>) -> Impression {
         let parts = [
             f.key,

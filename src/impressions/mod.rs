@@ -481,13 +481,9 @@ impl Recorder {
             }
             Decision::CountedOnly { .. } => None,
         };
-        let build = || {
-            let mut i = Impression::new(fields);
-            i.set_previous_time(previous_time);
-            i
-        };
         if !self.listeners.is_empty() {
-            let impression = build();
+            let mut impression = Impression::new(fields);
+            impression.set_previous_time(previous_time);
             for l in &self.listeners {
                 l.push(Listened {
                     impression: impression.clone(),
