@@ -1,19 +1,35 @@
 //! Helpers shared by the integration tests.
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use splitkit::{SegmentChanges, Snapshot};
 
-/// `../shared/vectors/<rel>`, next to the repository.
+/// `tests/data/<rel>`: the official SDKs' test data and the golden sets (see
+/// `tests/data/SOURCES.md`).
 pub fn vectors(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors")
+        .join("tests/data")
         .join(rel)
 }
 
+/// The text of `tests/data/<rel>`, or of `<rel>.gz` uncompressed where the file is stored
+/// compressed (the large ones are).
 pub fn read(rel: &str) -> String {
     let p = vectors(rel);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    if p.exists() {
+        return std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    let gz = p.with_file_name(format!(
+        "{}.gz",
+        p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    let file = std::fs::File::open(&gz).unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
+    text
 }
 
 /// A snapshot from a flags document plus segmentChanges files.
