@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use splitkit::{AttributionEvent, AttributionImpression, analyze, read_events, read_impressions};
+use splitkit::analysis::{
+    AttributionEvent, AttributionImpression, analyze, read_events, read_impressions,
+};
 use workload::Workload;
 
 const KEYS: u64 = 20_000;

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use splitkit::{Attributes, HashAlgo, Snapshot, SplitChanges, Store, bucket};
+use splitkit::bucketing::{HashAlgo, bucket};
+use splitkit::definitions::SplitChanges;
+use splitkit::{Attributes, Snapshot, Store};
 
 #[path = "../tests/support/workload.rs"]
 mod workload;

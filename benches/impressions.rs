@@ -182,7 +182,7 @@ fn bench(c: &mut Criterion) {
     {
         let cl = client(&sink, ImpressionsMode::Debug);
         let props = serde_json::json!({"plan": "pro", "items": 3, "coupon": null, "gift": false});
-        let props = props.as_object().cloned().unwrap_or_default();
+        let props = splitkit::Properties::from(props.as_object().cloned().unwrap_or_default());
         let mut i = 0usize;
         g.bench_function("track_with_properties", |b| {
             b.iter(|| {
@@ -231,8 +231,8 @@ fn bench(c: &mut Criterion) {
         "memory per queued impression: {} bytes plus the queue's 16 a slot, keys included \
          up to {} bytes (beyond: a {}-byte Impression on the heap); a listener's copy: {} \
          bytes, strings included up to {} bytes",
-        splitkit::QUEUED_IMPRESSION_BYTES,
-        splitkit::QUEUED_KEY_BYTES,
+        splitkit::limits::QUEUED_IMPRESSION_BYTES,
+        splitkit::limits::QUEUED_KEY_BYTES,
         std::mem::size_of::<splitkit::Impression>(),
         std::mem::size_of::<splitkit::Impression>(),
         splitkit::Impression::INLINE_BYTES

@@ -15,7 +15,7 @@ mod workload;
 use std::fmt::Write as _;
 
 use serde_json::json;
-use splitkit::{
+use splitkit::analysis::{
     Aggregation, AnalysisError, AnalysisSpecBuilder, FlagSpec, ImpressionPass, Metric, read_events,
     read_impressions,
 };

@@ -11,7 +11,7 @@ mod workload;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use splitkit::ImpressionPass;
+use splitkit::analysis::ImpressionPass;
 use workload::Workload;
 
 const KEYS: u64 = 1_000_000;

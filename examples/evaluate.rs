@@ -16,7 +16,8 @@ use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use splitkit::{Attributes, Client, Key, SegmentChanges, Snapshot};
+use splitkit::definitions::SegmentChanges;
+use splitkit::{Attributes, Client, Key, Snapshot};
 
 fn usage() -> ExitCode {
     eprintln!("usage: evaluate --flags FILE [--segments DIR] < requests.jsonl");

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use splitkit::{Attributes, Client, TraitsListener};
+use splitkit::integrations::TraitsListener;
+use splitkit::{Attributes, Client};
 
 fn main() -> Result<(), splitkit::Error> {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");

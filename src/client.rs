@@ -13,6 +13,10 @@ use parking_lot::Mutex;
 
 use crate::builder::ClientBuilder;
 use crate::config::{Config, EVENTS_FLUSH_BYTES};
+use crate::delivery::{
+    DeliveryStats, Endpoint, HttpConfig, HttpTransport, JsonBatcher, Transport, Worker,
+    WorkerConfig,
+};
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::{CONTROL, Names};
 use crate::engine::labels::Label;
@@ -23,13 +27,10 @@ use crate::impressions::{
 };
 use crate::localhost;
 use crate::metadata::{Metadata, SDK_VERSION};
+use crate::properties::Properties;
 use crate::remote::{Readiness, SyncConfig, Synchronizer};
 use crate::storage::{FlagView, Snapshot, Store};
 use crate::stripe::{self, Padded, STRIPES};
-use crate::sync::{
-    Endpoint, HttpConfig, HttpTransport, JsonBatcher, StatsSnapshot, Transport, Worker,
-    WorkerConfig,
-};
 use crate::validation::{check_flag_name, check_key, sanitize_flag_sets};
 
 /// The key an evaluation is for: a matching key, and optionally a separate bucketing key.
@@ -210,7 +211,7 @@ pub struct EventStats {
     /// Localhost mode with no events URL: accepted but not sent anywhere.
     pub not_delivered: u64,
     /// The delivery queue's counters (sent, dropped by reason, still queued, attempts).
-    pub queue: StatsSnapshot,
+    pub queue: DeliveryStats,
 }
 
 /// The client's counters: impressions and events.
@@ -230,6 +231,20 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Calls every listener's `flush` with what is left until `deadline` (a panic inside
+    /// counts as a failed flush).
+    fn flush_listeners(&self, deadline: Instant) -> bool {
+        let mut ok = true;
+        for l in &self.config.impression_listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            ok &= catch_unwind(AssertUnwindSafe(|| l.flush(left))).unwrap_or_else(|_| {
+                log::error!("an impression listener's flush panicked");
+                false
+            });
+        }
+        ok
+    }
+
     /// Stops definition updates, then delivers what is queued, then joins everything, all
     /// within `timeout`. Idempotent.
     fn shutdown(&self, timeout: Duration) -> bool {
@@ -250,6 +265,8 @@ impl Inner {
         if let Some(e) = &self.events {
             ok &= e.shutdown(left());
         }
+        // The listener queue is drained: what the integrations hold goes out too.
+        ok &= self.flush_listeners(deadline);
         if let Some(s) = &self.synchronizer {
             ok &= s.stop(left());
         }
@@ -423,16 +440,20 @@ impl Client {
         self.inner.readiness.as_ref().is_none_or(|r| r.is_ready())
     }
 
-    /// Delivers everything recorded before the call (impressions, counts, unique keys,
-    /// events, listener calls). Returns true when all of it was resolved (delivered, or
-    /// dropped and counted) within `timeout`.
+    /// Delivers everything recorded before the call, within the one `timeout`: impressions,
+    /// counts, unique keys and events; then the impression listeners' queue, so that every
+    /// listener has seen every impression; then each listener's own
+    /// [`flush`](crate::ImpressionListener::flush), which delivers what an integration
+    /// queued. Returns true when all of it was resolved (delivered, or dropped and counted)
+    /// in time.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
         let mut ok = self.inner.recorder.flush(timeout);
         if let Some(e) = &self.inner.events {
-            ok &= e.flush(deadline.saturating_duration_since(Instant::now()));
+            ok &= e.flush(left());
         }
-        ok
+        ok & self.inner.flush_listeners(deadline)
     }
 
     /// Exact counters of impressions and events.
@@ -468,8 +489,8 @@ impl Client {
     /// # Examples
     /// ```
     /// let client = splitkit::Client::builder("localhost").split_file("examples/flags.yaml").build()?;
-    /// let props = serde_json::json!({"plan": "pro", "items": 3});
-    /// client.track("ann", "user", "checkout", Some(42.5), props.as_object())?;
+    /// let props = splitkit::Properties::new().with("plan", "pro").with("items", 3);
+    /// client.track("ann", "user", "checkout", Some(42.5), Some(&props))?;
     /// assert!(client.track("ann", "user", "bad event!", None, None).is_err());
     /// # Ok::<(), splitkit::Error>(())
     /// ```
@@ -479,7 +500,7 @@ impl Client {
         traffic_type: &str,
         event_type: &str,
         value: Option<f64>,
-        properties: Option<&serde_json::Map<String, serde_json::Value>>,
+        properties: Option<&Properties>,
     ) -> Result<(), Error> {
         self.track_at(key, traffic_type, event_type, value, properties, now_ms())
     }
@@ -495,7 +516,7 @@ impl Client {
         traffic_type: &str,
         event_type: &str,
         value: Option<f64>,
-        properties: Option<&serde_json::Map<String, serde_json::Value>>,
+        properties: Option<&Properties>,
         timestamp: i64,
     ) -> Result<(), Error> {
         let counts = &self.inner.event_counts;
@@ -1018,7 +1039,7 @@ fn evaluate_guarded<'s>(
             } else if *e.label == Label::Exception {
                 log::warn!(
                     "{op}: evaluation of {flag} failed (dependency chain deeper than {} or cyclic); returning control",
-                    crate::MAX_DEPTH
+                    crate::limits::MAX_DEPTH
                 );
             }
             Outcome {

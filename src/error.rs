@@ -62,14 +62,14 @@ pub enum Error {
     Destroyed,
 }
 
-impl From<crate::sync::SyncError> for Error {
-    fn from(e: crate::sync::SyncError) -> Self {
+impl From<crate::delivery::DeliveryError> for Error {
+    fn from(e: crate::delivery::DeliveryError) -> Self {
         match e {
-            crate::sync::SyncError::Config(message) => Error::Config {
+            crate::delivery::DeliveryError::Config(message) => Error::Config {
                 option: "delivery",
                 message: message.to_string(),
             },
-            crate::sync::SyncError::Spawn(source) => Error::Io {
+            crate::delivery::DeliveryError::Spawn(source) => Error::Io {
                 path: PathBuf::from("<splitkit worker thread>"),
                 source,
             },

@@ -75,64 +75,61 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod analysis;
+pub mod analysis;
 mod builder;
 mod client;
 mod config;
+pub mod defaults;
+pub mod definitions;
+mod delivery;
 mod engine;
 mod error;
 mod events;
 mod impressions;
 pub mod integrations;
 mod intern;
+pub mod limits;
 mod localhost;
 mod metadata;
-mod model;
+mod properties;
 mod remote;
 mod storage;
 mod stripe;
-pub mod sync;
+#[cfg(test)]
+mod test_logs;
 mod time;
 mod validation;
 
-pub use analysis::{
-    Aggregation, AnalysisError, AnalysisSpec, AnalysisSpecBuilder, AttributionEvent,
-    AttributionImpression, DEFAULT_ALPHA, DEFAULT_BUFFER_MS, DEFAULT_RETENTION_MS, DateRange,
-    EventPass, EventReader, FlagReport, FlagSpec, GroupReport, GroupStats, Impact, ImpressionPass,
-    ImpressionReader, InputStats, Metric, PartialReport, Report, Unit, UnitReport, VersionStarts,
-    analyze, read_events, read_impressions,
-};
+pub use analysis::analyze;
 pub use builder::ClientBuilder;
 pub use client::{
     Client, ClientStats, EventStats, Key, Manager, TreatmentDetails, TreatmentWithConfig,
 };
-pub use config::{
-    Config, DEFAULT_BULK_SIZE, DEFAULT_DEDUPE_CACHE_SIZE, DEFAULT_EVENTS_PUSH_RATE,
-    DEFAULT_EVENTS_URL, DEFAULT_FEATURES_REFRESH_RATE, DEFAULT_IMPRESSION_COUNTS_REFRESH_RATE,
-    DEFAULT_IMPRESSIONS_REFRESH_RATE, DEFAULT_IMPRESSIONS_REFRESH_RATE_DEBUG, DEFAULT_QUEUE_SIZE,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SDK_URL, DEFAULT_SEGMENTS_REFRESH_RATE,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPLIT_FILE, DEFAULT_TELEMETRY_URL,
-    DEFAULT_UNIQUE_KEYS_REFRESH_RATE, EVENTS_FLUSH_BYTES, LOCALHOST, MIN_LOCALHOST_REFRESH_RATE,
-};
+pub use config::{Config, LOCALHOST};
+pub use delivery::DeliveryStats;
 pub use engine::attributes::{AttributeValue, Attributes};
-pub use engine::bucket::{HashAlgo, bucket, legacy_hash, murmur3_hash};
-pub use engine::evaluator::{CONTROL, Evaluation, EvaluationResult, MAX_DEPTH};
+pub use engine::evaluator::{CONTROL, Evaluation, EvaluationResult};
 pub use engine::labels::Label;
 pub use error::{Error, Result};
-pub use events::{Event, MAX_PROPERTIES, MAX_PROPERTIES_SIZE};
 pub use impressions::{
-    Impression, ImpressionFields, ImpressionListener, ImpressionStats, ImpressionsMode,
-    QUEUED_IMPRESSION_BYTES, QUEUED_KEY_BYTES, SdkMetadata, UNIQUE_KEYS_EARLY_FLUSH,
-};
-pub use integrations::{
-    DEFAULT_SEGMENT_ENDPOINT, DeliveryOptions, IntegrationStats, LastSeen, SEGMENT_MAX_BATCH_BYTES,
-    SEGMENT_MAX_CALL_BYTES, SegmentConfig, SegmentIntegration, TraitsListener, TraitsStats,
-    WebhookConfig, WebhookIntegration,
+    Impression, ImpressionListener, ImpressionStats, ImpressionsMode, SdkMetadata,
 };
 pub use metadata::SDK_VERSION;
-pub use model::*;
-pub use storage::{FlagView, IntoSnapshot, Snapshot, Store};
-pub use validation::MAX_KEY_LENGTH;
+pub use properties::{Properties, PropertyValue};
+pub use storage::{FlagView, IntoSnapshot, Snapshot, SnapshotGuard, Store};
+
+/// How keys map to buckets (1 to 100): the hash functions of Split's bucketing, the same the
+/// engine uses. For tools and tests that need to know where a key lands.
+///
+/// # Examples
+/// ```
+/// use splitkit::bucketing::{HashAlgo, bucket};
+/// let b = bucket("user-42", 1_314_229_456, HashAlgo::Murmur3);
+/// assert!((1..=100).contains(&b));
+/// ```
+pub mod bucketing {
+    pub use crate::engine::bucket::{HashAlgo, bucket, legacy_hash, murmur3_hash};
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::definitions::{FeatureFlag, SegmentChanges, SplitChanges};
 use crate::error::Error;
-use crate::model::{FeatureFlag, SegmentChanges, SplitChanges};
 
 /// The format of a localhost file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

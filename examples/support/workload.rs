@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use splitkit::{
+use splitkit::analysis::{
     Aggregation, AnalysisSpec, AnalysisSpecBuilder, AttributionEvent, AttributionImpression,
     FlagSpec, Metric,
 };

@@ -45,7 +45,7 @@ impl BatchKeys {
 /// # Examples
 ///
 /// ```
-/// use splitkit::VersionStarts;
+/// use splitkit::analysis::VersionStarts;
 /// let mut a = VersionStarts::new();
 /// a.observe("f", 2, 500);
 /// let mut b = VersionStarts::new();
@@ -249,7 +249,7 @@ struct SeenVersions {
 /// # Examples
 ///
 /// ```
-/// use splitkit::{
+/// use splitkit::analysis::{
 ///     Aggregation, AnalysisSpecBuilder, AttributionEvent, AttributionImpression, FlagSpec,
 ///     ImpressionPass, Metric,
 /// };
@@ -277,7 +277,7 @@ struct SeenVersions {
 /// let report = events.finish().report();
 /// let group = &report.flags[0].units[0].groups[0];
 /// assert_eq!((group.sample_size, group.metrics[0].mean), (1, Some(1.0)));
-/// # Ok::<(), splitkit::AnalysisError>(())
+/// # Ok::<(), splitkit::analysis::AnalysisError>(())
 /// ```
 #[derive(Debug)]
 pub struct ImpressionPass {

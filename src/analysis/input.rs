@@ -56,13 +56,13 @@ pub struct AttributionEvent {
 /// # Examples
 ///
 /// ```
-/// use splitkit::read_impressions;
+/// use splitkit::analysis::read_impressions;
 /// let data = r#"[{"f":"new_checkout","i":[{"k":"u1","t":"on","m":1000,"c":7,"r":"default rule"}]}]
 /// {"f":"new_checkout","i":[{"k":"u2","t":"off","m":1001,"c":7,"r":null,"pt":900}]}"#;
 /// let impressions: Vec<_> = read_impressions(data.as_bytes()).collect::<Result<_, _>>()?;
 /// assert_eq!(impressions.len(), 2);
 /// assert_eq!(impressions[1].label, None);
-/// # Ok::<(), splitkit::AnalysisError>(())
+/// # Ok::<(), splitkit::analysis::AnalysisError>(())
 /// ```
 pub fn read_impressions<R: BufRead>(reader: R) -> ImpressionReader<R> {
     ImpressionReader {
@@ -80,7 +80,7 @@ pub fn read_impressions<R: BufRead>(reader: R) -> ImpressionReader<R> {
 /// # Examples
 ///
 /// ```
-/// use splitkit::read_events;
+/// use splitkit::analysis::read_events;
 /// let data = r#"{"key":"u1","trafficTypeName":"user","eventTypeId":"checkout","value":9.5,"timestamp":1000}
 ///
 /// {"key":"u1","trafficTypeName":"user","eventTypeId":"checkout","value":null,"timestamp":"soon"}"#;
@@ -88,7 +88,7 @@ pub fn read_impressions<R: BufRead>(reader: R) -> ImpressionReader<R> {
 /// assert_eq!(events.next().transpose()?.map(|e| e.value), Some(Some(9.5)));
 /// let err = events.next().and_then(Result::err).map(|e| e.to_string());
 /// assert_eq!(err.as_deref(), Some("line 3: field `timestamp`: expected an integer"));
-/// # Ok::<(), splitkit::AnalysisError>(())
+/// # Ok::<(), splitkit::analysis::AnalysisError>(())
 /// ```
 pub fn read_events<R: BufRead>(reader: R) -> EventReader<R> {
     EventReader {

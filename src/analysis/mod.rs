@@ -7,7 +7,7 @@
 //! # Quick start
 //!
 //! ```
-//! use splitkit::{
+//! use splitkit::analysis::{
 //!     analyze, read_events, read_impressions, Aggregation, AnalysisSpecBuilder, FlagSpec,
 //!     Metric,
 //! };
@@ -24,7 +24,7 @@
 //! let on = unit.group(Some("default rule"), "on").map(|g| g.metrics[0].mean);
 //! assert_eq!(on, Some(Some(20.0)));
 //! println!("{report}"); // readable text tables
-//! # Ok::<(), splitkit::AnalysisError>(())
+//! # Ok::<(), splitkit::analysis::AnalysisError>(())
 //! ```
 //!
 //! # Streaming, memory and partitioned jobs
@@ -122,7 +122,7 @@ mod attribution;
 mod hash;
 mod input;
 mod report;
-mod spec;
+pub(crate) mod spec;
 mod stats;
 
 use std::borrow::Borrow;
@@ -135,10 +135,7 @@ pub use input::{
 pub use report::{
     FlagReport, GroupReport, Impact, InputStats, PartialReport, Report, Unit, UnitReport,
 };
-pub use spec::{
-    Aggregation, AnalysisSpec, AnalysisSpecBuilder, DEFAULT_ALPHA, DEFAULT_BUFFER_MS,
-    DEFAULT_RETENTION_MS, DateRange, FlagSpec, Metric,
-};
+pub use spec::{Aggregation, AnalysisSpec, AnalysisSpecBuilder, DateRange, FlagSpec, Metric};
 pub use stats::GroupStats;
 
 /// What can go wrong in an analysis: bad input lines, a bad spec, or partial reports that do
@@ -190,7 +187,7 @@ fn field_prefix(field: &Option<String>) -> String {
 /// # Examples
 ///
 /// ```
-/// use splitkit::{
+/// use splitkit::analysis::{
 ///     analyze, Aggregation, AnalysisSpecBuilder, AttributionEvent, AttributionImpression,
 ///     FlagSpec, Metric,
 /// };
@@ -216,7 +213,7 @@ fn field_prefix(field: &Option<String>) -> String {
 /// let report = analyze(&spec, [imp("a", "on"), imp("b", "on"), imp("c", "off")], [buy]);
 /// let on = report.flags[0].units[0].group(Some("default rule"), "on");
 /// assert_eq!(on.and_then(|g| g.metrics[0].mean), Some(0.5));
-/// # Ok::<(), splitkit::AnalysisError>(())
+/// # Ok::<(), splitkit::analysis::AnalysisError>(())
 /// ```
 pub fn analyze<I, E>(spec: &AnalysisSpec, impressions: I, events: E) -> Report
 where

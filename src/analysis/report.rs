@@ -183,7 +183,7 @@ impl PartialReport {
     /// # Examples
     ///
     /// ```
-    /// use splitkit::{analyze, AnalysisSpecBuilder, AttributionImpression, FlagSpec};
+    /// use splitkit::analysis::{analyze, AnalysisSpecBuilder, AttributionImpression, FlagSpec};
     /// let spec = AnalysisSpecBuilder::new(1_000)
     ///     .flag(FlagSpec::new("f", "user", "off"))
     ///     .build()?;
@@ -196,14 +196,14 @@ impl PartialReport {
     ///     time_ms: 500,
     /// };
     /// let part = |key: &str| {
-    ///     let mut pass = splitkit::ImpressionPass::new(&spec);
+    ///     let mut pass = splitkit::analysis::ImpressionPass::new(&spec);
     ///     pass.add_impression(&imp(key));
     ///     pass.finish().finish()
     /// };
     /// let mut a = part("u1");
     /// a.merge(part("u2"))?;
     /// assert_eq!(a.report().flags[0].units[0].groups[0].sample_size, 2);
-    /// # Ok::<(), splitkit::AnalysisError>(())
+    /// # Ok::<(), splitkit::analysis::AnalysisError>(())
     /// ```
     pub fn merge(&mut self, other: PartialReport) -> Result<(), AnalysisError> {
         let fail = |what: &str| Err(AnalysisError::Merge(what.to_owned()));

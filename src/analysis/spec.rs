@@ -37,7 +37,7 @@ impl Aggregation {
     /// # Examples
     ///
     /// ```
-    /// use splitkit::Aggregation;
+    /// use splitkit::analysis::Aggregation;
     /// assert_eq!(Aggregation::HasEvent.as_str(), "has_event");
     /// ```
     pub fn as_str(&self) -> &'static str {
@@ -58,7 +58,7 @@ impl Aggregation {
 /// # Examples
 ///
 /// ```
-/// use splitkit::{Aggregation, Metric};
+/// use splitkit::analysis::{Aggregation, Metric};
 /// let revenue = Metric::new("revenue", "checkout", Aggregation::Sum);
 /// assert_eq!(revenue.event_type(), "checkout");
 /// ```
@@ -129,7 +129,7 @@ impl DateRange {
 /// # Examples
 ///
 /// ```
-/// use splitkit::FlagSpec;
+/// use splitkit::analysis::FlagSpec;
 /// let flag = FlagSpec::new("new_checkout", "user", "off")
 ///     .version_start(1_700_000_000_000, 1_700_000_000_000)
 ///     .range(1_700_000_000_000, 1_700_600_000_000);
@@ -210,13 +210,13 @@ impl FlagSpec {
 /// # Examples
 ///
 /// ```
-/// use splitkit::{Aggregation, AnalysisSpecBuilder, FlagSpec, Metric};
+/// use splitkit::analysis::{Aggregation, AnalysisSpecBuilder, FlagSpec, Metric};
 /// let spec = AnalysisSpecBuilder::new(1_700_000_000_000)
 ///     .flag(FlagSpec::new("new_checkout", "user", "off"))
 ///     .metric(Metric::new("purchases", "checkout", Aggregation::Count))
 ///     .build()?;
 /// assert_eq!(spec.buffer_ms(), 15 * 60 * 1000);
-/// # Ok::<(), splitkit::AnalysisError>(())
+/// # Ok::<(), splitkit::analysis::AnalysisError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalysisSpec {

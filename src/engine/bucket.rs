@@ -75,7 +75,7 @@ pub fn legacy_hash(key: &str, seed: i32) -> i32 {
 ///
 /// # Examples
 /// ```
-/// use splitkit::{bucket, HashAlgo};
+/// use splitkit::bucketing::{bucket, HashAlgo};
 /// let b = bucket("user-42", 1234, HashAlgo::Murmur3);
 /// assert!((1..=100).contains(&b));
 /// ```

@@ -11,9 +11,9 @@ use super::evaluator::CONTROL_NAME;
 use super::labels::Label;
 use super::semver::OwnedSemver;
 use super::{FastHasher, FastSet};
+use crate::definitions::{Condition, FeatureFlag, MatcherDef, RuleBasedSegment};
 use crate::error::Error;
 use crate::intern::Name;
-use crate::model::{Condition, FeatureFlag, MatcherDef, RuleBasedSegment};
 
 /// Above this many entries, a string list is looked up through a hash set.
 const SMALL_SET: usize = 8;

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::properties::Properties;
 use crate::validation::check_key;
 
 /// Largest accepted size estimate of an event's properties, in bytes.
@@ -13,7 +14,7 @@ pub const MAX_PROPERTIES: usize = 300;
 
 /// One tracked event, in the wire format of `POST /events/bulk`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
+pub(crate) struct Event {
     /// The key that did something.
     pub key: String,
     /// Traffic type of the key (lower case).
@@ -69,7 +70,7 @@ pub(crate) fn build_event(
     traffic_type: &str,
     event_type: &str,
     value: Option<f64>,
-    properties: Option<&Map<String, Value>>,
+    properties: Option<&Properties>,
     timestamp: i64,
     warn: &mut dyn FnMut(String),
 ) -> Result<Event, Error> {
@@ -108,6 +109,7 @@ pub(crate) fn build_event(
     let properties = match properties {
         None => None,
         Some(props) => {
+            let props = props.as_map();
             if props.len() > MAX_PROPERTIES {
                 warn(format!(
                     "{OP}: Event has more than {MAX_PROPERTIES} properties. Some of them will be trimmed when processed"
@@ -156,8 +158,12 @@ mod tests {
 
     fn ok(tt: &str, et: &str, props: Option<Value>) -> (Result<Event, Error>, Vec<String>) {
         let mut w = Vec::new();
-        let map = props.and_then(|p| p.as_object().cloned());
-        let r = build_event("k", tt, et, Some(1.5), map.as_ref(), 7, &mut |m| w.push(m));
+        let props = props
+            .and_then(|p| p.as_object().cloned())
+            .map(Properties::from);
+        let r = build_event("k", tt, et, Some(1.5), props.as_ref(), 7, &mut |m| {
+            w.push(m)
+        });
         (r, w)
     }
 

@@ -7,7 +7,7 @@ use std::fmt;
 /// The strings live in one buffer, inside the impression when they fit in
 /// [`Impression::INLINE_BYTES`] (a UUID key with a typical flag, treatment and label does),
 /// on the heap otherwise: building the usual impression allocates nothing. (The delivery
-/// queue holds a smaller form: see [`crate::QUEUED_IMPRESSION_BYTES`].)
+/// queue holds a smaller form: see [`crate::limits::QUEUED_IMPRESSION_BYTES`].)
 #[derive(Clone, PartialEq, Eq)]
 pub struct Impression {
     /// key, bucketing key, flag, treatment, label, concatenated.
@@ -66,7 +66,7 @@ impl Buf {
 
 /// The fields of an [`Impression`], for building one.
 #[derive(Debug, Clone, Copy)]
-pub struct ImpressionFields<'a> {
+pub(crate) struct ImpressionFields<'a> {
     /// Matching key.
     pub key: &'a str,
     /// Bucketing key, when one was given apart from the matching key.
@@ -87,18 +87,7 @@ pub struct ImpressionFields<'a> {
 
 impl Impression {
     /// Builds an impression.
-    ///
-    /// # Examples
-    /// ```
-    /// use splitkit::{Impression, ImpressionFields};
-    /// let i = Impression::new(ImpressionFields {
-    ///     key: "ann", bucketing_key: None, flag: "checkout", treatment: "on",
-    ///     label: Some("default rule"), change_number: Some(7), time: 1_700_000_000_000,
-    ///     disabled: false,
-    /// });
-    /// assert_eq!((i.key(), i.flag(), i.treatment(), i.label()), ("ann", "checkout", "on", Some("default rule")));
-    /// ```
-    pub fn new(f: ImpressionFields<'_>) -> Impression {
+    pub(crate) fn new(f: ImpressionFields<'_>) -> Impression {
         let parts = [
             f.key,
             f.bucketing_key.unwrap_or(""),

@@ -18,19 +18,20 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
 use parking_lot::Mutex;
 
-pub use impression::{Impression, ImpressionFields};
+pub use impression::Impression;
+pub(crate) use impression::ImpressionFields;
 pub(crate) use impression::{write_int, write_json_str};
 use queued::Queued;
 pub use strategy::ImpressionsMode;
 use strategy::{Decision, Observer, Strategy};
 
+use crate::delivery::{
+    Batcher, DeliveryStats, EncodeError, Endpoint, HttpTransport, Transport, Worker, WorkerConfig,
+    WorkerConfigBuilder,
+};
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::Names;
 use crate::error::Error;
-use crate::sync::{
-    Batcher, EncodeError, Endpoint, HttpTransport, StatsSnapshot, Transport, Worker, WorkerConfig,
-    WorkerConfigBuilder,
-};
 pub(crate) use crate::time::now_ms;
 
 /// Unique keys held before they are sent early.
@@ -82,6 +83,16 @@ pub trait ImpressionListener: Send + Sync + 'static {
         attributes: Option<&Attributes>,
         metadata: &SdkMetadata,
     );
+
+    /// Delivers whatever the listener holds of the impressions it has seen, within `timeout`;
+    /// true when all of it was resolved. [`Client::flush`](crate::Client::flush) and
+    /// [`Client::destroy`](crate::Client::destroy) call it once `on_impression` has run for
+    /// every impression recorded before them, with what is left of their deadline. The
+    /// default holds nothing and returns true; the integrations deliver their queue.
+    fn flush(&self, timeout: Duration) -> bool {
+        let _ = timeout;
+        true
+    }
 }
 
 /// What the SDK says about itself, as sent with impressions.
@@ -116,19 +127,19 @@ pub struct ImpressionStats {
     /// Not queued: localhost mode with no events URL configured (nothing is sent anywhere).
     pub not_delivered: u64,
     /// The delivery queue's counters (sent, dropped by reason, still queued, attempts).
-    pub queue: StatsSnapshot,
+    pub queue: DeliveryStats,
     /// Impression counts (per flag and hour) delivered and dropped.
-    pub counts: StatsSnapshot,
+    pub counts: DeliveryStats,
     /// Unique-keys entries delivered and dropped.
-    pub unique_keys: StatsSnapshot,
+    pub unique_keys: DeliveryStats,
     /// Per listener, in the order they were added: calls made, panics caught, drops.
-    pub listeners: Vec<StatsSnapshot>,
+    pub listeners: Vec<DeliveryStats>,
 }
 
 impl ImpressionStats {
     /// True when every recorded impression is accounted for exactly once. `recorded` is the
     /// sum of where impressions went by construction, so what remains to check is the
-    /// delivery queue's own balance ([`StatsSnapshot::is_balanced`]).
+    /// delivery queue's own balance ([`DeliveryStats::is_balanced`]).
     pub fn is_balanced(&self) -> bool {
         self.queue.is_balanced()
     }

@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn a_queued_impression_takes_96_bytes_and_its_slot_112() {
         assert_eq!(size_of::<Queued>(), 96);
-        assert_eq!(crate::sync::slot_bytes::<Queued>(), 96 + 16);
+        assert_eq!(crate::delivery::slot_bytes::<Queued>(), 96 + 16);
     }
 
     #[test]

@@ -9,43 +9,45 @@
 //!
 //! Each is an [`ImpressionListener`](crate::ImpressionListener): enable it with
 //! [`ClientBuilder::impression_listener`](crate::ClientBuilder::impression_listener), keeping
-//! an `Arc` of your own to call `flush`, `stats` or `traits` on.
+//! an `Arc` of your own to call `stats` or `traits` on.
 //!
 //! # Threads, queues and flushing
 //!
 //! The client calls a listener on a listener worker thread of its own, never on the thread
 //! that evaluates. Inside `on_impression`, an integration encodes the call and pushes it to
-//! its own HTTP [`Worker`]: a bounded queue and a thread that batches with a [`Batcher`] and
-//! posts through an [`HttpTransport`], the mechanism that delivers the client's own
-//! impressions. Pushing never blocks; what does not fit is dropped and counted.
+//! its own HTTP delivery queue, a bounded queue and a thread that batches and posts it, the
+//! mechanism that delivers the client's own impressions. Pushing never blocks; what does not
+//! fit is dropped and counted.
 //!
-//! So two queues stand between an evaluation and the destination:
+//! So two queues stand between an evaluation and the destination, and
+//! [`Client::flush`](crate::Client::flush) drains both, in order, within its one deadline:
+//! first the client's listener queue (so `on_impression` has run for every impression
+//! recorded before the call), then each listener's own
+//! [`flush`](crate::ImpressionListener::flush), which for an integration delivers its HTTP
+//! queue. [`Client::destroy`](crate::Client::destroy) does the same before it returns. The
+//! integration's own `flush` (e.g. [`SegmentIntegration::flush`]) is there for an
+//! integration used without a client.
 //!
-//! 1. [`Client::flush`](crate::Client::flush) drains the client's listener queue: when it
-//!    returns, `on_impression` has run for every impression recorded before the call.
-//! 2. The integration's own `flush` (e.g. [`SegmentIntegration::flush`]) delivers its HTTP
-//!    queue.
-//!
-//! Call both, in that order, to deliver everything now. Dropping the last handle of an
-//! integration shuts its worker down, which delivers what is queued within
-//! [`DeliveryOptions::shutdown_timeout`]; `shutdown` does the same with a timeout of your
-//! choice.
+//! Dropping the last handle of an integration shuts its worker down, which delivers what is
+//! queued within [`DeliveryOptions::shutdown_timeout`]; `shutdown` does the same with a
+//! timeout of your choice.
 //!
 //! # Delivery guarantees
 //!
-//! The same rules as the client's impressions (see [`crate::sync`]): 2xx delivers; 408, 429,
-//! 5xx and network errors are retried with exponential backoff and jitter (or after
-//! `Retry-After`) up to [`DeliveryOptions::max_attempts`]; 413 splits a batch; other answers
-//! drop the batch. While the destination fails, at most
-//! [`DeliveryOptions::max_retained_items`] wait for it, the oldest beyond that are dropped.
-//! Every call ends in exactly one counter of [`IntegrationStats`].
+//! The same rules as the client's impressions: 2xx delivers; 408, 429, 5xx and network
+//! errors are retried with exponential backoff and jitter (or after `Retry-After`) up to
+//! [`DeliveryOptions::max_attempts`]; 413 splits a batch; other answers drop the batch.
+//! While the destination fails, at most [`DeliveryOptions::max_retained_items`] wait for it,
+//! the oldest beyond that are dropped. Every call ends in exactly one counter of
+//! [`IntegrationStats`].
 //!
 //! # Examples
 //!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use splitkit::{Client, TraitsListener};
+//! use splitkit::Client;
+//! use splitkit::integrations::TraitsListener;
 //!
 //! let traits = Arc::new(TraitsListener::new(10_000, None)?);
 //! let client = Client::builder("localhost")
@@ -58,7 +60,7 @@
 //! # Ok::<(), splitkit::Error>(())
 //! ```
 
-mod segment;
+pub(crate) mod segment;
 mod traits;
 mod webhook;
 
@@ -67,18 +69,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use segment::{
-    DEFAULT_SEGMENT_ENDPOINT, SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_CALL_BYTES, SegmentConfig,
-    SegmentIntegration,
-};
+pub use segment::{SegmentConfig, SegmentIntegration};
 pub use traits::{LastSeen, TraitsListener, TraitsStats};
 pub use webhook::{WebhookConfig, WebhookIntegration};
 
-use crate::error::Error;
-use crate::sync::{
-    Batcher, EncodeError, Endpoint, HttpConfigBuilder, HttpTransport, StatsSnapshot, SyncError,
+use crate::delivery::{
+    Batcher, DeliveryError, DeliveryStats, EncodeError, Endpoint, HttpConfigBuilder, HttpTransport,
     Transport, Worker, WorkerConfig,
 };
+use crate::error::Error;
 
 /// How an integration delivers: queue, batching, retries and shutdown. The defaults are
 /// those of the client's impression delivery.
@@ -86,7 +85,7 @@ use crate::sync::{
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use splitkit::DeliveryOptions;
+/// use splitkit::integrations::DeliveryOptions;
 ///
 /// let delivery = DeliveryOptions {
 ///     flush_interval: Duration::from_secs(5),
@@ -104,7 +103,7 @@ pub struct DeliveryOptions {
     /// Calls per request, and the number queued that triggers a send. Default: 5,000.
     pub batch_max_items: usize,
     /// Encoded bytes per request, and the amount queued that triggers a send. Default: 5 MiB
-    /// (Segment: never more than [`SEGMENT_MAX_BATCH_BYTES`]).
+    /// (Segment: never more than [`SEGMENT_MAX_BATCH_BYTES`](crate::limits::SEGMENT_MAX_BATCH_BYTES)).
     pub batch_max_bytes: usize,
     /// Calls kept for retry while the destination fails; the oldest beyond it are dropped
     /// and counted. Default: 30,000.
@@ -172,7 +171,7 @@ impl DeliveryOptions {
             .request_timeout(self.request_timeout)
             .connect_timeout(
                 self.request_timeout
-                    .min(crate::sync::HttpConfig::DEFAULT_CONNECT_TIMEOUT),
+                    .min(crate::delivery::HttpConfig::DEFAULT_CONNECT_TIMEOUT),
             )
     }
 }
@@ -186,7 +185,7 @@ impl DeliveryOptions {
 ///
 /// # Examples
 /// ```
-/// use splitkit::IntegrationStats;
+/// use splitkit::integrations::IntegrationStats;
 ///
 /// let stats = IntegrationStats::default();
 /// assert!(stats.is_balanced());
@@ -197,10 +196,10 @@ pub struct IntegrationStats {
     /// Calls (track, identify, webhook objects) the integration was asked to send.
     pub received: u64,
     /// Calls larger than the destination's limit per call, dropped before queueing
-    /// (Segment: [`SEGMENT_MAX_CALL_BYTES`]); a warning is logged.
+    /// (Segment: [`SEGMENT_MAX_CALL_BYTES`](crate::limits::SEGMENT_MAX_CALL_BYTES)); a warning is logged.
     pub dropped_oversized: u64,
     /// The HTTP worker's counters (sent, dropped by reason, queued, requests, bytes).
-    pub delivery: StatsSnapshot,
+    pub delivery: DeliveryStats,
 }
 
 impl IntegrationStats {
@@ -217,9 +216,9 @@ impl IntegrationStats {
 }
 
 /// Maps a delivery configuration error to the integration option that caused it.
-fn config_error(option: &'static str, e: SyncError) -> Error {
+fn config_error(option: &'static str, e: DeliveryError) -> Error {
     match e {
-        SyncError::Config(rule) => Error::Config {
+        DeliveryError::Config(rule) => Error::Config {
             option,
             message: rule.to_string(),
         },

@@ -8,12 +8,12 @@ use super::{
     ArrayBatcher, DeliveryOptions, Encoded, IntegrationStats, MessageIds, base64, config_error,
     iso8601, should_warn, start_worker,
 };
+use crate::delivery::{Endpoint, HttpConfig, HttpTransport, Worker};
 use crate::engine::attributes::Attributes;
 use crate::error::Error;
 use crate::impressions::{
     Impression, ImpressionListener, SdkMetadata, now_ms, write_int, write_json_str,
 };
-use crate::sync::{Endpoint, HttpConfig, HttpTransport, Worker};
 
 /// Segment's API host: `https://api.segment.io`.
 pub const DEFAULT_SEGMENT_ENDPOINT: &str = "https://api.segment.io";
@@ -41,7 +41,7 @@ const LIBRARY: &str = concat!(
 ///
 /// # Examples
 /// ```
-/// use splitkit::SegmentConfig;
+/// use splitkit::integrations::SegmentConfig;
 ///
 /// let config = SegmentConfig {
 ///     environment_name: Some("production".into()),
@@ -315,7 +315,8 @@ fn truncated(s: &str) -> &str {
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use splitkit::{Client, SegmentConfig, SegmentIntegration};
+/// use splitkit::Client;
+/// use splitkit::integrations::{SegmentConfig, SegmentIntegration};
 ///
 /// let segment = Arc::new(SegmentIntegration::new(SegmentConfig {
 ///     environment_name: Some("production".into()),
@@ -326,8 +327,8 @@ fn truncated(s: &str) -> &str {
 ///     .impression_listener(segment.clone())
 ///     .build()?;
 /// client.get_treatment("qa_alice", "new_checkout", None);
-/// client.flush(Duration::from_secs(5)); // the listener has queued the call
-/// segment.flush(Duration::from_secs(5)); // the call is delivered to Segment
+/// // The listener has queued the call, and the call is delivered to Segment.
+/// client.flush(Duration::from_secs(5));
 /// # Ok::<(), splitkit::Error>(())
 /// ```
 pub struct SegmentIntegration {
@@ -353,7 +354,8 @@ impl SegmentIntegration {
     ///
     /// # Examples
     /// ```
-    /// use splitkit::{Error, SegmentConfig, SegmentIntegration};
+    /// use splitkit::Error;
+    /// use splitkit::integrations::{SegmentConfig, SegmentIntegration};
     ///
     /// let err = SegmentIntegration::new(SegmentConfig::new("")).unwrap_err();
     /// assert!(matches!(err, Error::Config { option: "SegmentConfig::write_key", .. }));
@@ -372,7 +374,7 @@ impl SegmentIntegration {
     ///
     /// # Examples
     /// ```no_run
-    /// # let segment = splitkit::SegmentIntegration::new(splitkit::SegmentConfig::new("KEY"))?;
+    /// # let segment = splitkit::integrations::SegmentIntegration::new(splitkit::integrations::SegmentConfig::new("KEY"))?;
     /// segment.identify("user-1", &[("new_checkout", "on")], 1_700_000_000_000);
     /// # Ok::<(), splitkit::Error>(())
     /// ```
@@ -405,6 +407,10 @@ impl ImpressionListener for SegmentIntegration {
     fn on_impression(&self, impression: &Impression, _: Option<&Attributes>, _: &SdkMetadata) {
         self.sink
             .track(impression, self.environment_name.as_deref());
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        SegmentIntegration::flush(self, timeout)
     }
 }
 

@@ -54,13 +54,14 @@ pub struct TraitsStats {
 /// `userId` = the key and one trait, named after the flag, set to the new treatment (Segment
 /// merges traits, so the others stay). The calls go through a worker of the listener's own
 /// (thread `splitkit-segment-identify`) with the delivery rules of
-/// [`SegmentIntegration`](crate::SegmentIntegration).
+/// [`SegmentIntegration`](crate::integrations::SegmentIntegration).
 ///
 /// # Examples
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use splitkit::{Client, TraitsListener};
+/// use splitkit::Client;
+/// use splitkit::integrations::TraitsListener;
 ///
 /// let traits = Arc::new(TraitsListener::new(2, None)?);
 /// let client = Client::builder("localhost")
@@ -176,12 +177,13 @@ impl TraitsListener {
     ///
     /// # Errors
     /// [`Error::Config`] when `capacity` is zero or the Segment configuration is invalid (see
-    /// [`SegmentIntegration::new`](crate::SegmentIntegration::new)); [`Error::Io`] when the
+    /// [`SegmentIntegration::new`](crate::integrations::SegmentIntegration::new)); [`Error::Io`] when the
     /// Segment worker thread cannot be started.
     ///
     /// # Examples
     /// ```
-    /// use splitkit::{Error, TraitsListener};
+    /// use splitkit::Error;
+    /// use splitkit::integrations::TraitsListener;
     ///
     /// assert!(TraitsListener::new(100_000, None).is_ok());
     /// assert!(matches!(TraitsListener::new(0, None), Err(Error::Config { .. })));
@@ -296,6 +298,10 @@ impl ImpressionListener for TraitsListener {
                 impression.time(),
             );
         }
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        TraitsListener::flush(self, timeout)
     }
 }
 

@@ -5,16 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{ArrayBatcher, DeliveryOptions, Encoded, IntegrationStats, config_error, start_worker};
+use crate::delivery::{Endpoint, HttpConfig, HttpTransport, Worker};
 use crate::engine::attributes::Attributes;
 use crate::error::Error;
 use crate::impressions::{Impression, ImpressionListener, SdkMetadata, write_int, write_json_str};
-use crate::sync::{Endpoint, HttpConfig, HttpTransport, Worker};
 
 /// Settings of a [`WebhookIntegration`].
 ///
 /// # Examples
 /// ```
-/// use splitkit::WebhookConfig;
+/// use splitkit::integrations::WebhookConfig;
 ///
 /// let config = WebhookConfig {
 ///     environment_name: Some("production".into()),
@@ -100,7 +100,8 @@ impl fmt::Debug for WebhookConfig {
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use splitkit::{Client, WebhookConfig, WebhookIntegration};
+/// use splitkit::Client;
+/// use splitkit::integrations::{WebhookConfig, WebhookIntegration};
 ///
 /// let webhook = Arc::new(WebhookIntegration::new(WebhookConfig::new(
 ///     "https://hooks.example.com/split/impressions",
@@ -110,8 +111,7 @@ impl fmt::Debug for WebhookConfig {
 ///     .impression_listener(webhook.clone())
 ///     .build()?;
 /// client.get_treatment("qa_alice", "new_checkout", None);
-/// client.flush(Duration::from_secs(5));
-/// webhook.flush(Duration::from_secs(5));
+/// client.flush(Duration::from_secs(5)); // delivered to the webhook too
 /// # Ok::<(), splitkit::Error>(())
 /// ```
 pub struct WebhookIntegration {
@@ -165,7 +165,8 @@ impl WebhookIntegration {
     ///
     /// # Examples
     /// ```
-    /// use splitkit::{Error, WebhookConfig, WebhookIntegration};
+    /// use splitkit::Error;
+    /// use splitkit::integrations::{WebhookConfig, WebhookIntegration};
     ///
     /// let err = WebhookIntegration::new(WebhookConfig::new("hooks.example.com")).unwrap_err();
     /// assert!(matches!(err, Error::Config { option: "WebhookConfig::url", .. }));
@@ -322,6 +323,10 @@ impl ImpressionListener for WebhookIntegration {
             self.environment_name.as_deref(),
         );
         self.worker.push(object.into_boxed_slice());
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        WebhookIntegration::flush(self, timeout)
     }
 }
 

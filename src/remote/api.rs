@@ -6,8 +6,8 @@ use std::fmt;
 use std::io::Read;
 use std::time::Duration;
 
+use crate::definitions::{SegmentChanges, SplitChanges};
 use crate::error::Error;
-use crate::model::{SegmentChanges, SplitChanges};
 
 use super::backoff::parse_retry_after;
 use super::config::SyncConfig;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::model::SplitChanges;
+use crate::definitions::SplitChanges;
 use crate::storage::Store;
 
 use super::api::{FetchError, SdkApi};

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,39 +18,13 @@ use crate::storage::Store;
 // Log capture: every warning and error of the crate, to check messages (and that the SDK key
 // never appears in them).
 
-struct Capture;
-
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn && m.target().starts_with("splitkit")
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata())
-            && let Ok(mut logs) = LOGS.lock()
-        {
-            logs.push(format!("{} {}", r.level(), r.args()));
-        }
-    }
-    fn flush(&self) {}
-}
-
 fn install_logger() {
-    static INSTALLED: OnceLock<bool> = OnceLock::new();
-    let ok = *INSTALLED.get_or_init(|| {
-        let ok = log::set_logger(&Capture).is_ok();
-        log::set_max_level(log::LevelFilter::Warn);
-        ok
-    });
-    assert!(ok, "another logger was installed in the unit tests");
+    crate::test_logs::install();
 }
 
 /// Captured log lines that contain `needle`.
 fn logs_with(needle: &str) -> Vec<String> {
-    LOGS.lock()
-        .map(|l| l.iter().filter(|m| m.contains(needle)).cloned().collect())
-        .unwrap_or_default()
+    crate::test_logs::lines("", &[needle])
 }
 
 /// Every test's SDK key contains this; no log line may.

@@ -5,4 +5,4 @@ mod snapshot;
 mod store;
 
 pub use snapshot::{FlagView, Snapshot};
-pub use store::{IntoSnapshot, Store};
+pub use store::{IntoSnapshot, SnapshotGuard, Store};

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::definitions::{SegmentChanges, SplitChanges};
 use crate::engine::compile::{
     CompiledFlag, CompiledRuleBasedSegment, compile_flag, compile_rule_based_segment,
 };
 use crate::engine::{FastMap, FastSet};
 use crate::error::Error;
-use crate::model::{SegmentChanges, SplitChanges};
 
 /// A segment's members and version.
 #[derive(Debug, Default)]

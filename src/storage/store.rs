@@ -42,8 +42,9 @@ impl Store {
 
     /// The current snapshot, for reading. Cheap and lock-free; hold it only for the
     /// duration of a read.
-    pub fn load(&self) -> Guard<Arc<Snapshot>> {
-        self.current.load()
+    #[inline]
+    pub fn load(&self) -> SnapshotGuard {
+        SnapshotGuard(self.current.load())
     }
 
     /// The current snapshot as an `Arc`, to keep beyond a short read.
@@ -68,6 +69,26 @@ impl Store {
         let (next, out) = f(&current).into_snapshot();
         self.current.store(Arc::new(next));
         out
+    }
+}
+
+/// A snapshot borrowed from a [`Store`] for one read ([`Store::load`]); it dereferences to
+/// the [`Snapshot`]. Holding it keeps that snapshot alive, so drop it once the read is done
+/// (take [`Store::snapshot`] to keep one).
+pub struct SnapshotGuard(Guard<Arc<Snapshot>>);
+
+impl std::ops::Deref for SnapshotGuard {
+    type Target = Snapshot;
+
+    #[inline]
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SnapshotGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SnapshotGuard").field(&**self).finish()
     }
 }
 

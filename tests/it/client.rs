@@ -311,7 +311,7 @@ fn options_are_validated() {
         .expect("ok");
     assert_eq!(
         c.config().shutdown_timeout(),
-        splitkit::DEFAULT_SHUTDOWN_TIMEOUT
+        splitkit::defaults::SHUTDOWN_TIMEOUT
     );
     assert_eq!(c.config().localhost_refresh_rate(), None);
     assert!(c.config().is_localhost());

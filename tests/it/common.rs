@@ -3,7 +3,8 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use splitkit::{SegmentChanges, Snapshot};
+use splitkit::Snapshot;
+use splitkit::definitions::SegmentChanges;
 
 /// `tests/data/<rel>`: the official SDKs' test data and the golden sets (see
 /// `tests/data/SOURCES.md`).
@@ -22,7 +23,9 @@ pub fn read(rel: &str) -> String {
     }
     let gz = p.with_file_name(format!(
         "{}.gz",
-        p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        p.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let file = std::fs::File::open(&gz).unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
     let mut text = String::new();

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use splitkit::{Client, ClientBuilder, Error};
+use splitkit::{Client, ClientBuilder, Error, Properties};
 
 use crate::common::{CLOCK_TICK_MS, logs, now_ms};
 use crate::server::{
@@ -44,8 +44,8 @@ fn delivered_types(server: &Server) -> BTreeSet<String> {
     seen
 }
 
-fn props(v: Value) -> Map<String, Value> {
-    v.as_object().expect("an object").clone()
+fn props(v: Value) -> Properties {
+    Properties::from(v.as_object().expect("an object").clone())
 }
 
 /// The error `track` returns (its Display), after checking it was not queued.
@@ -262,9 +262,9 @@ fn properties_over_32_kb_are_rejected_and_not_queued() {
         "{e}"
     );
     // Many small properties add up the same way.
-    let many: Map<String, Value> = (0..200)
-        .map(|i| (format!("p{i:03}"), json!("y".repeat(160))))
-        .collect();
+    let many = (0..200).fold(Properties::new(), |p, i| {
+        p.with(format!("p{i:03}"), "y".repeat(160))
+    });
     rejected(
         &client,
         client.track("k", "user", "many", None, Some(&many)),
@@ -284,12 +284,12 @@ fn more_than_300_properties_warns_and_keeps_them() {
     let server = Server::start();
     let client = localhost(&server).build().expect("client");
     logs::start();
-    let at_limit: Map<String, Value> = (0..300).map(|i| (format!("p{i}"), json!(i))).collect();
+    let at_limit = (0..300).fold(Properties::new(), |p, i| p.with(format!("p{i}"), i));
     client
         .track("k", "user", "e300", None, Some(&at_limit))
         .expect("tracked");
     assert!(logs::take().is_empty(), "300 is fine");
-    let over: Map<String, Value> = (0..301).map(|i| (format!("p{i}"), json!(i))).collect();
+    let over = (0..301).fold(Properties::new(), |p, i| p.with(format!("p{i}"), i));
     client
         .track("k", "user", "e301", None, Some(&over))
         .expect("tracked");
@@ -459,8 +459,7 @@ fn destroy_while_tracking_keeps_the_counts_exact() {
                 let c = client.clone();
                 thread::spawn(move || {
                     // Validating many properties widens the window between the check and the push.
-                    let p: Map<String, Value> =
-                        (0..200).map(|i| (format!("p{i}"), json!(i))).collect();
+                    let p = (0..200).fold(Properties::new(), |p, i| p.with(format!("p{i}"), i));
                     let mut ok = 0u64;
                     let mut n = 0u64;
                     while !c.is_destroyed() {

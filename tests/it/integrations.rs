@@ -8,11 +8,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use splitkit::{
-    Attributes, Client, DeliveryOptions, Impression, ImpressionListener, Key,
-    SEGMENT_MAX_BATCH_BYTES, SdkMetadata, SegmentConfig, SegmentIntegration, TraitsListener,
-    WebhookConfig, WebhookIntegration,
+use splitkit::integrations::{
+    DeliveryOptions, SegmentConfig, SegmentIntegration, TraitsListener, WebhookConfig,
+    WebhookIntegration,
 };
+use splitkit::limits::{SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_CALL_BYTES};
+use splitkit::{Attributes, Client, Impression, ImpressionListener, Key, SdkMetadata};
 
 use crate::common::{CLOCK_TICK_MS, now_ms};
 use crate::server::{Recorded, Reply, Server};
@@ -336,6 +337,121 @@ fn labels_disabled_leave_no_label_in_segment_or_webhook() {
     client.destroy(WAIT);
 }
 
+/// Integrations that send only when asked: a timed send an hour away.
+fn on_demand(
+    segment_server: &Loopback,
+    hook_server: &Loopback,
+) -> (SegmentIntegration, WebhookIntegration) {
+    let delivery = DeliveryOptions {
+        flush_interval: Duration::from_secs(3600),
+        ..fast()
+    };
+    let segment = SegmentIntegration::new(SegmentConfig {
+        delivery: delivery.clone(),
+        ..segment_config(segment_server)
+    })
+    .expect("ok");
+    let webhook = WebhookIntegration::new(WebhookConfig {
+        delivery,
+        ..WebhookConfig::new(format!("{}/hook", hook_server.base))
+    })
+    .expect("ok");
+    (segment, webhook)
+}
+
+#[test]
+fn one_client_flush_delivers_what_the_integrations_queued() {
+    let (segment_server, hook_server) = (Loopback::ok(), Loopback::ok());
+    let (segment, webhook) = on_demand(&segment_server, &hook_server);
+    let (segment, webhook) = (Arc::new(segment), Arc::new(webhook));
+    let client = client(vec![segment.clone(), webhook.clone()]);
+    evaluate_three(&client);
+    assert!(
+        client.flush(WAIT),
+        "one call flushes the client and its integrations"
+    );
+    // Already delivered when flush returns: no integration flush, no waiting.
+    let calls: usize = segment_server
+        .requests()
+        .iter()
+        .map(|r| r.calls().len())
+        .sum();
+    assert_eq!(calls, 3);
+    let objects: usize = hook_server
+        .requests()
+        .iter()
+        .map(|r| r.json().as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(objects, 3);
+    assert_eq!(segment.stats().delivery.sent, 3);
+    assert_eq!(webhook.stats().delivery.sent, 3);
+    client.destroy(WAIT);
+}
+
+#[test]
+fn destroy_delivers_what_the_integrations_queued_with_no_handle_kept() {
+    let (segment_server, hook_server) = (Loopback::ok(), Loopback::ok());
+    let (segment, webhook) = on_demand(&segment_server, &hook_server);
+    // The client holds the only handles.
+    let client = client(vec![Arc::new(segment), Arc::new(webhook)]);
+    evaluate_three(&client);
+    assert!(client.destroy(WAIT));
+    let calls: usize = segment_server
+        .requests()
+        .iter()
+        .map(|r| r.calls().len())
+        .sum();
+    assert_eq!(calls, 3);
+    let objects: usize = hook_server
+        .requests()
+        .iter()
+        .map(|r| r.json().as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(objects, 3);
+}
+
+/// A listener whose flush reports what it was given and whether the impressions came first.
+#[derive(Default)]
+struct FlushProbe {
+    seen: Mutex<usize>,
+    flushes: Mutex<Vec<(usize, Duration)>>,
+}
+
+impl ImpressionListener for FlushProbe {
+    fn on_impression(&self, _: &Impression, _: Option<&Attributes>, _: &SdkMetadata) {
+        *self.seen.lock().expect("seen") += 1;
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        let seen = *self.seen.lock().expect("seen");
+        self.flushes.lock().expect("flushes").push((seen, timeout));
+        true
+    }
+}
+
+#[test]
+fn listener_flush_runs_after_every_impression_within_the_one_deadline() {
+    let probe = Arc::new(FlushProbe::default());
+    let client = client(vec![probe.clone()]);
+    evaluate_three(&client);
+    let timeout = Duration::from_secs(3);
+    assert!(client.flush(timeout));
+    assert!(client.destroy(timeout));
+    let flushes = probe.flushes.lock().expect("flushes").clone();
+    assert_eq!(
+        flushes.len(),
+        2,
+        "one flush call per client flush and per destroy"
+    );
+    for (seen, left) in flushes {
+        assert_eq!(
+            seen, 3,
+            "every impression reached on_impression before flush"
+        );
+        assert!(left <= timeout && left > Duration::ZERO, "{left:?}");
+    }
+}
+
 /// Flags whose rule labels make big calls: `wide` (~12 KB) and `too_wide` (~40 KB, over
 /// Segment's 32 KB limit per call).
 fn wide_flags() -> tempfile::NamedTempFile {
@@ -400,13 +516,13 @@ fn segment_batches_stay_within_500_kb_and_oversized_calls_are_dropped_and_counte
         if n + 1 < requests.len() {
             // Sent once within one call of the limit: nearly full.
             assert!(
-                r.raw.len() > SEGMENT_MAX_BATCH_BYTES - splitkit::SEGMENT_MAX_CALL_BYTES - 100,
+                r.raw.len() > SEGMENT_MAX_BATCH_BYTES - SEGMENT_MAX_CALL_BYTES - 100,
                 "request {n} not packed: {} bytes",
                 r.raw.len()
             );
         }
         for call in r.calls() {
-            assert!(call.to_string().len() <= splitkit::SEGMENT_MAX_CALL_BYTES);
+            assert!(call.to_string().len() <= SEGMENT_MAX_CALL_BYTES);
             assert!(ids.insert(call["messageId"].as_str().unwrap_or("").to_owned()));
             users.push(call["userId"].as_str().unwrap_or("").to_owned());
         }
@@ -471,14 +587,19 @@ fn segment_drop_delivers_what_is_queued() {
         })
         .expect("ok"),
     );
-    let client = client(vec![segment.clone()]);
+    // Impressions from a client, handed to an integration that no client flushes.
+    let seen = Arc::new(Collect::default());
+    let client = client(vec![seen.clone()]);
     for n in 0..20 {
         client.get_treatment(format!("u{n}").as_str(), "new_checkout", None);
     }
-    assert!(client.destroy(WAIT), "client stops, listener queue drained");
-    drop(client);
+    assert!(client.destroy(WAIT));
+    let metadata = client.metadata().clone();
+    for i in seen.take() {
+        segment.on_impression(&i, None, &metadata);
+    }
     assert!(server.requests().is_empty(), "nothing sent before shutdown");
-    assert_eq!(Arc::strong_count(&segment), 1, "the client let go");
+    assert_eq!(Arc::strong_count(&segment), 1);
     drop(segment); // shuts the worker down, delivering its queue
     let calls: usize = server.requests().iter().map(|r| r.calls().len()).sum();
     assert_eq!(calls, 20);

@@ -6,12 +6,13 @@ use proptest::collection::{btree_map, hash_map, vec};
 use proptest::prelude::*;
 use proptest::{bool::weighted, option, sample::select};
 use serde_json::{Value, json};
-use splitkit::{
-    AttributeValue, Attributes, BetweenMatcherData, BetweenStringMatcherData, Condition,
-    DependencyMatcherData, Error, Excluded, ExcludedSegment, FeatureFlag, HashAlgo, KeySelector,
-    Label, MatcherDef, MatcherGroup, Partition, Prerequisite, RuleBasedSegment, SegmentNameData,
-    Snapshot, SplitChanges, Store, UnaryNumericMatcherData, WhitelistMatcherData, bucket,
+use splitkit::bucketing::{HashAlgo, bucket};
+use splitkit::definitions::{
+    BetweenMatcherData, BetweenStringMatcherData, Condition, DependencyMatcherData, Excluded,
+    ExcludedSegment, FeatureFlag, KeySelector, MatcherDef, MatcherGroup, Partition, Prerequisite,
+    RuleBasedSegment, SegmentNameData, SplitChanges, UnaryNumericMatcherData, WhitelistMatcherData,
 };
+use splitkit::{AttributeValue, Attributes, Error, Label, Snapshot, Store};
 
 const CASES: u32 = 256;
 

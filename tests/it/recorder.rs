@@ -287,12 +287,12 @@ fn short_and_long_keys_reach_the_wire_the_same_way() {
         .impressions_mode(ImpressionsMode::Debug)
         .build()
         .expect("client");
-    let at_bound = "a".repeat(splitkit::QUEUED_KEY_BYTES);
-    let over = "b".repeat(splitkit::QUEUED_KEY_BYTES + 1);
+    let at_bound = "a".repeat(splitkit::limits::QUEUED_KEY_BYTES);
+    let over = "b".repeat(splitkit::limits::QUEUED_KEY_BYTES + 1);
     // Matching and bucketing key at the bound, and one past it (the dedupe key is the
     // matching key, so the two need different ones).
-    let matching = "c".repeat(splitkit::QUEUED_KEY_BYTES - 3);
-    let matching_over = "e".repeat(splitkit::QUEUED_KEY_BYTES - 3);
+    let matching = "c".repeat(splitkit::limits::QUEUED_KEY_BYTES - 3);
+    let matching_over = "e".repeat(splitkit::limits::QUEUED_KEY_BYTES - 3);
     let escaped = "d\"\\ü\n".to_string();
     let keys: [Key<'_>; 5] = [
         Key::from(at_bound.as_str()),
@@ -995,7 +995,7 @@ fn unique_keys_are_sent_early_when_many() {
         .impressions_mode(ImpressionsMode::None)
         .build()
         .expect("client");
-    let n = splitkit::UNIQUE_KEYS_EARLY_FLUSH;
+    let n = splitkit::limits::UNIQUE_KEYS_EARLY_FLUSH;
     for i in 0..n {
         client.get_treatment(format!("u{i}").as_str(), "legacy_banner", None);
     }

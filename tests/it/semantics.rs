@@ -2,7 +2,8 @@
 //! (SPLIT_SEMANTICS.md: decisions at the top, §2, §3).
 
 use serde_json::{Value, json};
-use splitkit::{AttributeValue, Attributes, Error, HashAlgo, Label, Snapshot, bucket};
+use splitkit::bucketing::{HashAlgo, bucket};
+use splitkit::{AttributeValue, Attributes, Error, Label, Snapshot};
 
 // ---- building definitions ----
 
@@ -1066,7 +1067,7 @@ fn archived_flags_are_not_loaded() {
     );
     assert_eq!(e.change_number, None);
     // An ARCHIVED update removes a flag that was loaded.
-    let (doc, _) = splitkit::SplitChanges::parse(
+    let (doc, _) = splitkit::definitions::SplitChanges::parse(
         &json!({"ff": {"d": [flag("live", json!([]), json!({"status": "ARCHIVED"}))], "s": 100, "t": 101}})
             .to_string(),
         "update",

@@ -1,6 +1,7 @@
 //! Every row of the official SDKs' hash, semver and regex vectors.
 
-use splitkit::{Attributes, HashAlgo, Snapshot, bucket, legacy_hash, murmur3_hash};
+use splitkit::bucketing::{HashAlgo, bucket, legacy_hash, murmur3_hash};
+use splitkit::{Attributes, Snapshot};
 
 use crate::common::read;
 

@@ -52,7 +52,7 @@ impl SplitChanges {
     ///
     /// # Examples
     /// ```
-    /// let (doc, problems) = splitkit::SplitChanges::parse(
+    /// let (doc, problems) = splitkit::definitions::SplitChanges::parse(
     ///     r#"{"ff":{"d":[{"name":"f","defaultTreatment":"off"},{"name":"g","conditions":7}],"s":-1,"t":5},
     ///        "rbs":{"d":[],"s":-1,"t":-1}}"#,
     ///     "inline",

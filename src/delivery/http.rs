@@ -4,24 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::SyncError;
+use super::DeliveryError;
 
 /// Largest response body read (and discarded) so the connection can be reused.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
 
 /// Where a worker posts its batches: a path below the transport's base URL, plus
 /// headers that only this endpoint needs.
-///
-/// # Examples
-///
-/// ```
-/// use splitkit::sync::Endpoint;
-///
-/// let endpoint = Endpoint::new("/testImpressions/bulk")
-///     .header("SplitSDKImpressionsMode", "OPTIMIZED");
-/// assert_eq!(endpoint.path(), "/testImpressions/bulk");
-/// assert_eq!(endpoint.headers()[0].0, "SplitSDKImpressionsMode");
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     path: String,
@@ -69,17 +58,6 @@ pub struct Request<'a> {
 }
 
 /// The part of an HTTP answer that delivery decisions depend on.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use splitkit::sync::Response;
-///
-/// let r = Response::new(429).retry_after(Duration::from_secs(1));
-/// assert_eq!(r.status, 429);
-/// assert_eq!(r.retry_after, Some(Duration::from_secs(1)));
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Response {
@@ -91,17 +69,12 @@ pub struct Response {
 
 impl Response {
     /// A response with `status` and no `Retry-After`.
+    #[cfg(test)]
     pub fn new(status: u16) -> Self {
         Self {
             status,
             retry_after: None,
         }
-    }
-
-    /// Sets the `Retry-After` delay. Default: none.
-    pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.retry_after = Some(delay);
-        self
     }
 }
 
@@ -128,15 +101,6 @@ pub enum TransportError {
 impl TransportError {
     /// Whether a later attempt of the same request may succeed (everything but
     /// [`TransportError::Invalid`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use splitkit::sync::TransportError;
-    ///
-    /// assert!(TransportError::Connect("refused".into()).is_retryable());
-    /// assert!(!TransportError::Invalid("bad header".into()).is_retryable());
-    /// ```
     pub fn is_retryable(&self) -> bool {
         !matches!(self, TransportError::Invalid(_))
     }
@@ -146,22 +110,6 @@ impl TransportError {
 ///
 /// [`HttpTransport`] is the real implementation; tests and integrations can supply
 /// their own. A transport is shared (`Arc<dyn Transport>`) by several workers.
-///
-/// # Examples
-///
-/// ```
-/// use splitkit::sync::{Request, Response, Transport, TransportError};
-///
-/// /// Accepts everything without sending it anywhere.
-/// #[derive(Debug)]
-/// struct Discard;
-///
-/// impl Transport for Discard {
-///     fn post(&self, _request: &Request<'_>) -> Result<Response, TransportError> {
-///         Ok(Response::new(202))
-///     }
-/// }
-/// ```
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// Posts `request.body` to `request.path` below this transport's base URL.
     ///
@@ -234,20 +182,6 @@ impl HttpConfig {
 
     /// Starts a configuration for `base_url` (e.g. `https://events.split.io/api`)
     /// authenticated with `sdk_key`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use splitkit::sync::HttpConfig;
-    ///
-    /// let config = HttpConfig::builder("http://127.0.0.1:9/api", "sdk-key")
-    ///     .machine_name("web-1")
-    ///     .request_timeout(Duration::from_secs(5))
-    ///     .build()?;
-    /// assert_eq!(config.base_url(), "http://127.0.0.1:9/api");
-    /// # Ok::<(), splitkit::sync::SyncError>(())
-    /// ```
     pub fn builder(base_url: impl Into<String>, sdk_key: impl Into<String>) -> HttpConfigBuilder {
         HttpConfigBuilder {
             config: HttpConfig {
@@ -266,38 +200,9 @@ impl HttpConfig {
     }
 
     /// Base URL without a trailing slash.
+    #[cfg(test)]
     pub fn base_url(&self) -> &str {
         &self.base_url
-    }
-
-    /// `SplitSDKVersion` header value.
-    pub fn sdk_version(&self) -> &str {
-        &self.sdk_version
-    }
-
-    /// `SplitSDKMachineIP` header value, if sent.
-    pub fn machine_ip(&self) -> Option<&str> {
-        self.machine_ip.as_deref()
-    }
-
-    /// `SplitSDKMachineName` header value, if sent.
-    pub fn machine_name(&self) -> Option<&str> {
-        self.machine_name.as_deref()
-    }
-
-    /// Connect timeout.
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// Overall timeout of one request, connect to last body byte.
-    pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
-    }
-
-    /// Whether request bodies are gzip-compressed.
-    pub fn gzip(&self) -> bool {
-        self.gzip
     }
 }
 
@@ -347,19 +252,6 @@ impl HttpConfigBuilder {
 
     /// Sends `Authorization: <value>` instead of `Bearer <sdk key>`, for a destination
     /// that authenticates otherwise (e.g. `Basic …`). Default: `Bearer <sdk key>`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use splitkit::sync::HttpConfig;
-    ///
-    /// let config = HttpConfig::builder("http://127.0.0.1:9", "")
-    ///     .authorization("Basic d3JpdGVrZXk6")
-    ///     .sdk_headers(false)
-    ///     .build()?;
-    /// assert!(!format!("{config:?}").contains("d3JpdGVrZXk6"));
-    /// # Ok::<(), splitkit::sync::SyncError>(())
-    /// ```
     pub fn authorization(mut self, value: impl Into<String>) -> Self {
         self.config.authorization = Authorization::Value(value.into());
         self
@@ -383,10 +275,10 @@ impl HttpConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`SyncError::Config`] when the base URL is not an absolute `http`/`https` URL,
+    /// [`DeliveryError::Config`] when the base URL is not an absolute `http`/`https` URL,
     /// a header value contains characters HTTP does not allow, a timeout is zero, or
     /// gzip is requested without the `gzip` feature.
-    pub fn build(mut self) -> Result<HttpConfig, SyncError> {
+    pub fn build(mut self) -> Result<HttpConfig, DeliveryError> {
         let c = &mut self.config;
         c.base_url = validate_base_url(&c.base_url)?.to_owned();
         for value in [Some(&c.sdk_key), Some(&c.sdk_version)]
@@ -395,7 +287,7 @@ impl HttpConfigBuilder {
             .flatten()
         {
             if ureq::http::HeaderValue::from_str(value).is_err() {
-                return Err(SyncError::Config(
+                return Err(DeliveryError::Config(
                     "sdk key, sdk version and machine headers must be visible ASCII",
                 ));
             }
@@ -403,21 +295,23 @@ impl HttpConfigBuilder {
         if let Authorization::Value(value) = &c.authorization
             && ureq::http::HeaderValue::from_str(value).is_err()
         {
-            return Err(SyncError::Config(
+            return Err(DeliveryError::Config(
                 "the authorization header must be visible ASCII",
             ));
         }
         if c.connect_timeout.is_zero() || c.request_timeout.is_zero() {
-            return Err(SyncError::Config("HTTP timeouts must be greater than zero"));
+            return Err(DeliveryError::Config(
+                "HTTP timeouts must be greater than zero",
+            ));
         }
         if c.gzip && !cfg!(feature = "gzip") {
-            return Err(SyncError::Config("gzip needs the `gzip` cargo feature"));
+            return Err(DeliveryError::Config("gzip needs the `gzip` cargo feature"));
         }
         Ok(self.config)
     }
 }
 
-fn validate_base_url(url: &str) -> Result<&str, SyncError> {
+fn validate_base_url(url: &str) -> Result<&str, DeliveryError> {
     let trimmed = url.trim_end_matches('/');
     let valid = trimmed
         .parse::<ureq::http::Uri>()
@@ -425,7 +319,7 @@ fn validate_base_url(url: &str) -> Result<&str, SyncError> {
         .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
     match valid {
         Some(_) => Ok(trimmed),
-        None => Err(SyncError::Config(
+        None => Err(DeliveryError::Config(
             "base URL must be an absolute http:// or https:// URL",
         )),
     }
@@ -438,18 +332,6 @@ fn validate_base_url(url: &str) -> Result<&str, SyncError> {
 /// `SplitSDKVersion` and the optional machine headers (unless
 /// [`HttpConfigBuilder::sdk_headers`] is off) and each endpoint's own headers.
 /// Every HTTP status is returned as a [`Response`]; `Retry-After` (in seconds) is read.
-///
-/// # Examples
-///
-/// ```
-/// use splitkit::sync::{HttpConfig, HttpTransport};
-///
-/// let events = HttpTransport::new(HttpConfig::builder("http://127.0.0.1:9/api", "key").build()?);
-/// // Telemetry lives under another base URL but shares the connection pool.
-/// let telemetry = events.with_base_url("http://127.0.0.1:9/telemetry")?;
-/// # let _ = telemetry;
-/// # Ok::<(), splitkit::sync::SyncError>(())
-/// ```
 #[derive(Clone)]
 pub struct HttpTransport {
     agent: ureq::Agent,
@@ -518,8 +400,8 @@ impl HttpTransport {
     ///
     /// # Errors
     ///
-    /// [`SyncError::Config`] when `base_url` is not an absolute `http`/`https` URL.
-    pub fn with_base_url(&self, base_url: &str) -> Result<Self, SyncError> {
+    /// [`DeliveryError::Config`] when `base_url` is not an absolute `http`/`https` URL.
+    pub fn with_base_url(&self, base_url: &str) -> Result<Self, DeliveryError> {
         Ok(Self {
             base_url: validate_base_url(base_url)?.into(),
             ..self.clone()
@@ -529,11 +411,6 @@ impl HttpTransport {
     /// The shared connection pool, for GET requests of the synchronizer.
     pub(crate) fn agent(&self) -> ureq::Agent {
         self.agent.clone()
-    }
-
-    /// The base URL that request paths are appended to.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
     }
 
     fn send(&self, request: &Request<'_>, body: &[u8]) -> Result<Response, TransportError> {
@@ -662,7 +539,7 @@ mod tests {
             assert!(
                 matches!(
                     HttpConfig::builder(bad, "k").build(),
-                    Err(SyncError::Config(_))
+                    Err(DeliveryError::Config(_))
                 ),
                 "{bad:?} accepted"
             );
@@ -672,18 +549,18 @@ mod tests {
     #[test]
     fn header_values_and_timeouts_are_validated() {
         let bad_key = HttpConfig::builder("http://h", "bad\nkey").build();
-        assert!(matches!(bad_key, Err(SyncError::Config(_))));
+        assert!(matches!(bad_key, Err(DeliveryError::Config(_))));
         let zero = HttpConfig::builder("http://h", "k")
             .request_timeout(Duration::ZERO)
             .build();
-        assert!(matches!(zero, Err(SyncError::Config(_))));
+        assert!(matches!(zero, Err(DeliveryError::Config(_))));
     }
 
     #[cfg(not(feature = "gzip"))]
     #[test]
     fn gzip_needs_the_feature() {
         let config = HttpConfig::builder("http://h", "k").gzip(true).build();
-        assert!(matches!(config, Err(SyncError::Config(rule)) if rule.contains("gzip")));
+        assert!(matches!(config, Err(DeliveryError::Config(rule)) if rule.contains("gzip")));
     }
 
     #[test]
@@ -726,7 +603,7 @@ mod tests {
         let bad = HttpConfig::builder("http://h", "k")
             .authorization("Basic\nx")
             .build();
-        assert!(matches!(bad, Err(SyncError::Config(rule)) if rule.contains("authorization")));
+        assert!(matches!(bad, Err(DeliveryError::Config(rule)) if rule.contains("authorization")));
     }
 
     #[test]

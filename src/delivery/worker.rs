@@ -13,10 +13,10 @@ use crossbeam_channel::{
 };
 use parking_lot::Mutex;
 
-use super::delivery::HttpDelivery;
-use super::listener::ListenerDelivery;
-use super::stats::{DropReason, StatsSnapshot, WorkerStats};
-use super::{Batcher, Endpoint, SyncError, Transport, WorkerConfig};
+use super::http_stage::HttpDelivery;
+use super::listener_stage::ListenerDelivery;
+use super::stats::{DeliveryStats, DropReason, WorkerStats};
+use super::{Batcher, DeliveryError, Endpoint, Transport, WorkerConfig};
 
 /// Messages that go through the item queue. Flush markers travel with the items so
 /// that a flush waits exactly for what was pushed before it (FIFO barrier).
@@ -193,30 +193,6 @@ pub(crate) trait Consumer<T>: Send {
 /// [`shutdown_timeout`](WorkerConfig::shutdown_timeout): dropping blocks for up to
 /// that long while the queue is delivered. Call `shutdown` yourself to choose the
 /// timeout and learn the result.
-///
-/// # Examples
-///
-/// ```no_run
-/// use std::sync::Arc;
-/// use std::time::Duration;
-/// use splitkit::sync::{
-///     Endpoint, HttpConfig, HttpTransport, JsonBatcher, Worker, WorkerConfig,
-/// };
-///
-/// let transport = Arc::new(HttpTransport::new(
-///     HttpConfig::builder("https://events.split.io/api", "SDK_KEY").build()?,
-/// ));
-/// let events: Worker<serde_json::Value> = Worker::start(
-///     WorkerConfig::builder("events").build()?,
-///     JsonBatcher::new(|e: &serde_json::Value| 1024 + e.to_string().len()),
-///     transport,
-///     Endpoint::new("/events/bulk"),
-/// )?;
-/// events.push(serde_json::json!({"eventTypeId": "checkout", "key": "user-1"}));
-/// assert!(events.flush(Duration::from_secs(5)));
-/// events.shutdown(Duration::from_secs(5));
-/// # Ok::<(), splitkit::sync::SyncError>(())
-/// ```
 pub struct Worker<T: Send + 'static> {
     handle: WorkerHandle<T>,
 }
@@ -286,13 +262,13 @@ impl<T: Send + 'static> Worker<T> {
     ///
     /// # Errors
     ///
-    /// [`SyncError::Spawn`] when the thread cannot be started.
+    /// [`DeliveryError::Spawn`] when the thread cannot be started.
     pub fn start<B: Batcher<T>>(
         config: WorkerConfig,
         batcher: B,
         transport: Arc<dyn Transport>,
         endpoint: Endpoint,
-    ) -> Result<Self, SyncError> {
+    ) -> Result<Self, DeliveryError> {
         let delivery = HttpDelivery::new(&config, batcher, transport, endpoint);
         Self::spawn(&config, delivery)
     }
@@ -307,24 +283,8 @@ impl<T: Send + 'static> Worker<T> {
     ///
     /// # Errors
     ///
-    /// [`SyncError::Spawn`] when the thread cannot be started.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use splitkit::sync::{Worker, WorkerConfig};
-    ///
-    /// let listener = Worker::listener(
-    ///     WorkerConfig::builder("impression-listener").build()?,
-    ///     |n: &u32| println!("impression {n}"),
-    /// )?;
-    /// assert!(listener.push(7));
-    /// assert!(listener.flush(Duration::from_secs(1)));
-    /// assert_eq!(listener.stats().sent, 1);
-    /// # Ok::<(), splitkit::sync::SyncError>(())
-    /// ```
-    pub fn listener<F>(config: WorkerConfig, callback: F) -> Result<Self, SyncError>
+    /// [`DeliveryError::Spawn`] when the thread cannot be started.
+    pub fn listener<F>(config: WorkerConfig, callback: F) -> Result<Self, DeliveryError>
     where
         F: FnMut(&T) + Send + 'static,
     {
@@ -335,7 +295,7 @@ impl<T: Send + 'static> Worker<T> {
     fn spawn<C: Consumer<T> + 'static>(
         config: &WorkerConfig,
         consumer: C,
-    ) -> Result<Self, SyncError> {
+    ) -> Result<Self, DeliveryError> {
         let name: Arc<str> = config.thread_name().into();
         let (tx, rx) = bounded(config.queue_capacity());
         let (wake_tx, wake_rx) = bounded(1);
@@ -370,7 +330,7 @@ impl<T: Send + 'static> Worker<T> {
                 core.run();
                 drop(done_tx);
             })
-            .map_err(SyncError::Spawn)?;
+            .map_err(DeliveryError::Spawn)?;
         let shared = Shared {
             name,
             tx,
@@ -413,13 +373,8 @@ impl<T: Send + 'static> Worker<T> {
     }
 
     /// Current counters.
-    pub fn stats(&self) -> StatsSnapshot {
+    pub fn stats(&self) -> DeliveryStats {
         self.handle.stats()
-    }
-
-    /// The worker thread's name, `"splitkit-<role>"`.
-    pub fn name(&self) -> &str {
-        &self.handle.shared.name
     }
 
     /// Stops the worker: refuses further pushes (they return `false` and are counted
@@ -433,22 +388,6 @@ impl<T: Send + 'static> Worker<T> {
     ///
     /// Returns whether the thread ended and was joined within `timeout`. A thread
     /// that panicked is logged at error level and still counts as ended.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use splitkit::sync::{Worker, WorkerConfig};
-    ///
-    /// let worker = Worker::listener(WorkerConfig::builder("doc").build()?, |_: &u8| {})?;
-    /// assert!(worker.push(1));
-    /// assert!(worker.shutdown(Duration::from_secs(1)));
-    /// assert!(worker.shutdown(Duration::from_secs(1)));
-    /// assert!(!worker.push(2));
-    /// let stats = worker.stats();
-    /// assert_eq!((stats.sent, stats.rejected_after_shutdown), (1, 1));
-    /// # Ok::<(), splitkit::sync::SyncError>(())
-    /// ```
     pub fn shutdown(&self, timeout: Duration) -> bool {
         self.handle.shared.shutdown(timeout)
     }
@@ -544,7 +483,7 @@ impl<T: Send + 'static> WorkerHandle<T> {
     }
 
     /// Current counters.
-    pub fn stats(&self) -> StatsSnapshot {
+    pub fn stats(&self) -> DeliveryStats {
         self.shared.stats.snapshot()
     }
 

@@ -1,4 +1,5 @@
-//! Wire types: Split's JSON documents as the backend (or a localhost file) sends them.
+//! Split's JSON definitions (splitChanges, feature flags, rule-based segments, segmentChanges)
+//! as serde types, as the backend or a localhost file sends them.
 //!
 //! These types only describe the data; nothing here evaluates anything. Every field that the
 //! official SDKs tolerate being absent or `null` is optional here too, and unknown extra fields

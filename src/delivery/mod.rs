@@ -22,7 +22,7 @@
 //! # Accounting
 //!
 //! Every pushed item is counted once and ends in exactly one terminal counter of
-//! [`StatsSnapshot`]; see [`StatsSnapshot::is_balanced`].
+//! [`DeliveryStats`]; see [`DeliveryStats::is_balanced`].
 //!
 //! # Pre-stages and second consumers
 //!
@@ -33,21 +33,25 @@
 mod backoff;
 mod batch;
 mod config;
-mod delivery;
 mod error;
 mod http;
-mod listener;
+mod http_stage;
+mod listener_stage;
 mod stats;
 mod worker;
 
 pub use batch::{Batcher, EncodeError, JsonBatcher};
 pub use config::{WorkerConfig, WorkerConfigBuilder};
-pub use error::SyncError;
+pub use error::DeliveryError;
+#[cfg(test)]
+pub(crate) use http::Response;
 pub use http::{
-    Endpoint, HttpConfig, HttpConfigBuilder, HttpTransport, Request, Response, Transport,
-    TransportError,
+    Endpoint, HttpConfig, HttpConfigBuilder, HttpTransport, Request, Transport, TransportError,
 };
-pub use stats::StatsSnapshot;
+pub use stats::DeliveryStats;
+pub use worker::Worker;
 #[cfg(test)]
 pub(crate) use worker::slot_bytes;
-pub use worker::{Worker, WorkerHandle};
+
+#[cfg(test)]
+mod tests;

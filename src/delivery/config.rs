@@ -2,25 +2,9 @@
 
 use std::time::Duration;
 
-use super::SyncError;
+use super::DeliveryError;
 
 /// Settings of one [`Worker`](super::Worker); built with [`WorkerConfig::builder`].
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use splitkit::sync::WorkerConfig;
-///
-/// let config = WorkerConfig::builder("events")
-///     .queue_capacity(500)
-///     .flush_interval(Duration::from_secs(60))
-///     .flush_max_bytes(5 * 1024 * 1024)
-///     .build()?;
-/// assert_eq!(config.thread_name(), "splitkit-events");
-/// assert_eq!(config.queue_capacity(), 500);
-/// # Ok::<(), splitkit::sync::SyncError>(())
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
     role: String,
@@ -88,11 +72,6 @@ impl WorkerConfig {
                 wake_every: Self::DEFAULT_WAKE_EVERY,
             },
         }
-    }
-
-    /// The role the thread is named after.
-    pub fn role(&self) -> &str {
-        &self.role
     }
 
     /// The worker thread's name: `"splitkit-<role>"`.
@@ -242,6 +221,7 @@ impl WorkerConfigBuilder {
 
     /// Shortest gap between two warnings of one kind.
     /// Default: [`WorkerConfig::DEFAULT_WARN_INTERVAL`].
+    #[cfg(test)]
     pub fn warn_interval(mut self, interval: Duration) -> Self {
         self.config.warn_interval = interval;
         self
@@ -270,12 +250,12 @@ impl WorkerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`SyncError::Config`] when the role is empty or contains a NUL byte, a count
+    /// [`DeliveryError::Config`] when the role is empty or contains a NUL byte, a count
     /// or byte limit is zero, the flush interval is zero, `max_attempts` is zero, the
     /// backoff cap is below its base, `max_retained_items` cannot hold one batch, or
     /// `wake_every` is zero or above `queue_capacity` (the queue would fill before the
     /// worker is woken).
-    pub fn build(self) -> Result<WorkerConfig, SyncError> {
+    pub fn build(self) -> Result<WorkerConfig, DeliveryError> {
         let c = &self.config;
         let checks: [(bool, &'static str); 10] = [
             (
@@ -314,7 +294,7 @@ impl WorkerConfigBuilder {
             ),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
-            Some((_, rule)) => Err(SyncError::Config(rule)),
+            Some((_, rule)) => Err(DeliveryError::Config(rule)),
             None => Ok(self.config),
         }
     }
@@ -376,7 +356,7 @@ mod tests {
         ];
         for (builder, field) in cases {
             match builder.build() {
-                Err(SyncError::Config(rule)) => assert!(rule.contains(field), "{rule}"),
+                Err(DeliveryError::Config(rule)) => assert!(rule.contains(field), "{rule}"),
                 other => panic!("expected error naming {field}, got {other:?}"),
             }
         }

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::delivery::{Batcher, EncodeError};
 use serde::Serialize;
-use splitkit::sync::{Batcher, EncodeError};
 
 /// One flag evaluation, in the wire shape of an impression (the flag is sent once
 /// per group, not per item).

@@ -2,16 +2,16 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-use splitkit::sync::{
-    Batcher, EncodeError, Endpoint, HttpConfig, HttpTransport, JsonBatcher, Request, Response,
-    StatsSnapshot, Transport, TransportError, Worker, WorkerConfig, WorkerConfigBuilder,
+use crate::delivery::{
+    Batcher, DeliveryStats, EncodeError, Endpoint, HttpConfig, HttpTransport, JsonBatcher, Request,
+    Response, Transport, TransportError, Worker, WorkerConfig, WorkerConfigBuilder,
 };
+use parking_lot::{Condvar, Mutex};
 
 // ---------------------------------------------------------------------------
 // Test HTTP server
@@ -245,48 +245,19 @@ fn free_port() -> u16 {
 // Log capture
 // ---------------------------------------------------------------------------
 
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) && record.target().contains("::sync") {
-            LOGS.lock()
-                .push(format!("{} {}", record.level(), record.args()));
-        }
-    }
-
-    fn flush(&self) {}
-}
-
 fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        if log::set_logger(&Capture).is_ok() {
-            log::set_max_level(log::LevelFilter::Warn);
-        }
-    });
+    crate::test_logs::install();
 }
 
 /// Captured warnings that contain every needle.
 fn warnings(needles: &[&str]) -> Vec<String> {
-    LOGS.lock()
-        .iter()
-        .filter(|line| needles.iter().all(|n| line.contains(n)))
-        .cloned()
-        .collect()
+    crate::test_logs::lines("::delivery", needles)
 }
 
 // ---------------------------------------------------------------------------
 // Impressions: the item type and its batcher
 // ---------------------------------------------------------------------------
 
-#[path = "support/impressions.rs"]
 mod impressions;
 use impressions::{Impression, ImpressionsBatcher, imp};
 
@@ -324,7 +295,7 @@ fn impressions_worker(builder: WorkerConfigBuilder, base_url: &str) -> Worker<Im
     .expect("worker starts")
 }
 
-fn assert_balanced(stats: &StatsSnapshot) {
+fn assert_balanced(stats: &DeliveryStats) {
     assert!(stats.is_balanced(), "unbalanced: {stats:?}");
 }
 

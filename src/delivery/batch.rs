@@ -13,44 +13,6 @@ use serde::Serialize;
 /// a panicking `prepare` leaves the item as it is, a panicking `estimate_size` counts
 /// the item as 1 KiB, a panicking `encode` drops the batch (counted in
 /// `dropped_rejected`).
-///
-/// # Examples
-///
-/// Impressions grouped by flag, as Split's `testImpressions/bulk` expects:
-///
-/// ```
-/// use splitkit::sync::{Batcher, EncodeError};
-/// use serde::Serialize;
-///
-/// #[derive(Serialize)]
-/// struct Impression { #[serde(skip)] flag: String, k: String, t: String, m: u64 }
-///
-/// struct ImpressionsBatcher;
-///
-/// impl Batcher<Impression> for ImpressionsBatcher {
-///     fn estimate_size(&self, i: &Impression) -> usize {
-///         40 + i.flag.len() + i.k.len() + i.t.len()
-///     }
-///     fn encode(&self, items: &[Impression], out: &mut Vec<u8>) -> Result<(), EncodeError> {
-///         #[derive(Serialize)]
-///         struct Group<'a> { f: &'a str, i: Vec<&'a Impression> }
-///         let mut groups: Vec<Group<'_>> = Vec::new();
-///         for item in items {
-///             match groups.iter_mut().find(|g| g.f == item.flag) {
-///                 Some(g) => g.i.push(item),
-///                 None => groups.push(Group { f: &item.flag, i: vec![item] }),
-///             }
-///         }
-///         serde_json::to_writer(out, &groups).map_err(EncodeError::new)
-///     }
-/// }
-///
-/// let mut body = Vec::new();
-/// let items = [Impression { flag: "f1".into(), k: "u".into(), t: "on".into(), m: 1 }];
-/// ImpressionsBatcher.encode(&items, &mut body)?;
-/// assert_eq!(body, br#"[{"f":"f1","i":[{"k":"u","t":"on","m":1}]}]"#);
-/// # Ok::<(), EncodeError>(())
-/// ```
 pub trait Batcher<T>: Send + 'static {
     /// Completes `item` when the worker takes it from the queue, in queue order: a place
     /// for work that need not slow the producer down (the impressions worker sets `pt`
@@ -83,15 +45,6 @@ pub struct EncodeError {
 
 impl EncodeError {
     /// Wraps the underlying error (for example a `serde_json::Error`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use splitkit::sync::EncodeError;
-    ///
-    /// let e = EncodeError::new("map key must be a string");
-    /// assert_eq!(e.to_string(), "could not encode batch");
-    /// ```
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
         Self {
             source: source.into(),
@@ -101,19 +54,6 @@ impl EncodeError {
 
 /// A [`Batcher`] that encodes a batch as a plain JSON array of the items, as
 /// Split's `events/bulk` expects.
-///
-/// # Examples
-///
-/// ```
-/// use splitkit::sync::{Batcher, JsonBatcher};
-///
-/// let batcher = JsonBatcher::new(|s: &String| s.len() + 3);
-/// let mut body = Vec::new();
-/// batcher.encode(&["a".to_string(), "b".to_string()], &mut body)?;
-/// assert_eq!(body, br#"["a","b"]"#);
-/// assert_eq!(batcher.estimate_size(&"abc".to_string()), 6);
-/// # Ok::<(), splitkit::sync::EncodeError>(())
-/// ```
 pub struct JsonBatcher<F> {
     estimate: F,
 }

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Live counters of one [`Worker`](super::Worker), updated with atomics; read
-/// through [`StatsSnapshot`].
+/// through [`DeliveryStats`].
 ///
 /// Producers update `recorded`, `dropped_queue_full` and
 /// `rejected_after_shutdown` (and `dropped_shutdown` for a push that races with the
@@ -52,7 +52,7 @@ impl WorkerStats {
     /// then `recorded`; `queued_now` is the difference (an item is added to `recorded`
     /// before it can reach a terminal counter, so it is never negative). Deriving it
     /// spares producers an atomic operation per push.
-    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> DeliveryStats {
         let sent = self.sent.load(ACQ);
         let dropped_queue_full = self.dropped_queue_full.load(ACQ);
         let dropped_rejected = self.dropped_rejected.load(ACQ);
@@ -67,7 +67,7 @@ impl WorkerStats {
                 + dropped_retained_overflow
                 + dropped_shutdown,
         );
-        StatsSnapshot {
+        DeliveryStats {
             recorded,
             queued_now,
             sent,
@@ -149,33 +149,23 @@ impl WorkerStats {
     }
 }
 
-/// A point-in-time copy of a worker's counters
-/// ([`Worker::stats`](super::Worker::stats)).
+/// The counters of one delivery queue (the client's impressions, counts, unique keys or
+/// events, a listener's queue, an integration's), as read by [`Client::stats`](crate::Client::stats).
 ///
-/// Every item that a `push` call hands to a running worker is counted in `recorded`
-/// and ends in exactly one of `sent` or a `dropped_*` counter; until then it is
-/// counted in `queued_now`. So, once the worker is quiet (after a successful
-/// [`flush`](super::WorkerHandle::flush) or after shutdown):
+/// Every item handed to a running queue is counted in `recorded` and ends in exactly one of
+/// `sent` or a `dropped_*` counter; until then it is counted in `queued_now`. So, once the
+/// queue is quiet (after a successful flush, or after shutdown):
 ///
 /// `recorded == sent + dropped_queue_full + dropped_rejected + dropped_retry_limit
 ///  + dropped_retained_overflow + dropped_shutdown + queued_now`
 ///
-/// A snapshot taken by [`Worker::stats`](super::Worker::stats) reads the terminal
-/// counters first and `recorded` last, and reports as `queued_now` the items recorded
-/// and not yet resolved, so it is balanced even while items move; one that reaches a
-/// terminal counter during the read is still shown as queued, never counted twice.
-///
-/// # Examples
-///
-/// ```
-/// use splitkit::sync::StatsSnapshot;
-///
-/// let snap = StatsSnapshot { recorded: 3, sent: 2, dropped_rejected: 1, ..Default::default() };
-/// assert_eq!(snap.dropped(), 1);
-/// assert!(snap.is_balanced());
-/// ```
+/// A reading takes the terminal counters first and `recorded` last, and reports as
+/// `queued_now` the items recorded and not yet resolved, so it is balanced even while items
+/// move; one that reaches a terminal counter during the read is still shown as queued, never
+/// counted twice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
+#[non_exhaustive]
+pub struct DeliveryStats {
     /// Items handed to the worker by `push`: queued, dropped because the queue was
     /// full, or dropped because shutdown began during the push. Pushes refused after
     /// shutdown are not included (see `rejected_after_shutdown`).
@@ -209,7 +199,7 @@ pub struct StatsSnapshot {
     pub listener_panics: u64,
 }
 
-impl StatsSnapshot {
+impl DeliveryStats {
     /// Sum of all `dropped_*` counters.
     pub fn dropped(&self) -> u64 {
         self.dropped_queue_full
