@@ -9,6 +9,7 @@ use regex::Regex;
 use super::bucket::{HashAlgo, seed_of};
 use super::evaluator::CONTROL_NAME;
 use super::labels::Label;
+use super::pattern;
 use super::semver::OwnedSemver;
 use super::{FastHasher, FastSet};
 use crate::definitions::{Condition, FeatureFlag, MatcherDef, RuleBasedSegment};
@@ -328,7 +329,9 @@ fn compile_matcher(
         "STARTS_WITH" => MatcherKind::StartsWith(boxed_list(whitelist()?)),
         "ENDS_WITH" => MatcherKind::EndsWith(boxed_list(whitelist()?)),
         "CONTAINS_STRING" => MatcherKind::ContainsString(boxed_list(whitelist()?)),
-        "MATCHES_STRING" => MatcherKind::MatchesString(Regex::new(string_data()?).ok()),
+        "MATCHES_STRING" => {
+            MatcherKind::MatchesString(Regex::new(&pattern::translate(string_data()?)).ok())
+        }
         "IN_SPLIT_TREATMENT" => {
             let d = m
                 .dependency_matcher_data

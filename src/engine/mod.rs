@@ -8,6 +8,7 @@ pub(crate) mod bucket;
 pub(crate) mod compile;
 pub(crate) mod evaluator;
 pub(crate) mod labels;
+pub(crate) mod pattern;
 pub(crate) mod semver;
 
 /// The hasher of the maps and sets evaluation reads (flags by name, segment members,

@@ -775,6 +775,49 @@ fn invalid_regex_never_matches() {
 }
 
 #[test]
+fn regex_perl_classes_are_ascii_as_in_java_and_javascript() {
+    let regex = |pattern: &str| {
+        matcher(
+            "MATCHES_STRING",
+            Some("s"),
+            json!({"stringMatcherData": pattern}),
+        )
+    };
+    let cases = [
+        (r"\d", "345", true),
+        (r"\d", "٣٤٥", false),
+        (r"^\D+$", "٣٤٥", true),
+        (r"\w", "é", false),
+        (r"^\w+$", "héllo", false),
+        (r"^\w+$", "hello", true),
+        (r"\W", "é", true),
+        (r"\s", "\u{A0}", false),
+        (r"\s", "\u{2003}", false),
+        (r"\s", "\u{B}", true),
+        (r"\S", "\u{A0}", true),
+        (r"\bfoo\b", "éfooé", true),
+        (r"\bfoo\b", "afoo", false),
+        (r"perl\B", "perlé", false),
+        (r"[^\d]", "٣", true),
+        (r"[\w]", "é", false),
+        (r"\\d", r"\d", true),
+        (r"\\d", "1", false),
+        // Literal non-ASCII characters and `.` keep their Unicode meaning.
+        (r"^é.\d$", "éß1", true),
+    ];
+    for (pattern, input, expected) in cases {
+        assert_eq!(
+            accepts(regex(pattern), &attr("s", input)),
+            expected,
+            "{pattern} on {input:?}"
+        );
+    }
+    // Still invalid: never matches, negated always does.
+    assert!(!accepts(regex(r"(\d"), &attr("s", "(1")));
+    assert!(accepts(negated(regex(r"[\d")), &attr("s", "1")));
+}
+
+#[test]
 fn in_list_semver_with_an_invalid_entry_is_disabled() {
     let list = |items: &[&str]| {
         matcher(
