@@ -14,21 +14,19 @@ use parking_lot::Mutex;
 use crate::builder::ClientBuilder;
 use crate::config::{Config, EVENTS_FLUSH_BYTES};
 use crate::delivery::{
-    DeliveryStats, Endpoint, HttpConfig, HttpTransport, JsonBatcher, Transport, Worker,
-    WorkerConfig,
+    Endpoint, HttpConfig, HttpTransport, JsonBatcher, Transport, Worker, WorkerConfig,
 };
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::{CONTROL, Names};
 use crate::engine::labels::Label;
 use crate::error::Error;
 use crate::events::{Event, build_event};
-use crate::impressions::{
-    ImpressionFields, ImpressionStats, Recorder, RecorderConfig, SdkMetadata, now_ms,
-};
+use crate::impressions::{ImpressionFields, Recorder, RecorderConfig, SdkMetadata, now_ms};
 use crate::localhost;
 use crate::metadata::{Metadata, SDK_VERSION};
 use crate::properties::Properties;
 use crate::remote::{Readiness, SyncConfig, Synchronizer};
+use crate::stats::{ClientStats, EventStats};
 use crate::storage::{FlagView, Snapshot, Store};
 use crate::stripe::{self, Padded, STRIPES};
 use crate::validation::{check_flag_name, check_key, sanitize_flag_sets};
@@ -196,32 +194,6 @@ struct EventCounters {
     tracked: AtomicU64,
     rejected: AtomicU64,
     not_delivered: AtomicU64,
-}
-
-/// Exact counters of `track`.
-///
-/// `tracked == queue.recorded + not_delivered`; `rejected` events were never queued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct EventStats {
-    /// Events that passed validation.
-    pub tracked: u64,
-    /// Events refused by validation (or by a destroyed client).
-    pub rejected: u64,
-    /// Localhost mode with no events URL: accepted but not sent anywhere.
-    pub not_delivered: u64,
-    /// The delivery queue's counters (sent, dropped by reason, still queued, attempts).
-    pub queue: DeliveryStats,
-}
-
-/// The client's counters: impressions and events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientStats {
-    /// Impressions.
-    pub impressions: ImpressionStats,
-    /// Events.
-    pub events: EventStats,
 }
 
 impl Drop for Inner {

@@ -93,6 +93,7 @@ mod localhost;
 mod metadata;
 mod properties;
 mod remote;
+mod stats;
 mod storage;
 mod stripe;
 #[cfg(test)]
@@ -102,9 +103,7 @@ mod validation;
 
 pub use analysis::analyze;
 pub use builder::ClientBuilder;
-pub use client::{
-    Client, ClientStats, EventStats, Key, Manager, TreatmentDetails, TreatmentWithConfig,
-};
+pub use client::{Client, Key, Manager, TreatmentDetails, TreatmentWithConfig};
 pub use config::{Config, LOCALHOST};
 pub use delivery::DeliveryStats;
 pub use engine::attributes::{AttributeValue, Attributes};
@@ -116,6 +115,7 @@ pub use impressions::{
 };
 pub use metadata::SDK_VERSION;
 pub use properties::{Properties, PropertyValue};
+pub use stats::{ClientStats, EventStats};
 pub use storage::{FlagView, IntoSnapshot, Snapshot, SnapshotGuard, Store};
 
 /// How keys map to buckets (1 to 100): the hash functions of Split's bucketing, the same the
