@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::client::Client;
 use crate::config::Options;
 use crate::error::Error;
+use crate::fallback::FallbackTreatment;
 use crate::impressions::{ImpressionListener, ImpressionsMode};
 use crate::storage::Snapshot;
 
@@ -114,6 +115,72 @@ impl ClientBuilder {
     /// Default: true.
     pub fn labels_enabled(mut self, enabled: bool) -> Self {
         self.options.labels_enabled = Some(enabled);
+        self
+    }
+
+    /// Report the "no rule matched" case on impressions with the label the official SDKs
+    /// send, `default rule`, instead of `no rule matched`. Default: false.
+    ///
+    /// Turn it on when keys are evaluated both by services on an official SDK and by
+    /// services on splitkit: Split's backend groups users by label, so a key that alternates
+    /// between the two labels switches rules on every call and, after two switches, is
+    /// excluded from the experiment. [`TreatmentDetails::label`](crate::TreatmentDetails)
+    /// stays [`Label::NoRuleMatched`](crate::Label::NoRuleMatched): the option changes what
+    /// impressions (the wire, listeners, integrations) carry.
+    pub fn default_rule_label(mut self, enabled: bool) -> Self {
+        self.options.default_rule_label = Some(enabled);
+        self
+    }
+
+    /// The treatment to answer instead of `control` for every flag without a fallback of its
+    /// own ([`fallback_treatment_for`](ClientBuilder::fallback_treatment_for)): wherever an
+    /// evaluation would answer `control` (invalid input, a client destroyed or not ready yet,
+    /// an unknown flag, an exception), this treatment and its configuration answer instead,
+    /// and the impression, where there is one, carries the label `fallback - <the label the
+    /// evaluation had>`, as in Split's official SDKs. Default: none (`control`).
+    ///
+    /// # Examples
+    /// ```
+    /// use splitkit::{Client, FallbackTreatment};
+    /// let client = Client::builder("localhost")
+    ///     .split_file("examples/flags.json")
+    ///     .fallback_treatment("off")
+    ///     .fallback_treatment_for("beta_banner", FallbackTreatment::new("hidden").with_config("{}"))
+    ///     .build()?;
+    /// assert_eq!(client.get_treatment("ann", "no_such_flag", None), "off");
+    /// let d = client.evaluate("ann", "beta_banner", None);
+    /// assert_eq!((d.treatment.as_str(), d.config.as_deref()), ("hidden", Some("{}")));
+    /// assert_eq!(d.label.map(|l| l.to_string()).as_deref(), Some("fallback - definition not found"));
+    /// # Ok::<(), splitkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`build`](ClientBuilder::build) refuses a treatment that the official SDKs would
+    /// discard: more than 100 characters, or not letters, digits, `_` and `-` (or digits
+    /// first, then also `.`).
+    pub fn fallback_treatment(mut self, fallback: impl Into<FallbackTreatment>) -> Self {
+        self.options.fallback_treatment = Some(fallback.into());
+        self
+    }
+
+    /// The treatment to answer instead of `control` for `flag` (see
+    /// [`fallback_treatment`](ClientBuilder::fallback_treatment)); it wins over the global
+    /// one. Setting a flag twice keeps the last.
+    ///
+    /// # Errors
+    /// [`build`](ClientBuilder::build) refuses a flag name longer than 100 characters or with
+    /// spaces, and a treatment as [`fallback_treatment`](ClientBuilder::fallback_treatment)
+    /// does.
+    pub fn fallback_treatment_for(
+        mut self,
+        flag: impl Into<String>,
+        fallback: impl Into<FallbackTreatment>,
+    ) -> Self {
+        let flag = flag.into();
+        self.options.fallback_treatments.retain(|(f, _)| *f != flag);
+        self.options
+            .fallback_treatments
+            .push((flag, fallback.into()));
         self
     }
 

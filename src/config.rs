@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::fallback::{self, FallbackTreatment};
 use crate::impressions::{ImpressionListener, ImpressionsMode};
 use crate::validation::sanitize_flag_sets;
 
@@ -78,6 +79,9 @@ pub struct Config {
     pub(crate) request_timeout: Duration,
     pub(crate) enforce_minimum_rates: bool,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
+    pub(crate) default_rule_label: bool,
+    pub(crate) fallback_treatment: Option<FallbackTreatment>,
+    pub(crate) fallback_treatments: Vec<(String, FallbackTreatment)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -134,6 +138,12 @@ impl Config {
     /// Whether impressions carry labels.
     pub fn labels_enabled(&self) -> bool {
         self.labels_enabled
+    }
+
+    /// Whether impressions say `default rule` for the no-rule-matched case
+    /// ([`crate::ClientBuilder::default_rule_label`]).
+    pub fn default_rule_label(&self) -> bool {
+        self.default_rule_label
     }
 
     /// How often queued impressions are sent.
@@ -213,6 +223,9 @@ pub(crate) struct Options {
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) enforce_minimum_rates: Option<bool>,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
+    pub(crate) default_rule_label: Option<bool>,
+    pub(crate) fallback_treatment: Option<FallbackTreatment>,
+    pub(crate) fallback_treatments: Vec<(String, FallbackTreatment)>,
 }
 
 fn rate(
@@ -320,6 +333,12 @@ impl Options {
             _ => (DEFAULT_IMPRESSIONS_REFRESH_RATE, Duration::from_secs(60)),
         };
         let sdk_url = url("sdk_url", self.sdk_url)?.unwrap_or_else(|| DEFAULT_SDK_URL.into());
+        if let Some(f) = &self.fallback_treatment {
+            fallback::check("fallback_treatment", None, f)?;
+        }
+        for (flag, f) in &self.fallback_treatments {
+            fallback::check("fallback_treatment_for", Some(flag), f)?;
+        }
         Ok(Config {
             sdk_key: sdk_key.to_string(),
             split_file,
@@ -407,6 +426,9 @@ impl Options {
             )?,
             enforce_minimum_rates: enforce,
             impression_listeners: self.impression_listeners,
+            default_rule_label: self.default_rule_label.unwrap_or(false),
+            fallback_treatment: self.fallback_treatment,
+            fallback_treatments: self.fallback_treatments,
         })
     }
 }

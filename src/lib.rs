@@ -85,6 +85,7 @@ mod delivery;
 mod engine;
 mod error;
 mod events;
+mod fallback;
 mod impressions;
 pub mod integrations;
 mod intern;
@@ -99,24 +100,27 @@ mod stripe;
 #[cfg(test)]
 mod test_logs;
 mod time;
+mod treatment;
 mod validation;
 
 pub use analysis::analyze;
 pub use builder::ClientBuilder;
-pub use client::{Client, Key, Manager, TreatmentDetails, TreatmentWithConfig};
+pub use client::{Client, ClientWithOptions, Manager};
 pub use config::{Config, LOCALHOST};
 pub use delivery::DeliveryStats;
 pub use engine::attributes::{AttributeValue, Attributes};
 pub use engine::evaluator::{CONTROL, Evaluation, EvaluationResult};
 pub use engine::labels::Label;
 pub use error::{Error, Result};
+pub use fallback::FallbackTreatment;
 pub use impressions::{
     Impression, ImpressionListener, ImpressionStats, ImpressionsMode, SdkMetadata,
 };
 pub use metadata::SDK_VERSION;
-pub use properties::{Properties, PropertyValue};
+pub use properties::{EvaluationOptions, Properties, PropertyValue};
 pub use stats::{ClientStats, EventStats};
 pub use storage::{FlagView, IntoSnapshot, Snapshot, SnapshotGuard, Store};
+pub use treatment::{Key, TreatmentDetails, TreatmentWithConfig};
 
 /// How keys map to buckets (1 to 100): the hash functions of Split's bucketing, the same the
 /// engine uses. For tools and tests that need to know where a key lands.

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use crate::events::{MAX_PROPERTIES, MAX_PROPERTIES_SIZE};
+
 /// Properties of an event or an impression: names mapped to strings, numbers, booleans or
 /// null, the value types Split accepts.
 ///
@@ -66,6 +68,93 @@ impl Properties {
     /// The JSON object behind the properties.
     pub(crate) fn as_map(&self) -> &Map<String, Value> {
         &self.map
+    }
+}
+
+/// Properties checked by the official SDKs' rules: arrays and objects become null (with a
+/// warning), more than [`MAX_PROPERTIES`] warn. `Err` holds the size the properties
+/// estimate to when it passes [`MAX_PROPERTIES_SIZE`] (names and string values, plus 1 KB).
+pub(crate) fn checked(
+    op: &str,
+    props: &Properties,
+    warn: &mut dyn FnMut(String),
+) -> Result<Map<String, Value>, usize> {
+    let props = props.as_map();
+    if props.len() > MAX_PROPERTIES {
+        warn(format!(
+            "{op}: Event has more than {MAX_PROPERTIES} properties. Some of them will be trimmed when processed"
+        ));
+    }
+    let mut size = 1024usize;
+    let mut clean = Map::with_capacity(props.len());
+    for (name, v) in props {
+        let v = match v {
+            Value::Array(_) | Value::Object(_) => {
+                warn(format!(
+                    "{op}: Property {name} is of invalid type. Setting value to null"
+                ));
+                Value::Null
+            }
+            other => other.clone(),
+        };
+        size += name.len();
+        if let Value::String(s) = &v {
+            size += s.len();
+        }
+        if size > MAX_PROPERTIES_SIZE {
+            return Err(size);
+        }
+        clean.insert(name.clone(), v);
+    }
+    Ok(clean)
+}
+
+/// Options of one evaluation, for [`Client::with_options`](crate::Client::with_options).
+///
+/// # Examples
+/// ```
+/// use splitkit::{EvaluationOptions, Properties};
+/// let options = EvaluationOptions::new().properties(Properties::new().with("page", "cart"));
+/// assert!(options.properties.is_some());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct EvaluationOptions {
+    /// Properties the impressions of the evaluation carry (as the JSON text of the wire's
+    /// `properties` field, and in listeners, the webhook and Segment). An impression with
+    /// properties is always sent, never deduplicated, in optimized and debug mode, as the
+    /// official SDKs do. They follow the rules of event properties: strings, numbers,
+    /// booleans and null, at most 32 KB; beyond that they are dropped with an error logged
+    /// (the evaluation goes on).
+    pub properties: Option<Properties>,
+}
+
+impl EvaluationOptions {
+    /// No options.
+    pub fn new() -> EvaluationOptions {
+        EvaluationOptions::default()
+    }
+
+    /// These options with impression properties.
+    #[must_use]
+    pub fn properties(mut self, properties: Properties) -> EvaluationOptions {
+        self.properties = Some(properties);
+        self
+    }
+
+    /// The impression properties as the wire carries them (checked; `None` when there are
+    /// none, they are empty, or they are too large, which logs an error).
+    pub(crate) fn impression_properties(&self, op: &str) -> Option<String> {
+        let props = self.properties.as_ref().filter(|p| !p.is_empty())?;
+        match checked(op, props, &mut |w| log::warn!("{w}")) {
+            Ok(clean) => Some(Value::Object(clean).to_string()),
+            Err(size) => {
+                log::error!(
+                    "{op}: The maximum size allowed for the properties is {MAX_PROPERTIES_SIZE} bytes. Current one is {size} bytes. Properties discarded"
+                );
+                None
+            }
+        }
     }
 }
 

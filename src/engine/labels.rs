@@ -30,6 +30,10 @@ pub enum Label {
     /// A targeting rule decided; its label, verbatim from the definition (or generated from
     /// its matchers when the definition gives none).
     Rule(Arc<str>),
+    /// A fallback treatment replaced `control`
+    /// ([`ClientBuilder::fallback_treatment`](crate::ClientBuilder::fallback_treatment)):
+    /// `fallback - ` and the label the evaluation had, as the official SDKs write it.
+    Fallback(Arc<str>),
 }
 
 impl Label {
@@ -49,12 +53,25 @@ impl Label {
             Label::PrerequisitesNotMet => "prerequisites not met",
             Label::NotReady => "not ready",
             Label::Unsupported => "targeting rule type unsupported by sdk",
-            Label::Rule(s) => s,
+            Label::Rule(s) | Label::Fallback(s) => s,
         }
     }
 }
 
+/// What the official SDKs write for [`Label::NoRuleMatched`]: `default rule` (splitkit
+/// writes it with [`ClientBuilder::default_rule_label`](crate::ClientBuilder::default_rule_label)).
+pub(crate) const DEFAULT_RULE: &str = "default rule";
+
 impl Label {
+    /// The text an impression carries: the wire string, but `default rule` for
+    /// [`Label::NoRuleMatched`] when `default_rule` is set.
+    pub(crate) fn wire_text(&self, default_rule: bool) -> &str {
+        match self {
+            Label::NoRuleMatched if default_rule => DEFAULT_RULE,
+            other => other.as_str(),
+        }
+    }
+
     /// The wire string of a label that is not a rule's, interned; `None` for a rule's label
     /// (its interned name is compiled beside the rule).
     pub(crate) fn static_name(&self) -> Option<Name> {
@@ -75,7 +92,7 @@ impl Label {
             Label::PrerequisitesNotMet => &PREREQUISITES_NOT_MET,
             Label::NotReady => &NOT_READY,
             Label::Unsupported => &UNSUPPORTED,
-            Label::Rule(_) => return None,
+            Label::Rule(_) | Label::Fallback(_) => return None,
         };
         Some(Name::from_static(s))
     }

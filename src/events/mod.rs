@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::properties::Properties;
+use crate::properties::{Properties, checked};
 use crate::validation::check_key;
 
 /// Largest accepted size estimate of an event's properties, in bytes.
@@ -108,38 +108,11 @@ pub(crate) fn build_event(
     }
     let properties = match properties {
         None => None,
-        Some(props) => {
-            let props = props.as_map();
-            if props.len() > MAX_PROPERTIES {
-                warn(format!(
-                    "{OP}: Event has more than {MAX_PROPERTIES} properties. Some of them will be trimmed when processed"
-                ));
-            }
-            let mut size = 1024usize;
-            let mut clean = Map::with_capacity(props.len());
-            for (name, v) in props {
-                let v = match v {
-                    Value::Array(_) | Value::Object(_) => {
-                        warn(format!(
-                            "{OP}: Property {name} is of invalid type. Setting value to null"
-                        ));
-                        Value::Null
-                    }
-                    other => other.clone(),
-                };
-                size += name.len();
-                if let Value::String(s) = &v {
-                    size += s.len();
-                }
-                if size > MAX_PROPERTIES_SIZE {
-                    return Err(Error::InvalidInput(format!(
-                        "{OP}: The maximum size allowed for the properties is 32768 bytes. Current one is {size} bytes. Event not queued"
-                    )));
-                }
-                clean.insert(name.clone(), v);
-            }
-            Some(clean)
-        }
+        Some(props) => Some(checked(OP, props, warn).map_err(|size| {
+            Error::InvalidInput(format!(
+                "{OP}: The maximum size allowed for the properties is {MAX_PROPERTIES_SIZE} bytes. Current one is {size} bytes. Event not queued"
+            ))
+        })?),
     };
     Ok(Event {
         key: key.to_string(),

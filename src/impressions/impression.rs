@@ -10,19 +10,24 @@ use std::fmt;
 /// queue holds a smaller form: see [`crate::limits::QUEUED_IMPRESSION_BYTES`].)
 #[derive(Clone, PartialEq, Eq)]
 pub struct Impression {
-    /// key, bucketing key, flag, treatment, label, concatenated.
+    /// key, bucketing key, flag, treatment, label, properties, concatenated.
     buf: Buf,
-    /// End offsets of key, bucketing key, flag, treatment in `buf` (label runs to the end).
-    ends: [u32; 4],
-    has_bucketing_key: bool,
-    has_label: bool,
-    has_change_number: bool,
-    has_previous_time: bool,
-    disabled: bool,
+    /// End offsets of key, bucketing key, flag, treatment, label in `buf` (properties run to
+    /// the end).
+    ends: [u32; 5],
+    /// `HAS_*` and `DISABLED` bits (one byte keeps the impression at 160 bytes).
+    bits: u8,
     change_number: i64,
     time: i64,
     previous_time: i64,
 }
+
+const HAS_BUCKETING_KEY: u8 = 1;
+const HAS_LABEL: u8 = 2;
+const HAS_CHANGE_NUMBER: u8 = 4;
+const HAS_PREVIOUS_TIME: u8 = 8;
+const HAS_PROPERTIES: u8 = 16;
+const DISABLED: u8 = 32;
 
 /// The concatenated strings of an impression.
 #[derive(Clone, PartialEq, Eq)]
@@ -83,6 +88,8 @@ pub(crate) struct ImpressionFields<'a> {
     pub time: i64,
     /// Whether the flag has `impressionsDisabled`.
     pub disabled: bool,
+    /// The evaluation's impression properties, a JSON object's text.
+    pub properties: Option<&'a str>,
 }
 
 impl Impression {
@@ -94,8 +101,9 @@ impl Impression {
             f.flag,
             f.treatment,
             f.label.unwrap_or(""),
+            f.properties.unwrap_or(""),
         ];
-        let mut ends = [0u32; 4];
+        let mut ends = [0u32; 5];
         let mut total = 0;
         for (i, part) in parts.iter().enumerate() {
             total += part.len();
@@ -110,11 +118,15 @@ impl Impression {
                 bytes: [0u8; Impression::INLINE_BYTES],
             },
             ends,
-            has_bucketing_key: f.bucketing_key.is_some(),
-            has_label: f.label.is_some(),
-            has_change_number: f.change_number.is_some(),
-            has_previous_time: false,
-            disabled: f.disabled,
+            bits: [
+                (f.bucketing_key.is_some(), HAS_BUCKETING_KEY),
+                (f.label.is_some(), HAS_LABEL),
+                (f.change_number.is_some(), HAS_CHANGE_NUMBER),
+                (f.properties.is_some(), HAS_PROPERTIES),
+                (f.disabled, DISABLED),
+            ]
+            .iter()
+            .fold(0, |bits, &(on, bit)| if on { bits | bit } else { bits }),
             change_number: f.change_number.unwrap_or(0),
             time: f.time,
             previous_time: 0,
@@ -135,12 +147,12 @@ impl Impression {
         i
     }
 
-    /// Strings up to this many bytes in all (key, bucketing key, flag, treatment and label)
-    /// are held inside the impression, without a heap allocation.
+    /// Strings up to this many bytes in all (key, bucketing key, flag, treatment, label and
+    /// properties) are held inside the impression, without a heap allocation.
     pub const INLINE_BYTES: usize = 104;
 
-    /// The bytes of part `i` (0 key, 1 bucketing key, 2 flag, 3 treatment, 4 label): a
-    /// whole `&str` given to [`Impression::new`].
+    /// The bytes of part `i` (0 key, 1 bucketing key, 2 flag, 3 treatment, 4 label,
+    /// 5 properties): a whole `&str` given to [`Impression::new`].
     fn part_bytes(&self, i: usize) -> &[u8] {
         let all = self.buf.bytes();
         let start = match i {
@@ -163,7 +175,7 @@ impl Impression {
 
     /// Bucketing key, when one was given apart from the matching key.
     pub fn bucketing_key(&self) -> Option<&str> {
-        self.has_bucketing_key.then(|| self.part(1))
+        self.has(HAS_BUCKETING_KEY).then(|| self.part(1))
     }
 
     /// Flag name.
@@ -178,12 +190,21 @@ impl Impression {
 
     /// Label; `None` when labels are disabled.
     pub fn label(&self) -> Option<&str> {
-        self.has_label.then(|| self.part(4))
+        self.has(HAS_LABEL).then(|| self.part(4))
+    }
+
+    /// The impression properties given with the evaluation (a JSON object's text), if any.
+    pub fn properties(&self) -> Option<&str> {
+        self.has(HAS_PROPERTIES).then(|| self.part(5))
+    }
+
+    fn has(&self, bit: u8) -> bool {
+        self.bits & bit != 0
     }
 
     /// The flag's change number.
     pub fn change_number(&self) -> Option<i64> {
-        self.has_change_number.then_some(self.change_number)
+        self.has(HAS_CHANGE_NUMBER).then_some(self.change_number)
     }
 
     /// Evaluation time, epoch milliseconds.
@@ -194,12 +215,12 @@ impl Impression {
     /// When the same key last saw the same flag, treatment, label and change number (epoch
     /// milliseconds), as far as the dedupe cache remembers.
     pub fn previous_time(&self) -> Option<i64> {
-        self.has_previous_time.then_some(self.previous_time)
+        self.has(HAS_PREVIOUS_TIME).then_some(self.previous_time)
     }
 
     /// Whether the flag has `impressionsDisabled` (the impression is only counted).
     pub fn impressions_disabled(&self) -> bool {
-        self.disabled
+        self.has(DISABLED)
     }
 
     /// Key, flag, treatment and label (`UNKNOWN` without one) bytes, as the dedupe cache
@@ -209,7 +230,7 @@ impl Impression {
             self.part_bytes(0),
             self.part_bytes(2),
             self.part_bytes(3),
-            if self.has_label {
+            if self.has(HAS_LABEL) {
                 self.part_bytes(4)
             } else {
                 b"UNKNOWN"
@@ -218,7 +239,7 @@ impl Impression {
     }
 
     pub(crate) fn set_previous_time(&mut self, pt: Option<i64>) {
-        self.has_previous_time = pt.is_some();
+        self.bits = (self.bits & !HAS_PREVIOUS_TIME) | pt.map_or(0, |_| HAS_PREVIOUS_TIME);
         self.previous_time = pt.unwrap_or(0);
     }
 
@@ -233,9 +254,10 @@ impl Impression {
             out,
             &Wire {
                 key: self.part_bytes(0),
-                bucketing_key: self.has_bucketing_key.then(|| self.part_bytes(1)),
+                bucketing_key: self.has(HAS_BUCKETING_KEY).then(|| self.part_bytes(1)),
                 treatment: self.part_bytes(3),
-                label: self.has_label.then(|| self.part_bytes(4)),
+                label: self.has(HAS_LABEL).then(|| self.part_bytes(4)),
+                properties: self.has(HAS_PROPERTIES).then(|| self.part_bytes(5)),
                 time: self.time,
                 change_number: self.change_number,
                 previous_time: self.previous_time(),
@@ -250,13 +272,15 @@ pub(crate) struct Wire<'a> {
     pub(crate) bucketing_key: Option<&'a [u8]>,
     pub(crate) treatment: &'a [u8],
     pub(crate) label: Option<&'a [u8]>,
+    pub(crate) properties: Option<&'a [u8]>,
     pub(crate) time: i64,
     pub(crate) change_number: i64,
     pub(crate) previous_time: Option<i64>,
 }
 
-/// Writes an item of `testImpressions/bulk`: `{"k","t","m","c","r","b","pt"}` (`r`, `b`,
-/// `pt` omitted when absent).
+/// Writes an item of `testImpressions/bulk`: `{"k","t","m","c","r","b","pt","properties"}`
+/// (`r`, `b`, `pt`, `properties` omitted when absent; `properties` is a JSON object's text,
+/// sent as a string as the official SDKs do).
 pub(crate) fn write_wire(out: &mut Vec<u8>, w: &Wire<'_>) {
     out.extend_from_slice(b"{\"k\":");
     write_json_bytes(out, w.key);
@@ -278,6 +302,10 @@ pub(crate) fn write_wire(out: &mut Vec<u8>, w: &Wire<'_>) {
         out.extend_from_slice(b",\"pt\":");
         write_int(out, pt);
     }
+    if let Some(p) = w.properties {
+        out.extend_from_slice(b",\"properties\":");
+        write_json_bytes(out, p);
+    }
     out.push(b'}');
 }
 
@@ -292,7 +320,8 @@ impl fmt::Debug for Impression {
             .field("change_number", &self.change_number())
             .field("time", &self.time)
             .field("previous_time", &self.previous_time())
-            .field("impressions_disabled", &self.disabled)
+            .field("impressions_disabled", &self.impressions_disabled())
+            .field("properties", &self.properties())
             .finish()
     }
 }
@@ -371,6 +400,7 @@ mod tests {
             change_number: Some(-3),
             time: 1_700_000_000_123,
             disabled: false,
+            properties: None,
         })
     }
 
@@ -401,6 +431,7 @@ mod tests {
                 change_number: None,
                 time: 1,
                 disabled: true,
+                properties: None,
             });
             assert_eq!(matches!(i.buf, Buf::Inline { .. }), key.len() < 90);
             assert_eq!(
@@ -433,6 +464,20 @@ mod tests {
         }
     }
 
+    fn fields<'a>(key: &'a str, label: Option<&'a str>) -> ImpressionFields<'a> {
+        ImpressionFields {
+            key,
+            bucketing_key: None,
+            flag: "f",
+            treatment: "t",
+            label,
+            change_number: Some(1),
+            time: 1,
+            disabled: false,
+            properties: None,
+        }
+    }
+
     fn imp_key(key: &str) -> Impression {
         Impression::new(ImpressionFields {
             key,
@@ -443,6 +488,7 @@ mod tests {
             change_number: Some(1),
             time: 1,
             disabled: false,
+            properties: None,
         })
     }
 
@@ -463,6 +509,20 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             r#"{"k":"k\"1","t":"on","m":1700000000123,"c":-3}"#
         );
+        let with = Impression::new(ImpressionFields {
+            properties: Some(r#"{"a":"q\"t"}"#),
+            label: Some("rule"),
+            ..fields("k", None)
+        });
+        assert_eq!(
+            (with.label(), with.properties()),
+            (Some("rule"), Some(r#"{"a":"q\"t"}"#))
+        );
+        let mut out = Vec::new();
+        with.write_wire(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["properties"], r#"{"a":"q\"t"}"#);
+        assert_eq!(imp(None, None).properties(), None);
         let mut out = Vec::new();
         write_int(&mut out, i64::MIN);
         assert_eq!(out, i64::MIN.to_string().as_bytes());

@@ -189,7 +189,8 @@ struct BulkBatcher {
 
 impl Batcher<Queued> for BulkBatcher {
     fn prepare(&mut self, i: &mut Queued) {
-        if let Some(o) = &self.observer {
+        // An impression with properties is never deduplicated and carries no `pt`.
+        if let Some(o) = self.observer.as_ref().filter(|_| !i.has_properties()) {
             let hash = o.hash_parts(i.dedupe_parts(), i.change_number().unwrap_or(0));
             i.set_previous_time(o.test_and_set(hash, i.time()));
         }
@@ -675,6 +676,7 @@ mod tests {
             change_number: Some(1),
             time: 5,
             disabled: false,
+            properties: None,
         })))
     }
 

@@ -12,7 +12,7 @@ pub(crate) enum Queued {
     Compact(Compact),
     /// What does not fit: keys longer than [`KEY_BYTES`] together, a name that is not
     /// interned (the evaluations of a client that is not ready, or a full table of names),
-    /// or a flag whose impressions are only counted.
+    /// impression properties, or a flag whose impressions are only counted.
     Full(Box<Impression>),
 }
 
@@ -55,7 +55,9 @@ impl Queued {
             (Some(_), None) => None,
         };
         match (names.flag, names.treatment, label) {
-            (Some(flag), Some(treatment), Some(label)) if keys_end <= KEY_BYTES && !f.disabled => {
+            (Some(flag), Some(treatment), Some(label))
+                if keys_end <= KEY_BYTES && !f.disabled && f.properties.is_none() =>
+            {
                 let mut keys = [0u8; KEY_BYTES];
                 if let Some(dst) = keys.get_mut(..f.key.len()) {
                     dst.copy_from_slice(f.key.as_bytes());
@@ -107,6 +109,14 @@ impl Queued {
         match self {
             Queued::Compact(c) => (c.bits & HAS_CHANGE_NUMBER != 0).then_some(c.change_number),
             Queued::Full(i) => i.change_number(),
+        }
+    }
+
+    /// Whether the evaluation gave impression properties (such an impression has no `pt`).
+    pub(crate) fn has_properties(&self) -> bool {
+        match self {
+            Queued::Compact(_) => false,
+            Queued::Full(i) => i.properties().is_some(),
         }
     }
 
@@ -165,6 +175,7 @@ impl Queued {
                     bucketing_key: (c.bits & HAS_BUCKETING_KEY != 0).then(|| c.bucketing_key()),
                     treatment: c.treatment.as_str().as_bytes(),
                     label: c.label.map(|l| l.as_str().as_bytes()),
+                    properties: None,
                     time: c.time,
                     change_number: c.change_number,
                     previous_time: (c.bits & HAS_PREVIOUS_TIME != 0).then_some(c.previous_time),
@@ -190,6 +201,7 @@ impl Queued {
                     change_number: (c.bits & HAS_CHANGE_NUMBER != 0).then_some(c.change_number),
                     time: c.time,
                     disabled: false,
+                    properties: None,
                 });
                 i.set_previous_time((c.bits & HAS_PREVIOUS_TIME != 0).then_some(c.previous_time));
                 i
@@ -228,6 +240,7 @@ mod tests {
             change_number: Some(42),
             time: 1_700_000_000_000,
             disabled: false,
+            properties: None,
         }
     }
 

@@ -338,7 +338,9 @@ impl Strategy {
             let unique_keys = self.unique_keys.add(imp.flag, imp.key);
             return Decision::CountedOnly { unique_keys };
         }
-        if self.defer_debug_pt {
+        // Impression properties make every impression count: queued, never deduplicated,
+        // without `pt` (as the official SDKs do).
+        if self.defer_debug_pt || imp.properties.is_some() {
             return Decision::Queue {
                 previous_time: None,
             };
@@ -377,6 +379,7 @@ mod tests {
             change_number: Some(1),
             time,
             disabled,
+            properties: None,
         }
     }
 

@@ -236,6 +236,11 @@ fn encode_track(
         &mut out,
         impression.bucketing_key().unwrap_or(impression.key()),
     );
+    if let Some(properties) = impression.properties() {
+        // A JSON object's text, checked and written by splitkit: embedded as the object.
+        out.extend_from_slice(br#","impressionProperties":"#);
+        out.extend_from_slice(properties.as_bytes());
+    }
     out.extend_from_slice(b"},");
     out.extend_from_slice(LIBRARY.as_bytes());
     out.push(b'}');
@@ -296,8 +301,9 @@ fn truncated(s: &str) -> &str {
 /// Each call has `userId` = the matching key, the impression time as `timestamp`
 /// (ISO-8601), a unique `messageId`, and the properties `split`, `treatment`, `label` (absent
 /// when labels are disabled), `changeNumber` (absent when unknown), `environmentName` (when
-/// configured) and `bucketingKey` (the bucketing key, or the matching key when none was
-/// given: the key that was hashed).
+/// configured), `bucketingKey` (the bucketing key, or the matching key when none was
+/// given: the key that was hashed) and `impressionProperties` (the evaluation's
+/// [impression properties](crate::EvaluationOptions::properties) as an object, when given).
 ///
 /// Calls are batched to `<endpoint>/v1/batch` as `{"batch":[…],"sentAt":…}` with the write
 /// key as HTTP Basic username and an empty password, on a worker thread of the integration's
@@ -442,6 +448,7 @@ mod tests {
             change_number: Some(7),
             time: 1_700_000_000_123,
             disabled: false,
+            properties: None,
         });
         assert_eq!(
             json(&encode_track(&i, Some("prod"), "id-1")),
@@ -462,12 +469,36 @@ mod tests {
             change_number: None,
             time: 0,
             disabled: false,
+            properties: None,
         });
         let v = json(&encode_track(&bare, None, "id-2"));
         assert_eq!(
             v["properties"],
             serde_json::json!({"split": "f", "treatment": "off", "bucketingKey": "k"})
         );
+        let with = Impression::new(ImpressionFields {
+            properties: Some(r#"{"page":"cart","n":2}"#),
+            ..fields_of(&bare)
+        });
+        let v = json(&encode_track(&with, None, "id-3"));
+        assert_eq!(
+            v["properties"]["impressionProperties"],
+            serde_json::json!({"page": "cart", "n": 2})
+        );
+    }
+
+    fn fields_of(i: &Impression) -> ImpressionFields<'_> {
+        ImpressionFields {
+            key: i.key(),
+            bucketing_key: i.bucketing_key(),
+            flag: i.flag(),
+            treatment: i.treatment(),
+            label: i.label(),
+            change_number: i.change_number(),
+            time: i.time(),
+            disabled: i.impressions_disabled(),
+            properties: i.properties(),
+        }
     }
 
     #[test]

@@ -87,6 +87,9 @@ impl fmt::Debug for WebhookConfig {
 ///   "sdk":"rust","sdkVersion":"0.1.0"}]
 /// ```
 ///
+/// An impression given [properties](crate::EvaluationOptions::properties) also has
+/// `properties`: the properties object's JSON text, as a string, as on Split's wire.
+///
 /// Every object has all thirteen fields; those without a value are `null` (`label` with
 /// labels disabled, machine fields when not reported, `splitVersionNumber` when unknown,
 /// environment fields when not configured). `bucketingKey` is the key that was hashed: the
@@ -304,6 +307,11 @@ fn encode(
     write_json_str(&mut out, sdk);
     out.extend_from_slice(br#","sdkVersion":"#);
     write_json_str(&mut out, sdk_version);
+    if let Some(properties) = impression.properties() {
+        // As on Split's wire: the properties object's JSON text, as a string.
+        out.extend_from_slice(br#","properties":"#);
+        write_json_str(&mut out, properties);
+    }
     out.push(b'}');
     out
 }
@@ -361,6 +369,7 @@ mod tests {
             change_number: None,
             time: 5,
             disabled: false,
+            properties: None,
         });
         let meta = SdkMetadata {
             sdk_version: "rust-1.2.3",
@@ -377,6 +386,23 @@ mod tests {
                 "machineName": "web", "machineIp": null, "splitVersionNumber": null,
                 "sdk": "rust", "sdkVersion": "1.2.3"
             })
+        );
+        let with = Impression::new(ImpressionFields {
+            key: "u",
+            bucketing_key: None,
+            flag: "f",
+            treatment: "on",
+            label: None,
+            change_number: None,
+            time: 5,
+            disabled: false,
+            properties: Some(r#"{"page":"cart"}"#),
+        });
+        let v: serde_json::Value =
+            serde_json::from_slice(&encode(&with, &meta, None, None)).unwrap_or_default();
+        assert_eq!(
+            v["properties"], r#"{"page":"cart"}"#,
+            "a string, as on Split's wire"
         );
     }
 

@@ -6,6 +6,7 @@ mod events;
 mod fixtures;
 mod golden;
 mod integrations;
+mod options;
 mod properties;
 mod recorder;
 mod remote;

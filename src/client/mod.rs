@@ -1,6 +1,9 @@
 //! The client: the API application code calls.
 
-use std::collections::HashMap;
+mod evaluate;
+
+pub use evaluate::ClientWithOptions;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,12 +19,12 @@ use crate::config::{Config, EVENTS_FLUSH_BYTES};
 use crate::delivery::{
     Endpoint, HttpConfig, HttpTransport, JsonBatcher, Transport, Worker, WorkerConfig,
 };
-use crate::engine::attributes::Attributes;
-use crate::engine::evaluator::{CONTROL, Names};
-use crate::engine::labels::Label;
+use crate::engine::labels::DEFAULT_RULE;
 use crate::error::Error;
 use crate::events::{Event, build_event};
-use crate::impressions::{ImpressionFields, Recorder, RecorderConfig, SdkMetadata, now_ms};
+use crate::fallback::Fallbacks;
+use crate::impressions::{Recorder, RecorderConfig, SdkMetadata, now_ms};
+use crate::intern::{Name, intern};
 use crate::localhost;
 use crate::metadata::{Metadata, SDK_VERSION};
 use crate::properties::Properties;
@@ -29,80 +32,6 @@ use crate::remote::{Readiness, SyncConfig, Synchronizer};
 use crate::stats::{ClientStats, EventStats};
 use crate::storage::{FlagView, Snapshot, Store};
 use crate::stripe::{self, Padded, STRIPES};
-use crate::validation::{check_flag_name, check_key, sanitize_flag_sets};
-
-/// The key an evaluation is for: a matching key, and optionally a separate bucketing key.
-///
-/// Matchers look at the matching key; bucketing hashes the bucketing key (which defaults to
-/// the matching key). A `&str` converts into a `Key` with no bucketing key.
-///
-/// # Examples
-/// ```
-/// use splitkit::Key;
-/// let simple: Key<'_> = "user-1".into();
-/// let split = Key::new("user-1", "account-9");
-/// assert_eq!(split.bucketing_key, Some("account-9"));
-/// assert_eq!(simple.matching_key, "user-1");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key<'a> {
-    /// The key matchers look at.
-    pub matching_key: &'a str,
-    /// The key hashed into buckets; `None` uses the matching key.
-    pub bucketing_key: Option<&'a str>,
-}
-
-impl<'a> Key<'a> {
-    /// A key with separate matching and bucketing keys.
-    pub fn new(matching_key: &'a str, bucketing_key: &'a str) -> Key<'a> {
-        Key {
-            matching_key,
-            bucketing_key: Some(bucketing_key),
-        }
-    }
-}
-
-impl<'a> From<&'a str> for Key<'a> {
-    fn from(k: &'a str) -> Self {
-        Key {
-            matching_key: k,
-            bucketing_key: None,
-        }
-    }
-}
-
-impl<'a> From<&'a String> for Key<'a> {
-    fn from(k: &'a String) -> Self {
-        Key::from(k.as_str())
-    }
-}
-
-/// A treatment with its configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreatmentWithConfig {
-    /// The treatment.
-    pub treatment: String,
-    /// The treatment's configuration (a JSON text), if the flag defines one.
-    pub config: Option<String>,
-}
-
-/// Everything one client evaluation decided.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct TreatmentDetails {
-    /// The treatment.
-    pub treatment: String,
-    /// Why; `None` only when the input was invalid or the client destroyed (then there is no
-    /// impression either).
-    pub label: Option<Label>,
-    /// The treatment's configuration, if any.
-    pub config: Option<String>,
-    /// The flag's change number, when the flag exists.
-    pub change_number: Option<i64>,
-    /// Whether this evaluation produces an impression (every evaluation does except invalid
-    /// input, a destroyed client and `definition not found`).
-    pub impression: bool,
-}
 
 /// The splitkit client: evaluates flags for keys. Cheap to clone (`Send + Sync`); every clone
 /// shares the same definitions and background work.
@@ -137,6 +66,9 @@ struct Inner {
     events: Option<Worker<Event>>,
     event_counts: EventCounters,
     in_flight: InFlightCounter,
+    fallbacks: Fallbacks,
+    /// `default rule`, interned (for [`ClientBuilder::default_rule_label`]).
+    default_rule_name: Option<Name>,
 }
 
 /// Counts API calls in progress, striped per thread so that evaluating threads do not
@@ -354,6 +286,11 @@ impl Client {
             }
         };
         let readiness = synchronizer.as_ref().map(Synchronizer::readiness);
+        let fallbacks = Fallbacks::new(
+            config.fallback_treatment.as_ref(),
+            &config.fallback_treatments,
+            config.default_rule_label,
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
@@ -366,6 +303,8 @@ impl Client {
                 events,
                 event_counts: EventCounters::default(),
                 in_flight: InFlightCounter::default(),
+                fallbacks,
+                default_rule_name: intern(DEFAULT_RULE),
             }),
         })
     }
@@ -556,478 +495,10 @@ impl Client {
         self.inner.destroyed.load(Ordering::Acquire)
     }
 
-    /// The treatment of `flag` for `key`.
-    ///
-    /// Invalid input, a destroyed client, an unknown flag or an internal failure give
-    /// `"control"` (with a logged warning naming the problem); this never panics.
-    pub fn get_treatment<'k>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flag: &str,
-        attributes: Option<&Attributes>,
-    ) -> String {
-        self.evaluate_op("get_treatment", key.into(), flag, attributes, |o| {
-            o.treatment.to_string()
-        })
-    }
-
-    /// The treatment of `flag` for `key`, with its configuration.
-    pub fn get_treatment_with_config<'k>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flag: &str,
-        attributes: Option<&Attributes>,
-    ) -> TreatmentWithConfig {
-        self.evaluate_op(
-            "get_treatment_with_config",
-            key.into(),
-            flag,
-            attributes,
-            |o| o.with_config(),
-        )
-    }
-
-    /// Everything the evaluation decided: treatment, label, configuration, change number and
-    /// whether an impression is produced.
-    ///
-    /// # Examples
-    /// ```
-    /// let client = splitkit::Client::builder("localhost").split_file("examples/flags.yaml").build()?;
-    /// let d = client.evaluate("ann", "nonexistent_flag", None);
-    /// assert_eq!(d.treatment, "control");
-    /// assert_eq!(d.label.map(|l| l.to_string()).as_deref(), Some("definition not found"));
-    /// assert!(!d.impression);
-    /// # Ok::<(), splitkit::Error>(())
-    /// ```
-    pub fn evaluate<'k>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flag: &str,
-        attributes: Option<&Attributes>,
-    ) -> TreatmentDetails {
-        self.evaluate_op("evaluate", key.into(), flag, attributes, |o| o.details())
-    }
-
-    /// Treatments of several flags for `key`: flag name to treatment. Invalid and duplicate
-    /// names are dropped (with a warning).
-    pub fn get_treatments<'k, S: AsRef<str>>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flags: &[S],
-        attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
-        self.evaluate_many("get_treatments", key.into(), flags, attributes, |o| {
-            o.treatment.to_string()
-        })
-        .into_iter()
-        .collect()
-    }
-
-    /// [`Client::get_treatments`] with configurations.
-    pub fn get_treatments_with_config<'k, S: AsRef<str>>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flags: &[S],
-        attributes: Option<&Attributes>,
-    ) -> HashMap<String, TreatmentWithConfig> {
-        self.evaluate_many(
-            "get_treatments_with_config",
-            key.into(),
-            flags,
-            attributes,
-            |o| o.with_config(),
-        )
-        .into_iter()
-        .collect()
-    }
-
-    /// Treatments of every flag in a flag set.
-    pub fn get_treatments_by_flag_set<'k>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flag_set: &str,
-        attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
-        self.by_flag_sets(
-            "get_treatments_by_flag_set",
-            key.into(),
-            &[flag_set],
-            attributes,
-            |o| o.treatment.to_string(),
-        )
-        .into_iter()
-        .collect()
-    }
-
-    /// Treatments of every flag in any of the flag sets.
-    pub fn get_treatments_by_flag_sets<'k, S: AsRef<str>>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flag_sets: &[S],
-        attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
-        self.by_flag_sets(
-            "get_treatments_by_flag_sets",
-            key.into(),
-            flag_sets,
-            attributes,
-            |o| o.treatment.to_string(),
-        )
-        .into_iter()
-        .collect()
-    }
-
-    /// [`Client::get_treatments_by_flag_set`] with configurations.
-    pub fn get_treatments_with_config_by_flag_set<'k>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flag_set: &str,
-        attributes: Option<&Attributes>,
-    ) -> HashMap<String, TreatmentWithConfig> {
-        self.by_flag_sets(
-            "get_treatments_with_config_by_flag_set",
-            key.into(),
-            &[flag_set],
-            attributes,
-            |o| o.with_config(),
-        )
-        .into_iter()
-        .collect()
-    }
-
-    /// [`Client::get_treatments_by_flag_sets`] with configurations.
-    pub fn get_treatments_with_config_by_flag_sets<'k, S: AsRef<str>>(
-        &self,
-        key: impl Into<Key<'k>>,
-        flag_sets: &[S],
-        attributes: Option<&Attributes>,
-    ) -> HashMap<String, TreatmentWithConfig> {
-        self.by_flag_sets(
-            "get_treatments_with_config_by_flag_sets",
-            key.into(),
-            flag_sets,
-            attributes,
-            |o| o.with_config(),
-        )
-        .into_iter()
-        .collect()
-    }
-
     /// A view of the loaded definitions.
     pub fn manager(&self) -> Manager {
         Manager {
             store: self.inner.store.clone(),
-        }
-    }
-
-    /// Checks the client and the key; `Err` holds the warning to log.
-    fn check_call(&self, op: &str, key: &Key<'_>) -> Result<InFlight<'_>, String> {
-        let Some(guard) = self.inner.in_flight.enter(&self.inner.destroyed) else {
-            return Err(format!(
-                "{op}: client has already been destroyed - no calls possible"
-            ));
-        };
-        let name = if key.bucketing_key.is_some() {
-            "matching_key"
-        } else {
-            "key"
-        };
-        check_key(op, name, key.matching_key)?;
-        if let Some(b) = key.bucketing_key {
-            check_key(op, "bucketing_key", b)?;
-        }
-        Ok(guard)
-    }
-
-    /// One evaluation through the API: validation, readiness, the engine (guarded against
-    /// panics), the impression, then `shape` builds the caller's result from the borrowed
-    /// outcome (so nothing is copied that the caller does not need).
-    fn evaluate_op<R>(
-        &self,
-        op: &str,
-        key: Key<'_>,
-        flag: &str,
-        attributes: Option<&Attributes>,
-        shape: impl FnOnce(&Outcome<'_>) -> R,
-    ) -> R {
-        let _in_flight = match self.check_call(op, &key) {
-            Ok(g) => g,
-            Err(w) => {
-                log::warn!("{w}");
-                return shape(&Outcome::INVALID);
-            }
-        };
-        let Some(flag) = check_flag_name(op, flag, &mut |w| log::warn!("{w}")) else {
-            return shape(&Outcome::INVALID);
-        };
-        let shared = self.listener_attributes(attributes);
-        if !self.is_ready() {
-            let o = self.not_ready(op, key, flag, shared.as_ref());
-            return shape(&o);
-        }
-        let snapshot = self.inner.store.load();
-        let o = evaluate_guarded(op, &snapshot, key, flag, attributes, Snapshot::evaluate_key);
-        self.record(key, flag, &o, shared.as_ref(), now_ms());
-        shape(&o)
-    }
-
-    /// Attributes shared with the listeners (only when there are some).
-    fn listener_attributes(&self, attributes: Option<&Attributes>) -> Option<Arc<Attributes>> {
-        if self.inner.config.impression_listeners.is_empty() {
-            None
-        } else {
-            attributes.map(|a| Arc::new(a.clone()))
-        }
-    }
-
-    fn not_ready(
-        &self,
-        op: &str,
-        key: Key<'_>,
-        flag: &str,
-        attributes: Option<&Arc<Attributes>>,
-    ) -> Outcome<'static> {
-        log::warn!(
-            "{op}: the SDK is not ready, results may be incorrect for feature flag {flag}. Make sure to wait for SDK readiness before using this method"
-        );
-        let o = Outcome::control(&NOT_READY, None);
-        self.record(key, flag, &o, attributes, now_ms());
-        o
-    }
-
-    /// Records the impression of an evaluation, when it produces one.
-    fn record(
-        &self,
-        key: Key<'_>,
-        flag: &str,
-        o: &Outcome<'_>,
-        attributes: Option<&Arc<Attributes>>,
-        now: i64,
-    ) {
-        if !o.impression {
-            return;
-        }
-        self.inner.recorder.record(
-            ImpressionFields {
-                key: key.matching_key,
-                bucketing_key: key.bucketing_key,
-                flag,
-                treatment: o.treatment,
-                label: o.label.map(Label::as_str),
-                change_number: o.change_number,
-                time: now,
-                disabled: o.disabled,
-            },
-            o.names,
-            attributes,
-            now,
-        );
-    }
-
-    fn evaluate_many<S: AsRef<str>, R>(
-        &self,
-        op: &str,
-        key: Key<'_>,
-        flags: &[S],
-        attributes: Option<&Attributes>,
-        shape: impl Fn(&Outcome<'_>) -> R,
-    ) -> Vec<(String, R)> {
-        if flags.is_empty() {
-            log::warn!("{op}: flag names must be a non-empty array");
-            return Vec::new();
-        }
-        let mut names: Vec<&str> = Vec::with_capacity(flags.len());
-        for f in flags {
-            if let Some(n) = check_flag_name(op, f.as_ref(), &mut |w| log::warn!("{w}"))
-                && !names.contains(&n)
-            {
-                names.push(n);
-            }
-        }
-        let _in_flight = match self.check_call(op, &key) {
-            Ok(g) => g,
-            Err(w) => {
-                log::warn!("{w}");
-                return names
-                    .into_iter()
-                    .map(|n| (n.to_string(), shape(&Outcome::INVALID)))
-                    .collect();
-            }
-        };
-        let shared = self.listener_attributes(attributes);
-        if !self.is_ready() {
-            return names
-                .into_iter()
-                .map(|n| {
-                    let o = self.not_ready(op, key, n, shared.as_ref());
-                    (n.to_string(), shape(&o))
-                })
-                .collect();
-        }
-        let snapshot = self.inner.store.load();
-        let now = now_ms();
-        names
-            .into_iter()
-            .map(|n| {
-                let o = evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_key);
-                self.record(key, n, &o, shared.as_ref(), now);
-                (n.to_string(), shape(&o))
-            })
-            .collect()
-    }
-
-    fn by_flag_sets<S: AsRef<str>, R>(
-        &self,
-        op: &str,
-        key: Key<'_>,
-        sets: &[S],
-        attributes: Option<&Attributes>,
-        shape: impl Fn(&Outcome<'_>) -> R,
-    ) -> Vec<(String, R)> {
-        let mut sets = sanitize_flag_sets(op, sets, &mut |w| log::warn!("{w}"));
-        let filter = self.inner.config.flag_sets_filter();
-        if !filter.is_empty() {
-            sets.retain(|s| {
-                let ok = filter.contains(s);
-                if !ok {
-                    log::warn!("{op}: you passed Flag Set {s} which is not part of the configured FlagSetsFilter, ignoring Flag Set.");
-                }
-                ok
-            });
-        }
-        let flags: Vec<String> = {
-            let snapshot = self.inner.store.load();
-            let mut names: Vec<String> = sets
-                .iter()
-                .flat_map(|s| snapshot.flags_in_set(s).iter().map(|n| n.to_string()))
-                .collect();
-            names.sort();
-            names.dedup();
-            names
-        };
-        if flags.is_empty() {
-            return Vec::new();
-        }
-        self.evaluate_many(op, key, &flags, attributes, shape)
-    }
-}
-
-static NOT_READY: Label = Label::NotReady;
-static EXCEPTION: Label = Label::Exception;
-
-/// What one evaluation decided, borrowing from the snapshot.
-#[derive(Debug, Clone, Copy)]
-struct Outcome<'a> {
-    treatment: &'a str,
-    /// `None` for invalid input or a destroyed client.
-    label: Option<&'a Label>,
-    config: Option<&'a str>,
-    change_number: Option<i64>,
-    impression: bool,
-    /// The flag has `impressionsDisabled`.
-    disabled: bool,
-    /// The interned names of the flag, treatment and label, where the engine has them.
-    names: Names,
-}
-
-impl<'a> Outcome<'a> {
-    /// Invalid input or a destroyed client: `control`, no label, no impression.
-    const INVALID: Outcome<'static> = Outcome {
-        treatment: CONTROL,
-        label: None,
-        config: None,
-        change_number: None,
-        impression: false,
-        disabled: false,
-        names: Names {
-            flag: None,
-            treatment: None,
-            label: None,
-        },
-    };
-
-    /// `control` with a label, producing an impression.
-    fn control(label: &'a Label, change_number: Option<i64>) -> Outcome<'a> {
-        Outcome {
-            label: Some(label),
-            change_number,
-            impression: true,
-            ..Outcome::INVALID
-        }
-    }
-
-    fn with_config(&self) -> TreatmentWithConfig {
-        TreatmentWithConfig {
-            treatment: self.treatment.to_string(),
-            config: self.config.map(str::to_string),
-        }
-    }
-
-    fn details(&self) -> TreatmentDetails {
-        TreatmentDetails {
-            treatment: self.treatment.to_string(),
-            label: self.label.cloned(),
-            config: self.config.map(str::to_string),
-            change_number: self.change_number,
-            impression: self.impression,
-        }
-    }
-}
-
-impl Snapshot {
-    fn evaluate_key<'s>(
-        &'s self,
-        key: Key<'_>,
-        flag: &str,
-        attributes: &Attributes,
-    ) -> crate::Evaluation<'s> {
-        self.evaluate(key.matching_key, key.bucketing_key, flag, attributes)
-    }
-}
-
-/// The engine as the client calls it (swappable in tests).
-type EvalFn = for<'s> fn(&'s Snapshot, Key<'_>, &str, &Attributes) -> crate::Evaluation<'s>;
-
-/// Runs one evaluation at the API boundary: a panic inside becomes `control` with label
-/// `exception` (and an impression), an unknown flag a warning and no impression.
-fn evaluate_guarded<'s>(
-    op: &str,
-    snapshot: &'s Snapshot,
-    key: Key<'_>,
-    flag: &str,
-    attributes: Option<&Attributes>,
-    eval: EvalFn,
-) -> Outcome<'s> {
-    static NO_ATTRIBUTES: std::sync::LazyLock<Attributes> =
-        std::sync::LazyLock::new(Attributes::new);
-    let attributes = attributes.unwrap_or(&NO_ATTRIBUTES);
-    match catch_unwind(AssertUnwindSafe(|| eval(snapshot, key, flag, attributes))) {
-        Ok(e) => {
-            let impression = *e.label != Label::DefinitionNotFound;
-            if !impression {
-                log::warn!(
-                    "{op}: you passed {flag} that does not exist in this environment, please double check what feature flags exist in the Split user interface."
-                );
-            } else if *e.label == Label::Exception {
-                log::warn!(
-                    "{op}: evaluation of {flag} failed (dependency chain deeper than {} or cyclic); returning control",
-                    crate::limits::MAX_DEPTH
-                );
-            }
-            Outcome {
-                treatment: e.treatment,
-                label: Some(e.label),
-                config: e.config,
-                change_number: e.change_number,
-                impression,
-                disabled: e.impressions_disabled,
-                names: e.names,
-            }
-        }
-        Err(_) => {
-            log::error!("{op}: evaluation of {flag} panicked; returning control");
-            let change_number = snapshot.flags.get(flag).map(|f| f.change_number);
-            Outcome::control(&EXCEPTION, change_number)
         }
     }
 }
@@ -1122,22 +593,5 @@ impl Reloader {
             return false;
         }
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_inside_evaluation_answers_control_with_exception() {
-        fn boom<'s>(_: &'s Snapshot, _: Key<'_>, _: &str, _: &Attributes) -> crate::Evaluation<'s> {
-            panic!("injected")
-        }
-        let snapshot = Snapshot::new();
-        let o = evaluate_guarded("t", &snapshot, "k".into(), "f", None, boom);
-        assert_eq!(o.treatment, "control");
-        assert_eq!(o.label, Some(&Label::Exception));
-        assert!(o.impression);
     }
 }
