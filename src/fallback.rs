@@ -164,17 +164,7 @@ impl Fallbacks {
         default_rule: bool,
     ) -> Fallbacks {
         let any = global.is_some() || !by_flag.is_empty();
-        let statics = [
-            Label::Killed,
-            Label::NoRuleMatched,
-            Label::DefinitionNotFound,
-            Label::Exception,
-            Label::NotInSplit,
-            Label::PrerequisitesNotMet,
-            Label::NotReady,
-            Label::Unsupported,
-        ];
-        let labels = statics
+        let labels = Label::STATIC
             .into_iter()
             .filter(|_| any)
             .map(|of| {

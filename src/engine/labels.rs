@@ -37,6 +37,18 @@ pub enum Label {
 }
 
 impl Label {
+    /// Every label that is not a rule's (or a fallback's): their wire strings are fixed.
+    pub(crate) const STATIC: [Label; 8] = [
+        Label::Killed,
+        Label::NoRuleMatched,
+        Label::DefinitionNotFound,
+        Label::Exception,
+        Label::NotInSplit,
+        Label::PrerequisitesNotMet,
+        Label::NotReady,
+        Label::Unsupported,
+    ];
+
     /// The wire string of the label.
     ///
     /// # Examples
@@ -116,17 +128,7 @@ mod tests {
 
     #[test]
     fn static_names_are_the_wire_strings() {
-        let labels = [
-            Label::Killed,
-            Label::NoRuleMatched,
-            Label::DefinitionNotFound,
-            Label::Exception,
-            Label::NotInSplit,
-            Label::PrerequisitesNotMet,
-            Label::NotReady,
-            Label::Unsupported,
-        ];
-        for l in labels {
+        for l in Label::STATIC {
             assert_eq!(l.static_name().map(Name::as_str), Some(l.as_str()));
         }
         assert_eq!(Label::Rule("in segment beta".into()).static_name(), None);

@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn object_has_every_field_of_the_schema() {
-        let i = Impression::new(ImpressionFields {
+        let fields = ImpressionFields {
             key: "u",
             bucketing_key: None,
             flag: "f",
@@ -370,7 +370,8 @@ mod tests {
             time: 5,
             disabled: false,
             properties: None,
-        });
+        };
+        let i = Impression::new(fields);
         let meta = SdkMetadata {
             sdk_version: "rust-1.2.3",
             machine_ip: None,
@@ -388,15 +389,8 @@ mod tests {
             })
         );
         let with = Impression::new(ImpressionFields {
-            key: "u",
-            bucketing_key: None,
-            flag: "f",
-            treatment: "on",
-            label: None,
-            change_number: None,
-            time: 5,
-            disabled: false,
             properties: Some(r#"{"page":"cart"}"#),
+            ..fields
         });
         let v: serde_json::Value =
             serde_json::from_slice(&encode(&with, &meta, None, None)).unwrap_or_default();

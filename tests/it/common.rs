@@ -2,9 +2,10 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-use splitkit::Snapshot;
 use splitkit::definitions::SegmentChanges;
+use splitkit::{Attributes, Impression, ImpressionListener, SdkMetadata, Snapshot};
 
 /// `tests/data/<rel>`: the official SDKs' test data and the golden sets (see
 /// `tests/data/SOURCES.md`).
@@ -107,3 +108,25 @@ pub(crate) fn now_ms() -> i64 {
 /// How far an impression or event time may trail the precise clock: splitkit stamps them from
 /// the coarse realtime clock, whose tick is at most 10 ms on any kernel (1 to 4 ms usually).
 pub(crate) const CLOCK_TICK_MS: i64 = 10;
+
+/// A listener that keeps the impressions it sees.
+#[derive(Default)]
+pub struct Collect(Mutex<Vec<Impression>>);
+
+impl ImpressionListener for Collect {
+    fn on_impression(&self, i: &Impression, _: Option<&Attributes>, _: &SdkMetadata) {
+        self.0.lock().expect("collect").push(i.clone());
+    }
+}
+
+impl Collect {
+    /// The impressions seen so far.
+    pub fn seen(&self) -> Vec<Impression> {
+        self.0.lock().expect("collect").clone()
+    }
+
+    /// The impressions seen so far, forgotten.
+    pub fn take(&self) -> Vec<Impression> {
+        std::mem::take(&mut *self.0.lock().expect("collect"))
+    }
+}

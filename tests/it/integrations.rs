@@ -15,7 +15,7 @@ use splitkit::integrations::{
 use splitkit::limits::{SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_CALL_BYTES};
 use splitkit::{Attributes, Client, Impression, ImpressionListener, Key, SdkMetadata};
 
-use crate::common::{CLOCK_TICK_MS, now_ms};
+use crate::common::{CLOCK_TICK_MS, Collect, now_ms};
 use crate::server::{Recorded, Reply, Server};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -95,22 +95,6 @@ impl Loopback {
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Collects the impressions the integrations see, to build the expected payloads.
-#[derive(Default)]
-struct Collect(Mutex<Vec<Impression>>);
-
-impl ImpressionListener for Collect {
-    fn on_impression(&self, i: &Impression, _: Option<&Attributes>, _: &SdkMetadata) {
-        self.0.lock().expect("collect").push(i.clone());
-    }
-}
-
-impl Collect {
-    fn take(&self) -> Vec<Impression> {
-        std::mem::take(&mut *self.0.lock().expect("collect"))
-    }
-}
 
 /// Short retry waits, so that retries happen within the test.
 fn fast() -> DeliveryOptions {
@@ -359,6 +343,21 @@ fn on_demand(
     (segment, webhook)
 }
 
+/// Segment calls and webhook objects the servers have received so far.
+fn received(segment_server: &Loopback, hook_server: &Loopback) -> (usize, usize) {
+    let calls = segment_server
+        .requests()
+        .iter()
+        .map(|r| r.calls().len())
+        .sum();
+    let objects = hook_server
+        .requests()
+        .iter()
+        .map(|r| r.json().as_array().map_or(0, Vec::len))
+        .sum();
+    (calls, objects)
+}
+
 #[test]
 fn one_client_flush_delivers_what_the_integrations_queued() {
     let (segment_server, hook_server) = (Loopback::ok(), Loopback::ok());
@@ -371,18 +370,7 @@ fn one_client_flush_delivers_what_the_integrations_queued() {
         "one call flushes the client and its integrations"
     );
     // Already delivered when flush returns: no integration flush, no waiting.
-    let calls: usize = segment_server
-        .requests()
-        .iter()
-        .map(|r| r.calls().len())
-        .sum();
-    assert_eq!(calls, 3);
-    let objects: usize = hook_server
-        .requests()
-        .iter()
-        .map(|r| r.json().as_array().map_or(0, Vec::len))
-        .sum();
-    assert_eq!(objects, 3);
+    assert_eq!(received(&segment_server, &hook_server), (3, 3));
     assert_eq!(segment.stats().delivery.sent, 3);
     assert_eq!(webhook.stats().delivery.sent, 3);
     client.destroy(WAIT);
@@ -396,18 +384,7 @@ fn destroy_delivers_what_the_integrations_queued_with_no_handle_kept() {
     let client = client(vec![Arc::new(segment), Arc::new(webhook)]);
     evaluate_three(&client);
     assert!(client.destroy(WAIT));
-    let calls: usize = segment_server
-        .requests()
-        .iter()
-        .map(|r| r.calls().len())
-        .sum();
-    assert_eq!(calls, 3);
-    let objects: usize = hook_server
-        .requests()
-        .iter()
-        .map(|r| r.json().as_array().map_or(0, Vec::len))
-        .sum();
-    assert_eq!(objects, 3);
+    assert_eq!(received(&segment_server, &hook_server), (3, 3));
 }
 
 /// A listener whose flush reports what it was given and whether the impressions came first.

@@ -2,49 +2,24 @@
 //! treatments, impression properties, the `default rule` label option and typed configs.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use splitkit::{
-    Attributes, Client, Error, EvaluationOptions, FallbackTreatment, Impression,
-    ImpressionListener, ImpressionsMode, Label, Properties, SdkMetadata, Snapshot,
+    Attributes, Client, Error, EvaluationOptions, FallbackTreatment, ImpressionsMode, Label,
+    Properties, Snapshot,
 };
 
-use crate::common::logs;
-use crate::server::{Gate, Reply, SdkBackend, Server, flag, localhost, remote};
+use crate::common::{Collect, logs};
+use crate::server::{Server, delivered_impressions, localhost, not_ready_until_opened, remote};
 
 const WAIT: Duration = Duration::from_secs(10);
 const BULK: &str = "/events/testImpressions/bulk";
 
-/// `(flag, item)` of every impression delivered, in wire order.
+/// `(flag, item)` of every impression delivered to `/events`, in wire order.
 fn delivered(server: &Server) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for r in server.requests_to(BULK).iter().filter(|r| r.ok()) {
-        for g in r.json().as_array().expect("bulk body").iter() {
-            let f = g["f"].as_str().expect("f").to_string();
-            for i in g["i"].as_array().expect("i") {
-                out.push((f.clone(), i.clone()));
-            }
-        }
-    }
-    out
-}
-
-/// The impressions a listener saw.
-#[derive(Default)]
-struct Collect(Mutex<Vec<Impression>>);
-
-impl ImpressionListener for Collect {
-    fn on_impression(&self, i: &Impression, _: Option<&Attributes>, _: &SdkMetadata) {
-        self.0.lock().expect("collect").push(i.clone());
-    }
-}
-
-impl Collect {
-    fn seen(&self) -> Vec<Impression> {
-        self.0.lock().expect("collect").clone()
-    }
+    delivered_impressions(server, BULK)
 }
 
 fn condition(label: &str, matcher: Value, treatment: &str) -> Value {
@@ -214,11 +189,7 @@ fn fallback_treatments_answer_for_control_with_their_label_config_and_impression
 #[test]
 fn before_ready_the_fallback_answers_with_fallback_not_ready() {
     let server = Server::start();
-    let gate = Gate::closed();
-    server.script("/sdk/splitChanges", [Reply::ok().held(&gate)]);
-    let backend = SdkBackend::new();
-    backend.push_flag(flag("f", 10, &["a"], None, "off"));
-    backend.install(&server, "/sdk");
+    let gate = not_ready_until_opened(&server);
     let client = remote(&server, "fallback-key")
         .impressions_mode(ImpressionsMode::Debug)
         .fallback_treatment(FallbackTreatment::new("waiting").with_config("{}"))

@@ -16,7 +16,8 @@ use splitkit::{
 
 use crate::common::{CLOCK_TICK_MS, now_ms};
 use crate::server::{
-    Gate, Recorded, Reply, SdkBackend, Server, dead_port, eventually, flag, localhost, remote,
+    Gate, Recorded, Reply, SdkBackend, Server, bulk_items as items, dead_port,
+    delivered_impressions, eventually, flag, localhost, not_ready_until_opened, remote,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -25,29 +26,9 @@ const BULK: &str = "/events/testImpressions/bulk";
 const COUNT: &str = "/events/testImpressions/count";
 const KEYS: &str = "/telemetry/v1/keys/ss";
 
-/// `(flag, item)` of every impression in the 2xx-answered bulk requests, in wire order.
+/// `(flag, item)` of every impression delivered to `/events`, in wire order.
 fn delivered(server: &Server) -> Vec<(String, Value)> {
-    server
-        .requests_to(BULK)
-        .iter()
-        .filter(|r| r.ok())
-        .flat_map(items)
-        .collect()
-}
-
-fn items(r: &Recorded) -> Vec<(String, Value)> {
-    let body = r.json();
-    let groups = body
-        .as_array()
-        .unwrap_or_else(|| panic!("not a bulk body: {body}"));
-    let mut out = Vec::new();
-    for g in groups {
-        let f = g["f"].as_str().expect("f").to_string();
-        for i in g["i"].as_array().expect("i") {
-            out.push((f.clone(), i.clone()));
-        }
-    }
-    out
+    delivered_impressions(server, BULK)
 }
 
 /// Matching keys of the delivered impressions, each once; panics on a duplicate.
@@ -549,12 +530,7 @@ fn no_impression_for_definition_not_found_or_invalid_input() {
 #[test]
 fn evaluations_before_ready_in_remote_mode_report_not_ready() {
     let server = Server::start();
-    let gate = Gate::closed();
-    // The first splitChanges answer waits for the gate.
-    server.script("/sdk/splitChanges", [Reply::ok().held(&gate)]);
-    let backend = SdkBackend::new();
-    backend.push_flag(flag("f", 10, &["a"], None, "off"));
-    backend.install(&server, "/sdk");
+    let gate = not_ready_until_opened(&server);
     let client = remote(&server, "nr-key")
         .impressions_mode(ImpressionsMode::Debug)
         .build()

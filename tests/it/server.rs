@@ -588,6 +588,18 @@ impl SdkBackend {
     }
 }
 
+/// An SDK API on `server` (under `/sdk`) with flag `f` (`on` for key `a`, else `off`) whose
+/// first `splitChanges` answer waits for the gate returned: a remote client stays not ready
+/// until the gate opens.
+pub fn not_ready_until_opened(server: &Server) -> Gate {
+    let gate = Gate::closed();
+    server.script("/sdk/splitChanges", [Reply::ok().held(&gate)]);
+    let backend = SdkBackend::new();
+    backend.push_flag(flag("f", 10, &["a"], None, "off"));
+    backend.install(server, "/sdk");
+    gate
+}
+
 /// A flag definition: `on` for the keys of `whitelist`, then for segment `segment` (if any),
 /// then everyone gets `rest`; default treatment `off`.
 pub fn flag(name: &str, cn: i64, whitelist: &[&str], segment: Option<&str>, rest: &str) -> Value {
@@ -623,4 +635,31 @@ pub fn flag(name: &str, cn: i64, whitelist: &[&str], segment: Option<&str>, rest
         "changeNumber": cn, "algo": 2, "trafficAllocation": 100, "trafficAllocationSeed": 1,
         "seed": 7, "status": "ACTIVE", "conditions": conditions
     })
+}
+
+/// `(flag, item)` of every impression in the 2xx-answered `testImpressions/bulk` requests to
+/// `bulk`, in wire order.
+pub fn delivered_impressions(server: &Server, bulk: &str) -> Vec<(String, Value)> {
+    server
+        .requests_to(bulk)
+        .iter()
+        .filter(|r| r.ok())
+        .flat_map(bulk_items)
+        .collect()
+}
+
+/// `(flag, item)` of every impression of one `testImpressions/bulk` body.
+pub fn bulk_items(r: &Recorded) -> Vec<(String, Value)> {
+    let body = r.json();
+    let groups = body
+        .as_array()
+        .unwrap_or_else(|| panic!("not a bulk body: {body}"));
+    let mut out = Vec::new();
+    for g in groups {
+        let f = g["f"].as_str().expect("f").to_string();
+        for i in g["i"].as_array().expect("i") {
+            out.push((f.clone(), i.clone()));
+        }
+    }
+    out
 }
