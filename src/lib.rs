@@ -1,7 +1,10 @@
 //! splitkit: feature flags and experimentation, evaluated in-process.
 //!
 //! splitkit evaluates flag definitions in Split's JSON format into a treatment and the label
-//! of the targeting rule that decided it, with the same results as Split's official SDKs.
+//! of the targeting rule that decided it, with the same results as Split's official SDKs,
+//! and reports every evaluation (an *impression*) and every [`Client::track`] call (an
+//! *event*) to Split in the official wire formats. The API is synchronous; background work
+//! runs on named threads. Evaluation never blocks, never does I/O and never panics.
 //!
 //! # Quickstart
 //!
@@ -36,7 +39,103 @@
 //! - The **label** ([`Label`]) says why a treatment was chosen: `killed`, `not in split`,
 //!   `no rule matched`, `definition not found`, `exception`, or the rule's own label.
 //! - `control` is the treatment given when no real treatment can be: invalid input, an unknown
-//!   flag, an internal failure, a destroyed client.
+//!   flag, an internal failure, a destroyed client. A [fallback
+//!   treatment](ClientBuilder::fallback_treatment) can answer instead.
+//!
+//! # Evaluating
+//!
+//! | you want | call |
+//! |---|---|
+//! | the treatment | [`Client::get_treatment`] |
+//! | with its configuration, raw or typed | [`Client::get_treatment_with_config`], then [`TreatmentWithConfig::parse_config`] |
+//! | everything decided (label, change number, impression) | [`Client::evaluate`] |
+//! | several flags, or a flag set | [`Client::get_treatments`], [`Client::get_treatments_by_flag_set`] (and `_with_config`) |
+//! | impression properties on the impressions of a call | [`Client::with_options`] with [`EvaluationOptions`] |
+//! | the loaded definitions | [`Client::manager`] |
+//!
+//! Attributes are built with [`Attributes::with`] (strings, numbers, booleans, lists of
+//! strings; dates as epoch milliseconds).
+//!
+//! ```
+//! #[derive(serde::Deserialize)]
+//! struct Checkout { button_color: String }
+//!
+//! let client = splitkit::Client::builder("localhost").split_file("examples/flags.json").build()?;
+//! let t = client.get_treatment_with_config("qa_alice", "new_checkout", None);
+//! let checkout: Option<Checkout> = t.parse_config()?;
+//! assert_eq!(checkout.map(|c| c.button_color).as_deref(), Some("green"));
+//! # Ok::<(), splitkit::Error>(())
+//! ```
+//!
+//! # Remote mode
+//!
+//! Any SDK key other than `"localhost"` synchronizes definitions from Split's SDK API and
+//! delivers impressions and events to Split.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use splitkit::{Client, Error};
+//!
+//! let client = Client::builder(std::env::var("SPLIT_SDK_KEY").unwrap_or_default())
+//!     .features_refresh_rate(Duration::from_secs(30))
+//!     .fallback_treatment("off")
+//!     .build()?;
+//! match client.block_until_ready(Duration::from_secs(10)) {
+//!     Ok(()) => {}
+//!     // Not ready in time, or the first load failed: the message says why (the server
+//!     // unreachable, the SDK key rejected, which segments were still loading...). The client
+//!     // keeps trying; until it is ready, evaluations answer the fallback (or `control`) with
+//!     // the label `not ready`.
+//!     Err(Error::NotReady { reason, .. }) => eprintln!("flags not ready yet: {reason}"),
+//!     Err(e) => return Err(e),
+//! }
+//! let treatment = client.get_treatment("user-42", "new_checkout", None);
+//! # let _ = treatment;
+//! client.destroy(Duration::from_secs(5)); // delivers what is queued first
+//! # Ok::<(), splitkit::Error>(())
+//! ```
+//!
+//! - **URLs**: definitions from [`ClientBuilder::sdk_url`] (default
+//!   [`defaults::SDK_URL`]), impressions, counts and events to [`ClientBuilder::events_url`]
+//!   ([`defaults::EVENTS_URL`]), unique keys to [`ClientBuilder::telemetry_url`]
+//!   ([`defaults::TELEMETRY_URL`]). Point them at a Split proxy or a test server as needed;
+//!   nothing else is ever contacted.
+//! - **Polling**: flags every [`ClientBuilder::features_refresh_rate`] (60 s), segments every
+//!   [`ClientBuilder::segments_refresh_rate`] (60 s), with backoff while the API fails;
+//!   [`Client::sync_now`] polls at once. [`ClientBuilder::flag_sets_filter`] loads only some
+//!   flag sets.
+//! - **Readiness**: [`Client::block_until_ready`] waits for flags and the segments they use;
+//!   [`Client::is_ready`] asks without waiting. Errors are [`Error::NotReady`] with the
+//!   reason; a rejected SDK key is final, anything else is retried in the background.
+//! - **Delivery**: impressions in [`ImpressionsMode::Optimized`] (default: one impression per
+//!   key, flag and treatment an hour, plus counts), `Debug` (all) or `None` (counts and
+//!   unique keys only); events as tracked. Both are queued without blocking and posted by
+//!   background threads; [`Client::flush`] delivers now, [`Client::destroy`] delivers and
+//!   stops. Nothing is dropped silently: [`Client::stats`] counts every impression and event
+//!   to where it went.
+//!
+//! # Localhost mode
+//!
+//! The SDK key `"localhost"` reads definitions from [`ClientBuilder::split_file`]: `.json`
+//! (splitChanges), `.yaml`/`.yml` (`- flag: {treatment, keys, config}`), or legacy lines
+//! `flag treatment`. Segments come from [`ClientBuilder::segment_directory`].
+//! [`ClientBuilder::localhost_refresh_rate`] reloads on change. Nothing is sent anywhere
+//! unless [`ClientBuilder::events_url`] is set.
+//!
+//! # Impressions, listeners and integrations
+//!
+//! An [`ImpressionListener`] sees every impression on a thread of its own
+//! ([`ClientBuilder::impression_listener`]); [`integrations`] has listeners that forward
+//! impressions to Segment, to a webhook, or keep each key's last treatments as traits.
+//! [`Client::flush`] and [`Client::destroy`] flush them too, within the same deadline.
+//! [`ClientBuilder::labels_enabled`]`(false)` keeps labels in the process.
+//!
+//! # Errors
+//!
+//! Evaluation never returns an error and never panics: it answers `control` (or the
+//! fallback) with a label and logs a warning (through the `log` crate) naming the problem.
+//! [`Error`] comes only from the edges: building a client, loading files, waiting for
+//! readiness, and [`Client::track`] refusing an event.
 //!
 //! # The engine on its own
 //!
@@ -60,18 +159,11 @@
 //! (named `splitkit-<role>`). [`Client::destroy`] stops them and is idempotent; dropping the
 //! last handle does the same with [`ClientBuilder::shutdown_timeout`].
 //!
-//! # Localhost mode
+//! # Modules
 //!
-//! The SDK key `"localhost"` reads definitions from [`ClientBuilder::split_file`]: `.json`
-//! (splitChanges), `.yaml`/`.yml` (`- flag: {treatment, keys, config}`), or legacy lines
-//! `flag treatment`. Segments come from [`ClientBuilder::segment_directory`].
-//! [`ClientBuilder::localhost_refresh_rate`] reloads on change.
-//!
-//! # Errors
-//!
-//! Evaluation never returns an error and never panics: it answers `control` with a label and
-//! logs a warning (through the `log` crate) naming the problem. [`Error`] comes only from the
-//! edges: building a client, loading files, waiting for readiness.
+//! [`definitions`] (Split's JSON as serde types), [`analysis`] (experiment measurement from
+//! impressions and events), [`integrations`], [`bucketing`] (the hash functions),
+//! [`defaults`] (every tuning default) and [`limits`] (fixed bounds).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
