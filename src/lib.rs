@@ -168,6 +168,7 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+mod backoff;
 mod builder;
 mod client;
 mod config;

@@ -70,6 +70,18 @@ impl Civil {
     }
 }
 
+/// Days from 1970-01-01 to the civil date `year-month-day` (proleptic Gregorian; Howard
+/// Hinnant's days_from_civil).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +101,16 @@ mod tests {
             assert!(t >= last, "the clock went back from {last} to {t}");
             last = t;
         }
+    }
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for ms in [0, -1, 951_782_400_000, 1_700_000_000_123, -62_135_596_800_000, 4_102_444_800_000] {
+            let c = Civil::from_epoch_ms(ms);
+            assert_eq!(days_from_civil(c.year, c.month, c.day), ms.div_euclid(86_400_000), "{ms}");
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::definitions::{SegmentChanges, SplitChanges};
 use crate::error::Error;
 
-use super::backoff::parse_retry_after;
+use crate::backoff::parse_retry_after;
 use super::config::SyncConfig;
 
 /// The spec version sent as `s=`: rule-based segments included.
@@ -55,7 +55,7 @@ pub(crate) enum FetchError {
         url: String,
         /// The status code.
         status: u16,
-        /// The server's `Retry-After`, when given in seconds.
+        /// The server's `Retry-After` (seconds or an HTTP-date), when given.
         retry_after: Option<Duration>,
     },
     /// Any other non-2xx status: retrying soon would not help.

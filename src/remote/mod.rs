@@ -27,7 +27,6 @@
 // parts of this module are only used by its tests.
 
 mod api;
-mod backoff;
 mod config;
 mod fetcher;
 mod readiness;

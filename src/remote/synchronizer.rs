@@ -16,7 +16,7 @@ use crate::storage::Store;
 use crate::validation::sanitize_flag_sets;
 
 use super::api::{FetchError, SdkApi};
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::config::SyncConfig;
 use super::fetcher::{SegmentFetcher, SplitFetcher};
 use super::readiness::Readiness;
