@@ -142,7 +142,13 @@ impl Synchronizer {
     ///
     /// Returns true when every thread has finished (their results are logged). A thread inside
     /// a request finishes when the request does, within the request timeout; if that is later
-    /// than `timeout`, this returns false and a later call waits again. Idempotent.
+    /// than `timeout`, this returns false, logs a warning, and a later call waits again.
+    /// Idempotent.
+    ///
+    /// A zero `timeout` only signals the threads (the client does so first when it shuts
+    /// down, so that a request in flight does not eat the time the delivery of queued
+    /// impressions needs, and waits later): a thread still running then is expected, not
+    /// worth a warning.
     pub(crate) fn stop(&self, timeout: Duration) -> bool {
         let start = Instant::now();
         drop(self.stop.lock().take());
@@ -152,7 +158,11 @@ impl Synchronizer {
             let left = timeout.saturating_sub(start.elapsed());
             match w.done.recv_timeout(left) {
                 Err(RecvTimeoutError::Timeout) => {
-                    log::warn!("{} did not stop within {timeout:?}", w.name);
+                    if timeout.is_zero() {
+                        log::debug!("{} signalled to stop", w.name);
+                    } else {
+                        log::warn!("{} did not stop within {timeout:?}", w.name);
+                    }
                     still_running.push(w);
                 }
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => match w.handle.join() {
