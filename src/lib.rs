@@ -98,6 +98,7 @@ mod storage;
 mod stripe;
 #[cfg(test)]
 mod test_logs;
+mod text;
 mod time;
 mod validation;
 

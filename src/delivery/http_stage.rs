@@ -10,6 +10,7 @@ use super::backoff::{Backoff, Rng};
 use super::stats::DropReason;
 use super::worker::{Consumer, Ctx, RateLimiter};
 use super::{Batcher, Endpoint, Request, Transport, TransportError, WorkerConfig};
+use crate::text::duration;
 
 /// Size assumed for an item whose `estimate_size` panicked.
 const FALLBACK_ITEM_SIZE: usize = 1024;
@@ -250,10 +251,11 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
             }
         } else {
             log::debug!(
-                "{}: POST {} failed (attempt {}), retrying in {delay:?}",
+                "{}: POST {} failed (attempt {}), retrying in {}",
                 ctx.name,
                 self.endpoint.path(),
-                head.attempts
+                head.attempts,
+                duration(delay)
             );
         }
     }

@@ -17,6 +17,7 @@ use super::http_stage::HttpDelivery;
 use super::listener_stage::ListenerDelivery;
 use super::stats::{DeliveryStats, DropReason, WorkerStats};
 use super::{Batcher, DeliveryError, Endpoint, Transport, WorkerConfig};
+use crate::text::duration;
 
 /// Messages that go through the item queue. Flush markers travel with the items so
 /// that a flush waits exactly for what was pushed before it (FIFO barrier).
@@ -510,8 +511,9 @@ impl<T> Shared<T> {
         }
         if !self.wait_ended(deadline) {
             log::warn!(
-                "{}: did not stop within {timeout:?}; the thread is left running",
-                self.name
+                "{}: did not stop within {}; the thread is left running",
+                self.name,
+                duration(timeout)
             );
             return false;
         }

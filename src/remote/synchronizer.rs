@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::storage::Store;
+use crate::text::duration;
 use crate::validation::sanitize_flag_sets;
 
 use super::api::{FetchError, SdkApi};
@@ -82,10 +83,10 @@ impl Synchronizer {
         let (flags_wake, flags_wake_rx) = bounded::<()>(1);
         let (segments_wake, segments_wake_rx) = bounded::<SegmentsWake>(4);
         log::info!(
-            "synchronizing definitions from {} every {:?} (segments every {:?})",
+            "synchronizing definitions from {} every {} (segments every {})",
             api.base_url(),
-            config.features_refresh_rate,
-            config.segments_refresh_rate
+            duration(config.features_refresh_rate),
+            duration(config.segments_refresh_rate)
         );
 
         let flags = FlagsWorker {
@@ -161,7 +162,7 @@ impl Synchronizer {
                     if timeout.is_zero() {
                         log::debug!("{} signalled to stop", w.name);
                     } else {
-                        log::warn!("{} did not stop within {timeout:?}", w.name);
+                        log::warn!("{} did not stop within {}", w.name, duration(timeout));
                     }
                     still_running.push(w);
                 }
@@ -245,13 +246,17 @@ fn on_failure(
     if e.is_transient() {
         let delay = backoff.next_delay(e.retry_after());
         log::warn!(
-            "{what}: {e}; serving the last good definitions, retry {} in {delay:?}",
-            backoff.attempts()
+            "{what}: {e}; serving the last good definitions, retry {} in {}",
+            backoff.attempts(),
+            duration(delay)
         );
         readiness.record_error(e.to_string());
         Some(delay)
     } else {
-        log::error!("{what}: {e}; serving the last good definitions, next try in {rate:?}");
+        log::error!(
+            "{what}: {e}; serving the last good definitions, next try in {}",
+            duration(rate)
+        );
         readiness.set_failed(e.to_string(), false);
         backoff.reset();
         Some(rate)

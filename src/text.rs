@@ -1,0 +1,114 @@
+//! Small pieces of text that messages share: a duration a person reads at a glance, and a
+//! parser's message that does not repeat the line the error already names.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A duration as a person reads it, rounded to what matters: `0 ms`, `250 ms`, `3.0 s`,
+/// `59.9 s`, `2 min`, `2 min 5 s`, `1 h 30 min`. Built by [`duration`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readable(Duration);
+
+/// `d` written for a person (see [`Readable`]).
+pub(crate) fn duration(d: Duration) -> Readable {
+    Readable(d)
+}
+
+impl fmt::Display for Readable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        // Rounded to the nearest millisecond, then to the unit shown.
+        let ms = (d.as_nanos() + 500_000) / 1_000_000;
+        if ms < 1_000 {
+            return write!(f, "{ms} ms");
+        }
+        let tenths = (ms + 50) / 100;
+        if tenths < 600 {
+            return write!(f, "{}.{} s", tenths / 10, tenths % 10);
+        }
+        let secs = (ms + 500) / 1_000;
+        if secs < 3_600 {
+            let (min, s) = (secs / 60, secs % 60);
+            return match s {
+                0 => write!(f, "{min} min"),
+                s => write!(f, "{min} min {s} s"),
+            };
+        }
+        let mins = (secs + 30) / 60;
+        match (mins / 60, mins % 60) {
+            (h, 0) => write!(f, "{h} h"),
+            (h, m) => write!(f, "{h} h {m} min"),
+        }
+    }
+}
+
+/// A parser's message (serde_json, serde_yaml) for an error reported at `line`: the parser
+/// writes `... at line L column C`, and the error names the line already, so that part
+/// becomes ` (column C)`. Other positions (a YAML context elsewhere) are kept.
+pub(crate) fn without_line(message: String, line: usize) -> String {
+    let marker = format!(" at line {line} column ");
+    let Some(start) = message.find(&marker) else {
+        return message;
+    };
+    let rest = &message[start + marker.len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return message;
+    }
+    format!(
+        "{} (column {}){}",
+        &message[..start],
+        &rest[..digits],
+        &rest[digits..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        let cases = [
+            (Duration::ZERO, "0 ms"),
+            (Duration::from_nanos(819), "0 ms"),
+            (Duration::from_micros(700_182), "700 ms"),
+            (Duration::from_micros(999_400), "999 ms"),
+            (Duration::from_micros(999_600), "1.0 s"),
+            (Duration::from_micros(3_000_100), "3.0 s"),
+            (Duration::from_millis(3_960), "4.0 s"),
+            (Duration::from_millis(59_940), "59.9 s"),
+            (Duration::from_millis(59_960), "1 min"),
+            (Duration::from_secs(60), "1 min"),
+            (Duration::from_secs(125), "2 min 5 s"),
+            (Duration::from_secs(3_600), "1 h"),
+            (Duration::from_secs(5_400), "1 h 30 min"),
+            (Duration::from_secs(365 * 24 * 3_600), "8760 h"),
+            (Duration::MAX, "5124095576030431 h"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(duration(d).to_string(), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn parser_messages_do_not_repeat_the_line() {
+        assert_eq!(
+            without_line("EOF while parsing a value at line 1 column 0".into(), 1),
+            "EOF while parsing a value (column 0)"
+        );
+        assert_eq!(
+            without_line(
+                "did not find expected key at line 3 column 5, while parsing a block mapping at line 1 column 1".into(),
+                3
+            ),
+            "did not find expected key (column 5), while parsing a block mapping at line 1 column 1"
+        );
+        assert_eq!(
+            without_line("expected value at line 2 column 1".into(), 7),
+            "expected value at line 2 column 1",
+            "another line is kept"
+        );
+        assert_eq!(without_line("no position".into(), 1), "no position");
+    }
+}
