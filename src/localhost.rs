@@ -141,8 +141,8 @@ fn parse_legacy(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
                 origin: origin.to_string(),
                 line: Some(i + 1),
                 message: format!(
-                    "expected `flag_name treatment`, got {} word(s): {line:?}",
-                    words.len()
+                    "expected `flag_name treatment`, got {}: {line:?}",
+                    crate::text::count(words.len(), "word", "words")
                 ),
             });
         };
@@ -445,7 +445,7 @@ mod tests {
         let e = parse_flags("a on\nb\n", Format::Legacy, "flags.split").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "cannot parse flags.split at line 2: expected `flag_name treatment`, got 1 word(s): \"b\""
+            "cannot parse flags.split at line 2: expected `flag_name treatment`, got 1 word: \"b\""
         );
     }
 

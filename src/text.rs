@@ -1,8 +1,42 @@
-//! Small pieces of text that messages share: a duration a person reads at a glance, and a
-//! parser's message that does not repeat the line the error already names.
+//! Small pieces of text that messages share: a count with its noun in the right number, a
+//! duration a person reads at a glance, and a parser's message that does not repeat the line
+//! the error already names.
 
 use std::fmt;
 use std::time::Duration;
+
+/// `n` and the noun that goes with it: `1 item`, `0 items`, `2 items`. Built by [`count`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Count<N> {
+    n: N,
+    one: &'static str,
+    many: &'static str,
+}
+
+/// `n` followed by `one` when `n` is 1 and by `many` otherwise.
+///
+/// `format!("dropping {}", count(n, "item", "items"))` gives `dropping 1 item` or
+/// `dropping 3 items`.
+pub(crate) fn count<N>(n: N, one: &'static str, many: &'static str) -> Count<N>
+where
+    N: fmt::Display + Copy + PartialEq + From<u8>,
+{
+    Count { n, one, many }
+}
+
+impl<N> fmt::Display for Count<N>
+where
+    N: fmt::Display + Copy + PartialEq + From<u8>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let noun = if self.n == N::from(1) {
+            self.one
+        } else {
+            self.many
+        };
+        write!(f, "{} {noun}", self.n)
+    }
+}
 
 /// A duration as a person reads it, rounded to what matters: `0 ms`, `250 ms`, `3.0 s`,
 /// `59.9 s`, `2 min`, `2 min 5 s`, `1 h 30 min`. Built by [`duration`].
@@ -66,6 +100,19 @@ pub(crate) fn without_line(message: String, line: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nouns_agree_with_the_count() {
+        assert_eq!(count(0u64, "item", "items").to_string(), "0 items");
+        assert_eq!(count(1u64, "item", "items").to_string(), "1 item");
+        assert_eq!(count(2usize, "item", "items").to_string(), "2 items");
+        assert_eq!(
+            count(1u32, "failed attempt", "failed attempts").to_string(),
+            "1 failed attempt"
+        );
+        assert_eq!(count(1i64, "entry", "entries").to_string(), "1 entry");
+        assert_eq!(count(7i64, "entry", "entries").to_string(), "7 entries");
+    }
 
     #[test]
     fn durations_read_at_a_glance() {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::storage::Store;
-use crate::text::duration;
+use crate::text::{count, duration};
 use crate::validation::sanitize_flag_sets;
 
 use super::api::{FetchError, SdkApi};
@@ -218,8 +218,8 @@ fn later(d: Duration) -> Instant {
 fn on_success(what: &str, backoff: &mut Backoff) {
     if backoff.attempts() > 0 {
         log::info!(
-            "{what}: synchronization recovered after {} failed attempt(s)",
-            backoff.attempts()
+            "{what}: synchronization recovered after {}",
+            count(backoff.attempts(), "failed attempt", "failed attempts")
         );
     }
     backoff.reset();
@@ -297,8 +297,8 @@ impl FlagsWorker {
                     if first {
                         let snapshot = self.store.load();
                         log::info!(
-                            "loaded {} flag(s) (change number {}, rule-based {})",
-                            snapshot.len(),
+                            "loaded {} (change number {}, rule-based {})",
+                            count(snapshot.len(), "flag", "flags"),
                             snapshot.change_number(),
                             snapshot.rule_based_change_number()
                         );
@@ -423,8 +423,8 @@ impl SegmentsWorker {
             .collect();
         if pending.is_empty() {
             log::info!(
-                "loaded {} segment(s); definitions are ready",
-                snapshot.referenced_segments().len()
+                "loaded {}; definitions are ready",
+                count(snapshot.referenced_segments().len(), "segment", "segments")
             );
             self.readiness.set_ready();
         } else {

@@ -1055,6 +1055,7 @@ impl Transport for ScriptedTransport {
 
 #[test]
 fn retry_limit_drops_the_batch_and_goes_on() {
+    capture_logs();
     let transport = ScriptedTransport::new(vec![
         Err(TransportError::Connect("refused".into())),
         Err(TransportError::Timeout("slow".into())),
@@ -1095,6 +1096,13 @@ fn retry_limit_drops_the_batch_and_goes_on() {
     let bodies: Vec<&str> = seen.iter().map(|s| s.body.as_str()).collect();
     assert_eq!(bodies, ["[1]", "[1]", "[1]", "[2]"]);
     assert!(seen.iter().all(|s| *s == expected(&s.body)), "{seen:?}");
+    assert_eq!(
+        warnings(&["it-retry-limit"]),
+        [
+            "WARN splitkit-it-retry-limit: POST /events/bulk failed 3 times; dropping a batch of 1 item"
+        ],
+        "one item, three times: each noun agrees with its count"
+    );
 }
 
 /// After a retry ends in a non-retryable answer, items wait for the next flush
