@@ -326,6 +326,7 @@ fn posts_exact_payload_and_headers() {
     assert_eq!(r.header("SplitSDKMachineIP"), Some("10.0.0.7"));
     assert_eq!(r.header("SplitSDKMachineName"), Some("web-7"));
     assert_eq!(r.header("SplitSDKImpressionsMode"), Some("OPTIMIZED"));
+    assert_eq!(r.header("User-Agent"), Some(crate::delivery::USER_AGENT));
     assert_eq!(r.header("Content-Encoding"), None);
     assert_eq!(r.raw, r.body);
     assert_eq!(
