@@ -5,7 +5,7 @@ use crate::impressions::ImpressionStats;
 
 /// Exact counters of `track`.
 ///
-/// `tracked == queue.recorded + not_delivered`; `rejected` events were never queued.
+/// `tracked == queue.recorded + local_only`; `rejected` events were never queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EventStats {
@@ -13,8 +13,9 @@ pub struct EventStats {
     pub tracked: u64,
     /// Events refused by validation (or by a destroyed client).
     pub rejected: u64,
-    /// Localhost mode with no events URL: accepted but not sent anywhere.
-    pub not_delivered: u64,
+    /// Accepted and not sent, by design: localhost mode without an events URL keeps no
+    /// delivery queue, so events are counted here and go nowhere. Not a failure.
+    pub local_only: u64,
     /// The delivery queue's counters (sent, dropped by reason, still queued, attempts).
     pub queue: DeliveryStats,
 }
