@@ -1,11 +1,12 @@
 //! Small pieces of text that messages share: a count with its noun in the right number, a
-//! duration a person reads at a glance, and a parser's message that does not repeat the line
-//! the error already names.
+//! number with thousands separators, a duration a person reads at a glance, and a parser's
+//! message that does not repeat the line the error already names.
 
 use std::fmt;
 use std::time::Duration;
 
-/// `n` and the noun that goes with it: `1 item`, `0 items`, `2 items`. Built by [`count`].
+/// `n` and the noun that goes with it: `1 item`, `0 items`, `2 items`, `1,000 items` (with
+/// thousands separators, as [`thousands`]). Built by [`count`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Count<N> {
     n: N,
@@ -34,8 +35,40 @@ where
         } else {
             self.many
         };
-        write!(f, "{} {noun}", self.n)
+        write!(f, "{} {noun}", grouped(&self.n.to_string()))
     }
+}
+
+/// `n` with a comma between groups of three digits: `1,204`. Built by [`thousands`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Thousands(u64);
+
+/// `n` with thousands separators (see [`Thousands`]).
+pub(crate) fn thousands(n: u64) -> Thousands {
+    Thousands(n)
+}
+
+impl fmt::Display for Thousands {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&grouped(&self.0.to_string()))
+    }
+}
+
+/// An integer's decimal digits (after an optional `-`) grouped by three with commas.
+fn grouped(number: &str) -> String {
+    let (sign, digits) = match number.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", number),
+    };
+    let mut out = String::with_capacity(number.len() + digits.len() / 3);
+    out.push_str(sign);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A duration as a person reads it, rounded to what matters: `0 ms`, `250 ms`, `3.0 s`,
@@ -112,6 +145,31 @@ mod tests {
         );
         assert_eq!(count(1i64, "entry", "entries").to_string(), "1 entry");
         assert_eq!(count(7i64, "entry", "entries").to_string(), "7 entries");
+        assert_eq!(
+            count(10_000usize, "item", "items").to_string(),
+            "10,000 items"
+        );
+        assert_eq!(
+            count(-1_500i64, "unit", "units").to_string(),
+            "-1,500 units"
+        );
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_204, "1,204"),
+            (123_456, "123,456"),
+            (1_234_567, "1,234,567"),
+            (u64::MAX, "18,446,744,073,709,551,615"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(thousands(n).to_string(), text);
+        }
+        assert_eq!(format!("{:>7}", thousands(1_000)), "  1,000");
     }
 
     #[test]
