@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
     const BURST: u64 = 2_000;
     for (name, mode, sink) in [
         // The baseline: the same call where the impression is built nowhere (it is only
-        // counted in `not_delivered`).
+        // counted in `local_only`).
         ("client_not_recording_bursts", ImpressionsMode::Debug, None),
         ("client_debug_bursts", ImpressionsMode::Debug, Some(&sink)),
         (

@@ -46,12 +46,16 @@ pub enum Error {
         /// What is wrong with the value.
         message: String,
     },
-    /// The client did not become ready in time.
-    #[error("not ready after {waited:?}: {reason}")]
+    /// The client did not become ready in time, or its first load failed.
+    ///
+    /// The message gives the time waited, rounded for reading (`not ready after 3.0 s: ...`),
+    /// then the reason.
+    #[error("not ready after {}: {reason}", crate::text::duration(*waited))]
     NotReady {
         /// How long the call waited.
         waited: Duration,
-        /// Why the client is not ready yet (last error seen, or still loading).
+        /// Why the client is not ready yet (last error seen, or still loading); it does not
+        /// repeat the time waited.
         reason: String,
     },
     /// A call broke one of the input rules (an event to `track`, for instance).
@@ -103,6 +107,26 @@ mod tests {
         assert_eq!(
             p.to_string(),
             "cannot parse flags.yaml at line 3: expected a map"
+        );
+    }
+
+    #[test]
+    fn not_ready_says_the_time_waited_once_and_readably() {
+        let e = Error::NotReady {
+            waited: Duration::from_micros(3_000_100),
+            reason: "still loading feature flags; no answer from the server yet".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "not ready after 3.0 s: still loading feature flags; no answer from the server yet"
+        );
+        let quick = Error::NotReady {
+            waited: Duration::from_nanos(819),
+            reason: "synchronization failed: HTTP 401".into(),
+        };
+        assert_eq!(
+            quick.to_string(),
+            "not ready after 0 ms: synchronization failed: HTTP 401"
         );
     }
 

@@ -192,6 +192,7 @@ mod storage;
 mod stripe;
 #[cfg(test)]
 mod test_logs;
+mod text;
 mod time;
 mod treatment;
 mod validation;

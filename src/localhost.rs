@@ -29,6 +29,7 @@ use serde_json::json;
 
 use crate::definitions::{FeatureFlag, SegmentChanges, SplitChanges};
 use crate::error::Error;
+use crate::text::without_line;
 
 /// The format of a localhost file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +141,8 @@ fn parse_legacy(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
                 origin: origin.to_string(),
                 line: Some(i + 1),
                 message: format!(
-                    "expected `flag_name treatment`, got {} word(s): {line:?}",
-                    words.len()
+                    "expected `flag_name treatment`, got {}: {line:?}",
+                    crate::text::count(words.len(), "word", "words")
                 ),
             });
         };
@@ -162,8 +163,14 @@ fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Entry>, Error> {
         line,
         message,
     };
-    let doc: Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| err(e.location().map(|l| l.line()), e.to_string()))?;
+    let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        let message = match line {
+            Some(l) => without_line(e.to_string(), l),
+            None => e.to_string(),
+        };
+        err(line, message)
+    })?;
     let items = match doc {
         Value::Sequence(items) => items,
         Value::Null => Vec::new(),
@@ -348,8 +355,8 @@ pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
             line,
             message,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| parse_err(Some(e.line()), e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| parse_err(Some(e.line()), without_line(e.to_string(), e.line())))?;
         if value.get("added").is_none() && value.get("removed").is_none() {
             return Err(parse_err(
                 None,
@@ -438,7 +445,7 @@ mod tests {
         let e = parse_flags("a on\nb\n", Format::Legacy, "flags.split").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "cannot parse flags.split at line 2: expected `flag_name treatment`, got 1 word(s): \"b\""
+            "cannot parse flags.split at line 2: expected `flag_name treatment`, got 1 word: \"b\""
         );
     }
 
@@ -454,6 +461,18 @@ mod tests {
         let e = parse_flags("- f: [1]\n", Format::Yaml, "f.yaml").unwrap_err();
         assert!(e.to_string().contains("flag 'f'"), "{e}");
         let e = parse_flags("- f: {treatment: on\n", Format::Yaml, "f.yaml").unwrap_err();
-        assert!(e.to_string().contains("f.yaml at line"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "cannot parse f.yaml at line 2: did not find expected ',' or '}' (column 1), while parsing a flow mapping at line 1 column 6"
+        );
+    }
+
+    #[test]
+    fn json_errors_name_the_line_once() {
+        let e = parse_flags("{\"ff\": {\"d\": [\n  oops\n]}}", Format::Json, "f.json").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot parse f.json at line 2: expected value (column 3)"
+        );
     }
 }

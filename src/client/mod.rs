@@ -125,7 +125,7 @@ impl InFlightCounter {
 struct EventCounters {
     tracked: AtomicU64,
     rejected: AtomicU64,
-    not_delivered: AtomicU64,
+    local_only: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -375,7 +375,7 @@ impl Client {
             events: EventStats {
                 tracked: c.tracked.load(Ordering::Relaxed),
                 rejected: c.rejected.load(Ordering::Relaxed),
-                not_delivered: c.not_delivered.load(Ordering::Relaxed),
+                local_only: c.local_only.load(Ordering::Relaxed),
                 queue: self
                     .inner
                     .events
@@ -476,7 +476,7 @@ impl Client {
                 }
             }
             None => {
-                counts.not_delivered.fetch_add(1, Ordering::Relaxed);
+                counts.local_only.fetch_add(1, Ordering::Relaxed);
             }
         }
         counts.tracked.fetch_add(1, Ordering::Relaxed);

@@ -75,7 +75,7 @@ impl SplitChanges {
         let value: Value = serde_json::from_str(text).map_err(|e| Error::Parse {
             origin: origin.to_string(),
             line: Some(e.line()),
-            message: e.to_string(),
+            message: crate::text::without_line(e.to_string(), e.line()),
         })?;
         Self::from_value(value, origin)
     }

@@ -9,6 +9,23 @@ use super::DeliveryError;
 /// Largest response body read (and discarded) so the connection can be reused.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
 
+/// The `User-Agent` of every request the SDK makes: `splitkit/<version>`.
+pub(crate) const USER_AGENT: &str = concat!("splitkit/", env!("CARGO_PKG_VERSION"));
+
+/// The settings every ureq agent of the SDK starts from, the one place they are made:
+/// `User-Agent: splitkit/<version>` ([`USER_AGENT`]), every HTTP status returned as an
+/// answer (not an error), and no redirects (a redirected POST would be replayed as GET:
+/// the 3xx is reported instead). Callers add their timeouts.
+///
+/// [`HttpTransport`] builds its agent from here, and the synchronizer's requests go
+/// through that agent.
+pub(crate) fn agent_config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .user_agent(USER_AGENT)
+        .http_status_as_error(false)
+        .max_redirects(0)
+}
+
 /// Where a worker posts its batches: a path below the transport's base URL, plus
 /// headers that only this endpoint needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,7 +344,7 @@ fn validate_base_url(url: &str) -> Result<&str, DeliveryError> {
 
 /// The ureq-based [`Transport`]: one shared connection pool for every endpoint.
 ///
-/// Sends `Authorization: Bearer <sdk key>` (or the value set with
+/// Sends `User-Agent: splitkit/<version>`, `Authorization: Bearer <sdk key>` (or the value set with
 /// [`HttpConfigBuilder::authorization`], or none), `Content-Type: application/json`,
 /// `SplitSDKVersion` and the optional machine headers (unless
 /// [`HttpConfigBuilder::sdk_headers`] is off) and each endpoint's own headers.
@@ -354,10 +371,7 @@ impl fmt::Debug for HttpTransport {
 impl HttpTransport {
     /// A transport with its own connection pool, configured by `config`.
     pub fn new(config: HttpConfig) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // A redirected POST would be replayed as GET: report the 3xx instead.
-            .max_redirects(0)
+        let agent = agent_config()
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.request_timeout))
             .build()

@@ -10,6 +10,7 @@ use super::backoff::{Backoff, Rng};
 use super::stats::DropReason;
 use super::worker::{Consumer, Ctx, RateLimiter};
 use super::{Batcher, Endpoint, Request, Transport, TransportError, WorkerConfig};
+use crate::text::{count, duration};
 
 /// Size assumed for an item whose `estimate_size` panicked.
 const FALLBACK_ITEM_SIZE: usize = 1024;
@@ -135,9 +136,10 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
         }
         if dropped > 0 && self.warning.allow() {
             log::warn!(
-                "{}: POST {} keeps failing; dropped {dropped} oldest retained items (max {})",
+                "{}: POST {} keeps failing; dropped {}, oldest first (at most {} are kept)",
                 ctx.name,
                 self.endpoint.path(),
+                count(dropped, "retained item", "retained items"),
                 self.max_retained_items
             );
         }
@@ -240,20 +242,21 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
         if head.attempts >= self.max_attempts {
             if let Some(batch) = self.pop_head() {
                 log::warn!(
-                    "{}: POST {} failed {} times; dropping a batch of {} items",
+                    "{}: POST {} failed {}; dropping a batch of {}",
                     ctx.name,
                     self.endpoint.path(),
-                    batch.attempts,
-                    batch.items.len()
+                    count(batch.attempts, "time", "times"),
+                    count(batch.items.len(), "item", "items")
                 );
                 ctx.dropped(DropReason::RetryLimit, batch.items.len());
             }
         } else {
             log::debug!(
-                "{}: POST {} failed (attempt {}), retrying in {delay:?}",
+                "{}: POST {} failed (attempt {}), retrying in {}",
                 ctx.name,
                 self.endpoint.path(),
-                head.attempts
+                head.attempts,
+                duration(delay)
             );
         }
     }
@@ -275,9 +278,9 @@ fn attempt<T, B: Batcher<T>>(
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             log::warn!(
-                "{}: dropping {} items for {}: {e}: {}",
+                "{}: dropping {} for {}: {e}: {}",
                 ctx.name,
-                items.len(),
+                count(items.len(), "item", "items"),
                 endpoint.path(),
                 std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string())
             );
@@ -285,9 +288,9 @@ fn attempt<T, B: Batcher<T>>(
         }
         Err(_) => {
             log::error!(
-                "{}: batch encoder panicked; dropping {} items for {}",
+                "{}: batch encoder panicked; dropping {} for {}",
                 ctx.name,
-                items.len(),
+                count(items.len(), "item", "items"),
                 endpoint.path()
             );
             return Outcome::Rejected;
@@ -309,10 +312,10 @@ fn attempt<T, B: Batcher<T>>(
             status => {
                 if warning.allow() {
                     log::warn!(
-                        "{}: POST {} answered {status}; dropping a batch of {} items",
+                        "{}: POST {} answered {status}; dropping a batch of {}",
                         ctx.name,
                         endpoint.path(),
-                        items.len()
+                        count(items.len(), "item", "items")
                     );
                 }
                 Outcome::Rejected
@@ -324,10 +327,10 @@ fn attempt<T, B: Batcher<T>>(
         }
         Err(e) => {
             log::warn!(
-                "{}: POST {} cannot be sent ({e}); dropping a batch of {} items",
+                "{}: POST {} cannot be sent ({e}); dropping a batch of {}",
                 ctx.name,
                 endpoint.path(),
-                items.len()
+                count(items.len(), "item", "items")
             );
             Outcome::Rejected
         }
@@ -408,8 +411,9 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
         }
         if dropped > 0 {
             log::warn!(
-                "{}: {dropped} items for {} not delivered by the shutdown deadline",
+                "{}: {} for {} not delivered by the shutdown deadline",
                 ctx.name,
+                count(dropped, "item", "items"),
                 self.endpoint.path()
             );
         }

@@ -48,6 +48,8 @@ pub(crate) use http::Response;
 pub use http::{
     Endpoint, HttpConfig, HttpConfigBuilder, HttpTransport, Request, Transport, TransportError,
 };
+#[cfg(test)]
+pub(crate) use http::{USER_AGENT, agent_config};
 pub use stats::DeliveryStats;
 pub use worker::Worker;
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::http_stage::HttpDelivery;
 use super::listener_stage::ListenerDelivery;
 use super::stats::{DeliveryStats, DropReason, WorkerStats};
 use super::{Batcher, DeliveryError, Endpoint, Transport, WorkerConfig};
+use crate::text::{self, duration};
 
 /// Messages that go through the item queue. Flush markers travel with the items so
 /// that a flush waits exactly for what was pushed before it (FIFO barrier).
@@ -431,9 +432,9 @@ impl<T: Send + 'static> WorkerHandle<T> {
                 let _ = s.wake.try_send(());
                 if s.queue_full_warning.allow() {
                     log::warn!(
-                        "{}: queue full ({} items), dropping new items ({dropped} dropped so far)",
+                        "{}: queue full ({}), dropping new items ({dropped} dropped so far)",
                         s.name,
-                        s.capacity
+                        text::count(s.capacity, "item", "items")
                     );
                 }
                 false
@@ -510,8 +511,9 @@ impl<T> Shared<T> {
         }
         if !self.wait_ended(deadline) {
             log::warn!(
-                "{}: did not stop within {timeout:?}; the thread is left running",
-                self.name
+                "{}: did not stop within {}; the thread is left running",
+                self.name,
+                duration(timeout)
             );
             return false;
         }
@@ -551,7 +553,11 @@ impl<T> Shared<T> {
         }
         if items > 0 {
             self.stats.on_dropped(DropReason::Shutdown, items);
-            log::warn!("{}: {items} items arrived after shutdown", self.name);
+            log::warn!(
+                "{}: {} arrived after shutdown",
+                self.name,
+                text::count(items, "item", "items")
+            );
         }
     }
 }

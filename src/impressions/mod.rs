@@ -110,7 +110,7 @@ pub struct SdkMetadata {
 /// Exact counters of the impression recorder.
 ///
 /// Every impression ends in exactly one counter: `recorded == deduplicated + counted_only +
-/// not_delivered + queue.recorded + queue.rejected_after_shutdown` (the last: impressions
+/// local_only + queue.recorded + queue.rejected_after_shutdown` (the last: impressions
 /// of evaluations that were in flight while the client was destroyed), and
 /// `queue.recorded == queue.sent + queue.dropped() + queue.queued_now`. `recorded` and
 /// `queue.queued_now` are computed from the others (so the evaluating thread updates one
@@ -124,8 +124,9 @@ pub struct ImpressionStats {
     pub deduplicated: u64,
     /// Not queued: `none` mode or a flag with `impressionsDisabled`; counted, keys tracked.
     pub counted_only: u64,
-    /// Not queued: localhost mode with no events URL configured (nothing is sent anywhere).
-    pub not_delivered: u64,
+    /// Not queued, by design: localhost mode without an events URL keeps impressions in the
+    /// process (listeners still see them) and never sends them. Not a failure.
+    pub local_only: u64,
     /// The delivery queue's counters (sent, dropped by reason, still queued, attempts).
     pub queue: DeliveryStats,
     /// Impression counts (per flag and hour) delivered and dropped.
@@ -313,7 +314,7 @@ pub(crate) struct Recorder {
     metadata: SdkMetadata,
     deduplicated: AtomicU64,
     counted_only: AtomicU64,
-    not_delivered: AtomicU64,
+    local_only: AtomicU64,
     timer: Mutex<Option<Timer>>,
     /// Wakes the timer thread to send counts and unique keys early.
     drain_now: Sender<()>,
@@ -450,7 +451,7 @@ impl Recorder {
             metadata,
             deduplicated: AtomicU64::new(0),
             counted_only: AtomicU64::new(0),
-            not_delivered: AtomicU64::new(0),
+            local_only: AtomicU64::new(0),
             timer: Mutex::new(None),
             drain_now,
         });
@@ -510,7 +511,7 @@ impl Recorder {
                         .push(Queued::new(&fields, names, previous_time));
                 }
                 None => {
-                    self.not_delivered.fetch_add(1, Ordering::Relaxed);
+                    self.local_only.fetch_add(1, Ordering::Relaxed);
                 }
             },
             Decision::Deduplicated { .. } => {
@@ -596,18 +597,18 @@ impl Recorder {
         };
         let deduplicated = self.deduplicated.load(Ordering::Relaxed);
         let counted_only = self.counted_only.load(Ordering::Relaxed);
-        let not_delivered = self.not_delivered.load(Ordering::Relaxed);
+        let local_only = self.local_only.load(Ordering::Relaxed);
         ImpressionStats {
             // Every impression ends in exactly one of these (one counter fewer to update
             // on the evaluating thread).
             recorded: deduplicated
                 + counted_only
-                + not_delivered
+                + local_only
                 + queue.recorded
                 + queue.rejected_after_shutdown,
             deduplicated,
             counted_only,
-            not_delivered,
+            local_only,
             queue,
             counts,
             unique_keys,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::definitions::{SegmentChanges, SplitChanges};
 use crate::error::Error;
+use crate::text::without_line;
 
 use crate::backoff::parse_retry_after;
 use super::config::SyncConfig;
@@ -31,7 +32,7 @@ pub(crate) enum FetchError {
         message: String,
     },
     /// The request did not complete within the request timeout.
-    #[error("no complete answer from {url} within {timeout:?} (request timeout)")]
+    #[error("no complete answer from {url} within {} (request timeout)", crate::text::duration(*timeout))]
     Timeout {
         /// The request URL.
         url: String,
@@ -218,7 +219,7 @@ impl SdkApi {
             FetchError::Malformed(Error::Parse {
                 origin: url.clone(),
                 line: Some(e.line()),
-                message: e.to_string(),
+                message: without_line(e.to_string(), e.line()),
             })
         })?;
         changes.name = name.to_string();

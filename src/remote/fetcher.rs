@@ -7,6 +7,7 @@ use crate::definitions::SplitChanges;
 use crate::storage::Store;
 
 use super::api::{FetchError, SdkApi};
+use crate::text::count;
 
 /// Most pages fetched in one round; the rest is fetched on the next round. Guards against a
 /// server whose change numbers never converge.
@@ -73,9 +74,13 @@ impl SplitFetcher {
                 }
                 round.changed |= has_definitions;
                 log::debug!(
-                    "applied {} flag(s) and {} rule-based segment(s) from {url}",
-                    changes.flags.d.len(),
-                    changes.rule_based_segments.d.len()
+                    "applied {} and {} from {url}",
+                    count(changes.flags.d.len(), "flag", "flags"),
+                    count(
+                        changes.rule_based_segments.d.len(),
+                        "rule-based segment",
+                        "rule-based segments"
+                    )
                 );
             }
             let done = changes.flags.s == changes.flags.t
@@ -85,9 +90,9 @@ impl SplitFetcher {
             }
             if round.pages >= MAX_PAGES_PER_ROUND {
                 log::warn!(
-                    "{}: still no since == till after {} pages; continuing on the next poll",
+                    "{}: still no since == till after {}; continuing on the next poll",
                     self.api.base_url(),
-                    round.pages
+                    count(round.pages, "page", "pages")
                 );
                 return Ok(round);
             }
@@ -155,7 +160,8 @@ impl SegmentFetcher {
             }
             if pages >= MAX_PAGES_PER_ROUND {
                 log::warn!(
-                    "segment {name}: still no since == till after {pages} pages; continuing on the next poll"
+                    "segment {name}: still no since == till after {}; continuing on the next poll",
+                    count(pages, "page", "pages")
                 );
                 return Ok(Some(pages));
             }

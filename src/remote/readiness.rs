@@ -232,6 +232,31 @@ mod tests {
     }
 
     #[test]
+    fn the_error_says_each_part_once() {
+        let r = Readiness::new();
+        r.record_error("HTTP 503 from http://x/api/splitChanges".into());
+        // The exact text, with the time this wait took, as the error reports it.
+        let text = |e: &Error| match e {
+            Error::NotReady { waited, .. } => {
+                e.to_string()
+                    .replacen(&crate::text::duration(*waited).to_string(), "<waited>", 1)
+            }
+            other => panic!("{other:?}"),
+        };
+        let e = r.wait(Duration::from_millis(5)).unwrap_err();
+        assert_eq!(
+            text(&e),
+            "not ready after <waited>: still loading feature flags; last error: HTTP 503 from http://x/api/splitChanges"
+        );
+        r.set_failed("the server answered HTTP 401".into(), true);
+        let e = r.wait(Duration::from_secs(1)).unwrap_err();
+        assert_eq!(
+            text(&e),
+            "not ready after <waited>: synchronization failed: the server answered HTTP 401"
+        );
+    }
+
+    #[test]
     fn failure_ends_the_wait_early_and_permanent_failures_stick() {
         let r = Readiness::new();
         assert!(r.set_failed("bad key".into(), false));

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::storage::Store;
+use crate::text::{count, duration};
 use crate::validation::sanitize_flag_sets;
 
 use super::api::{FetchError, SdkApi};
@@ -82,10 +83,10 @@ impl Synchronizer {
         let (flags_wake, flags_wake_rx) = bounded::<()>(1);
         let (segments_wake, segments_wake_rx) = bounded::<SegmentsWake>(4);
         log::info!(
-            "synchronizing definitions from {} every {:?} (segments every {:?})",
+            "synchronizing definitions from {} every {} (segments every {})",
             api.base_url(),
-            config.features_refresh_rate,
-            config.segments_refresh_rate
+            duration(config.features_refresh_rate),
+            duration(config.segments_refresh_rate)
         );
 
         let flags = FlagsWorker {
@@ -142,7 +143,13 @@ impl Synchronizer {
     ///
     /// Returns true when every thread has finished (their results are logged). A thread inside
     /// a request finishes when the request does, within the request timeout; if that is later
-    /// than `timeout`, this returns false and a later call waits again. Idempotent.
+    /// than `timeout`, this returns false, logs a warning, and a later call waits again.
+    /// Idempotent.
+    ///
+    /// A zero `timeout` only signals the threads (the client does so first when it shuts
+    /// down, so that a request in flight does not eat the time the delivery of queued
+    /// impressions needs, and waits later): a thread still running then is expected, not
+    /// worth a warning.
     pub(crate) fn stop(&self, timeout: Duration) -> bool {
         let start = Instant::now();
         drop(self.stop.lock().take());
@@ -152,7 +159,11 @@ impl Synchronizer {
             let left = timeout.saturating_sub(start.elapsed());
             match w.done.recv_timeout(left) {
                 Err(RecvTimeoutError::Timeout) => {
-                    log::warn!("{} did not stop within {timeout:?}", w.name);
+                    if timeout.is_zero() {
+                        log::debug!("{} signalled to stop", w.name);
+                    } else {
+                        log::warn!("{} did not stop within {}", w.name, duration(timeout));
+                    }
                     still_running.push(w);
                 }
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => match w.handle.join() {
@@ -207,8 +218,8 @@ fn later(d: Duration) -> Instant {
 fn on_success(what: &str, backoff: &mut Backoff) {
     if backoff.attempts() > 0 {
         log::info!(
-            "{what}: synchronization recovered after {} failed attempt(s)",
-            backoff.attempts()
+            "{what}: synchronization recovered after {}",
+            count(backoff.attempts(), "failed attempt", "failed attempts")
         );
     }
     backoff.reset();
@@ -235,13 +246,17 @@ fn on_failure(
     if e.is_transient() {
         let delay = backoff.next_delay(e.retry_after());
         log::warn!(
-            "{what}: {e}; serving the last good definitions, retry {} in {delay:?}",
-            backoff.attempts()
+            "{what}: {e}; serving the last good definitions, retry {} in {}",
+            backoff.attempts(),
+            duration(delay)
         );
         readiness.record_error(e.to_string());
         Some(delay)
     } else {
-        log::error!("{what}: {e}; serving the last good definitions, next try in {rate:?}");
+        log::error!(
+            "{what}: {e}; serving the last good definitions, next try in {}",
+            duration(rate)
+        );
         readiness.set_failed(e.to_string(), false);
         backoff.reset();
         Some(rate)
@@ -282,8 +297,8 @@ impl FlagsWorker {
                     if first {
                         let snapshot = self.store.load();
                         log::info!(
-                            "loaded {} flag(s) (change number {}, rule-based {})",
-                            snapshot.len(),
+                            "loaded {} (change number {}, rule-based {})",
+                            count(snapshot.len(), "flag", "flags"),
                             snapshot.change_number(),
                             snapshot.rule_based_change_number()
                         );
@@ -408,8 +423,8 @@ impl SegmentsWorker {
             .collect();
         if pending.is_empty() {
             log::info!(
-                "loaded {} segment(s); definitions are ready",
-                snapshot.referenced_segments().len()
+                "loaded {}; definitions are ready",
+                count(snapshot.referenced_segments().len(), "segment", "segments")
             );
             self.readiness.set_ready();
         } else {

@@ -352,8 +352,9 @@ fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// The SDK's own agent settings, without a proxy from the environment.
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+    crate::delivery::agent_config()
         .proxy(None)
         .build()
         .new_agent()
@@ -849,6 +850,11 @@ fn every_request_carries_the_sdk_headers() {
         assert_eq!(h("cache-control"), Some("no-cache"));
         assert_eq!(h("splitsdkmachineip"), Some("10.1.2.3"));
         assert_eq!(h("splitsdkmachinename"), None, "NA is not sent");
+        assert_eq!(
+            h("user-agent"),
+            Some(concat!("splitkit/", env!("CARGO_PKG_VERSION")))
+        );
+        assert_eq!(h("user-agent"), Some(crate::delivery::USER_AGENT));
     }
     finish(sync, server);
 }

@@ -5,6 +5,7 @@ mod common;
 mod events;
 mod fixtures;
 mod golden;
+mod http;
 mod integrations;
 mod options;
 mod properties;

@@ -158,7 +158,7 @@ fn bulk_payload_is_grouped_by_flag_with_exact_fields() {
     );
     let s = client.stats().impressions;
     assert_eq!((s.recorded, s.deduplicated, s.queue.sent), (4, 1, 3));
-    assert_eq!((s.counts.sent, s.not_delivered, s.counted_only), (1, 0, 0));
+    assert_eq!((s.counts.sent, s.local_only, s.counted_only), (1, 0, 0));
     assert!(s.is_balanced(), "{s:?}");
 }
 
@@ -1008,7 +1008,7 @@ fn localhost_without_an_events_url_sends_nothing_and_counts_it() {
     client.get_treatment("a", "legacy_banner", None);
     assert!(client.flush(WAIT));
     let s = client.stats().impressions;
-    assert_eq!((s.recorded, s.not_delivered, s.queue.recorded), (2, 2, 0));
+    assert_eq!((s.recorded, s.local_only, s.queue.recorded), (2, 2, 0));
     assert!(s.is_balanced());
 }
 

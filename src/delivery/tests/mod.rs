@@ -326,6 +326,7 @@ fn posts_exact_payload_and_headers() {
     assert_eq!(r.header("SplitSDKMachineIP"), Some("10.0.0.7"));
     assert_eq!(r.header("SplitSDKMachineName"), Some("web-7"));
     assert_eq!(r.header("SplitSDKImpressionsMode"), Some("OPTIMIZED"));
+    assert_eq!(r.header("User-Agent"), Some(crate::delivery::USER_AGENT));
     assert_eq!(r.header("Content-Encoding"), None);
     assert_eq!(r.raw, r.body);
     assert_eq!(
@@ -1055,6 +1056,7 @@ impl Transport for ScriptedTransport {
 
 #[test]
 fn retry_limit_drops_the_batch_and_goes_on() {
+    capture_logs();
     let transport = ScriptedTransport::new(vec![
         Err(TransportError::Connect("refused".into())),
         Err(TransportError::Timeout("slow".into())),
@@ -1095,6 +1097,13 @@ fn retry_limit_drops_the_batch_and_goes_on() {
     let bodies: Vec<&str> = seen.iter().map(|s| s.body.as_str()).collect();
     assert_eq!(bodies, ["[1]", "[1]", "[1]", "[2]"]);
     assert!(seen.iter().all(|s| *s == expected(&s.body)), "{seen:?}");
+    assert_eq!(
+        warnings(&["it-retry-limit"]),
+        [
+            "WARN splitkit-it-retry-limit: POST /events/bulk failed 3 times; dropping a batch of 1 item"
+        ],
+        "one item, three times: each noun agrees with its count"
+    );
 }
 
 /// After a retry ends in a non-retryable answer, items wait for the next flush
