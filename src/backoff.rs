@@ -111,7 +111,13 @@ fn http_date(s: &str) -> Option<i64> {
             let mut p = dmy.split('-');
             let (d, m, y) = (p.next()?, p.next()?, p.next()?);
             let y: i64 = y.parse().ok()?;
-            let y = if y < 70 { 2000 + y } else if y < 100 { 1900 + y } else { y };
+            let y = if y < 70 {
+                2000 + y
+            } else if y < 100 {
+                1900 + y
+            } else {
+                y
+            };
             (y, month(m)?, d.parse().ok()?, clock(t)?)
         }
         // asctime: Sun Nov  6 08:49:37 1994
@@ -183,17 +189,42 @@ mod tests {
         let at = |v: &str| parse_retry_after_at(v, now);
         assert_eq!(at(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(at("999999"), Some(MAX_RETRY_AFTER));
-        assert_eq!(at("Wed, 21 Oct 2015 07:28:30 GMT"), Some(Duration::from_secs(30)));
-        assert_eq!(at("Wednesday, 21-Oct-15 07:29:00 GMT"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            at("Wed, 21 Oct 2015 07:28:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            at("Wednesday, 21-Oct-15 07:29:00 GMT"),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(at("Wed Oct 21 07:28:05 2015"), Some(Duration::from_secs(5)));
-        assert_eq!(at("Wed Oct  1 07:28:05 2015"), Some(Duration::ZERO), "in the past");
+        assert_eq!(
+            at("Wed Oct  1 07:28:05 2015"),
+            Some(Duration::ZERO),
+            "in the past"
+        );
         assert_eq!(at("Thu, 22 Oct 2015 07:28:00 GMT"), Some(MAX_RETRY_AFTER));
-        for bad in ["", "soon", "-5", "1.5", "Wed, 21 Oct 2015 07:28:30 PST", "Wed, 32 Oct 2015 07:28:30 GMT", "Wed, 21 Foo 2015 07:28:30 GMT", "Wed, 21 Oct 2015 25:00:00 GMT"] {
+        for bad in [
+            "",
+            "soon",
+            "-5",
+            "1.5",
+            "Wed, 21 Oct 2015 07:28:30 PST",
+            "Wed, 32 Oct 2015 07:28:30 GMT",
+            "Wed, 21 Foo 2015 07:28:30 GMT",
+            "Wed, 21 Oct 2015 25:00:00 GMT",
+        ] {
             assert_eq!(at(bad), None, "{bad:?}");
         }
         assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(
+            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(784_111_777)
+        );
         assert_eq!(http_date("Sun Nov  6 08:49:37 1994"), Some(784_111_777));
     }
 }

@@ -105,9 +105,20 @@ mod tests {
 
     #[test]
     fn days_from_civil_inverts_civil_from_days() {
-        for ms in [0, -1, 951_782_400_000, 1_700_000_000_123, -62_135_596_800_000, 4_102_444_800_000] {
+        for ms in [
+            0,
+            -1,
+            951_782_400_000,
+            1_700_000_000_123,
+            -62_135_596_800_000,
+            4_102_444_800_000,
+        ] {
             let c = Civil::from_epoch_ms(ms);
-            assert_eq!(days_from_civil(c.year, c.month, c.day), ms.div_euclid(86_400_000), "{ms}");
+            assert_eq!(
+                days_from_civil(c.year, c.month, c.day),
+                ms.div_euclid(86_400_000),
+                "{ms}"
+            );
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);

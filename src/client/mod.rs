@@ -113,7 +113,10 @@ impl InFlightCounter {
                 return true;
             }
             if Instant::now() >= deadline {
-                log::warn!("destroy: {busy} call(s) still in progress at the deadline");
+                log::warn!(
+                    "destroy: {} still in progress at the deadline",
+                    crate::text::count(busy, "call", "calls")
+                );
                 return false;
             }
             std::thread::sleep(Duration::from_micros(100));
@@ -229,7 +232,8 @@ impl Client {
             None => {
                 let agent = match &transport {
                     Some(t) => t.agent(),
-                    None => ureq::Agent::new_with_defaults(),
+                    // Remote mode always has a transport; the same agent settings all the same.
+                    None => crate::delivery::agent_config().build().new_agent(),
                 };
                 let mut sync = SyncConfig::new(config.sdk_key.as_str());
                 sync.sdk_url = config.sdk_url().to_string();
@@ -585,7 +589,10 @@ impl Reloader {
     fn stop(self, timeout: Duration) -> bool {
         let _ = self.stop.try_send(());
         if self.done.recv_timeout(timeout).is_err() {
-            log::warn!("splitkit-localhost did not stop within {timeout:?}");
+            log::warn!(
+                "splitkit-localhost did not stop within {}",
+                crate::text::duration(timeout)
+            );
             return false;
         }
         if self.handle.join().is_err() {

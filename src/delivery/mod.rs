@@ -45,11 +45,12 @@ pub use config::{WorkerConfig, WorkerConfigBuilder};
 pub use error::DeliveryError;
 #[cfg(test)]
 pub(crate) use http::Response;
+#[cfg(test)]
+pub(crate) use http::USER_AGENT;
+pub(crate) use http::agent_config;
 pub use http::{
     Endpoint, HttpConfig, HttpConfigBuilder, HttpTransport, Request, Transport, TransportError,
 };
-#[cfg(test)]
-pub(crate) use http::{USER_AGENT, agent_config};
 pub use stats::DeliveryStats;
 pub use worker::Worker;
 #[cfg(test)]

@@ -10,8 +10,8 @@ use crate::definitions::{SegmentChanges, SplitChanges};
 use crate::error::Error;
 use crate::text::without_line;
 
-use crate::backoff::parse_retry_after;
 use super::config::SyncConfig;
+use crate::backoff::parse_retry_after;
 
 /// The spec version sent as `s=`: rule-based segments included.
 pub(crate) const SPEC_VERSION: &str = "1.3";

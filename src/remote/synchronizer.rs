@@ -17,10 +17,10 @@ use crate::text::{count, duration};
 use crate::validation::sanitize_flag_sets;
 
 use super::api::{FetchError, SdkApi};
-use crate::backoff::Backoff;
 use super::config::SyncConfig;
 use super::fetcher::{SegmentFetcher, SplitFetcher};
 use super::readiness::Readiness;
+use crate::backoff::Backoff;
 
 /// Name of the thread that polls `splitChanges`.
 pub(crate) const FLAGS_THREAD: &str = "splitkit-flags-sync";
