@@ -220,13 +220,19 @@ impl Client {
     }
 
     /// The outcome with the fallback treatment of `flag` in place of `control`, if there is
-    /// one (one branch when no fallback is configured).
-    #[inline]
+    /// one: one branch when no fallback is configured, the rest out of line.
+    #[inline(always)]
     fn fallback<'a>(&'a self, flag: &str, o: Outcome<'a>) -> Outcome<'a> {
-        let fallbacks = &self.inner.fallbacks;
-        if fallbacks.is_empty() || o.treatment != CONTROL {
+        if self.inner.fallbacks.is_empty() || o.treatment != CONTROL {
             return o;
         }
+        self.with_fallback(flag, o)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn with_fallback<'a>(&'a self, flag: &str, o: Outcome<'a>) -> Outcome<'a> {
+        let fallbacks = &self.inner.fallbacks;
         let Some(f) = fallbacks.for_flag(flag) else {
             return o;
         };
