@@ -1,6 +1,7 @@
 //! Delivery benchmarks through the public API: what `track` costs the calling thread (one
-//! and two producers), and end-to-end delivery of events to a loopback HTTP server.
-//! (Impressions have their own groups in `benches/impressions.rs`.)
+//! and two producers), end-to-end delivery of events to a loopback HTTP server, and the disk
+//! spool's write throughput while the events host is down (with the memory a retained
+//! impression holds). (Impressions have their own groups in `benches/impressions.rs`.)
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -109,5 +110,63 @@ fn bench_flush(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_track, bench_flush);
+/// Impressions evaluated per spool iteration.
+const SPOOL_IMPRESSIONS: u64 = 100_000;
+
+/// A loopback port nobody listens on: connections are refused.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9)
+}
+
+fn bench_spool(c: &mut Criterion) {
+    let keys = keys(4096);
+    let port = dead_port();
+    let mut g = c.benchmark_group("spool");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::Elements(SPOOL_IMPRESSIONS));
+    // The events host is down: beyond one retained batch everything goes to the spool, as
+    // the impressions are made; the clock stops when the last one is on disk (destroy).
+    g.bench_function("evaluate_and_spool_100k_debug_impressions", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let cl = Client::builder("localhost")
+                    .split_file("examples/flags.json")
+                    .events_url(format!("http://127.0.0.1:{port}/api"))
+                    .impressions_mode(splitkit::ImpressionsMode::Debug)
+                    .impressions_queue_size(
+                        usize::try_from(SPOOL_IMPRESSIONS).unwrap_or(usize::MAX),
+                    )
+                    .max_retained_items(5_000)
+                    .spool_directory(dir.path())
+                    .build()
+                    .expect("client starts");
+                let start = Instant::now();
+                for n in 0..SPOOL_IMPRESSIONS {
+                    let key = &keys[usize::try_from(n).unwrap_or(0) % keys.len()];
+                    black_box(cl.get_treatment(key.as_str(), "new_checkout", None));
+                }
+                cl.destroy(Duration::from_millis(500));
+                total += start.elapsed();
+                let s = cl.stats().impressions.queue;
+                assert_eq!((s.spooled, s.dropped()), (SPOOL_IMPRESSIONS, 0), "{s}");
+            }
+            total
+        });
+    });
+    g.finish();
+    eprintln!(
+        "memory held per retained impression: {} bytes (keys inline up to {} bytes; a \
+         longer key adds one heap impression)",
+        splitkit::limits::QUEUED_IMPRESSION_BYTES,
+        splitkit::limits::QUEUED_KEY_BYTES
+    );
+}
+
+criterion_group!(benches, bench_track, bench_flush, bench_spool);
 criterion_main!(benches);

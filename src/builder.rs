@@ -287,6 +287,47 @@ impl ClientBuilder {
         self
     }
 
+    /// Items each delivery queue (impressions, events, counts, unique keys) keeps while its
+    /// endpoint fails: a failed batch is retried until it is delivered, for as long as what
+    /// waits fits in this bound and in [`max_retained_bytes`](Self::max_retained_bytes);
+    /// beyond it the oldest batches go to the [spool](Self::spool_directory), or are
+    /// dropped and counted (`dropped_retained_overflow`). Never below the bulk size.
+    /// Default: 30,000.
+    pub fn max_retained_items(mut self, items: usize) -> Self {
+        self.options.max_retained_items = Some(items);
+        self
+    }
+
+    /// Estimated encoded bytes each delivery queue keeps while its endpoint fails (see
+    /// [`max_retained_items`](Self::max_retained_items)). Default: 32 MiB.
+    pub fn max_retained_bytes(mut self, bytes: usize) -> Self {
+        self.options.max_retained_bytes = Some(bytes);
+        self
+    }
+
+    /// A directory where impressions, counts, unique keys and events go, in Split's wire
+    /// format, instead of being dropped: what passes the retention bound while an endpoint
+    /// fails, and what is still undelivered at the shutdown deadline. A client started on
+    /// the same directory (with the same SDK key) delivers what it finds there first.
+    ///
+    /// Files are written crash-safe (write, fsync, rename); each is locked while a client
+    /// delivers it, so two processes sharing the directory never send the same file twice;
+    /// a damaged or truncated file is set aside (renamed `*.damaged`) with a warning naming
+    /// it. [`Client::stats`](crate::Client::stats) counts what was `spooled` and
+    /// `recovered`. Use one directory per SDK key. Default: none (what does not fit is
+    /// dropped and counted).
+    pub fn spool_directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.spool_directory = Some(dir.into());
+        self
+    }
+
+    /// The most bytes the spool directory may hold; beyond it batches are dropped and
+    /// counted as without a spool. Default: 256 MiB.
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.options.spool_max_bytes = Some(bytes);
+        self
+    }
+
     /// How often flag definitions are polled. Default: 60 s; minimum 5 s.
     pub fn features_refresh_rate(mut self, period: Duration) -> Self {
         self.options.features_refresh_rate = Some(period);

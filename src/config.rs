@@ -47,6 +47,12 @@ pub const DEFAULT_DEDUPE_CACHE_SIZE: usize = 500_000;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events also flush when this many bytes are queued: 5 MB.
 pub const EVENTS_FLUSH_BYTES: usize = 5 * 1024 * 1024;
+/// Default of [`crate::ClientBuilder::max_retained_items`]: 30,000 items a queue.
+pub const DEFAULT_RETAINED_ITEMS: usize = 30_000;
+/// Default of [`crate::ClientBuilder::max_retained_bytes`]: 32 MiB a queue.
+pub const DEFAULT_RETAINED_BYTES: usize = 32 * 1024 * 1024;
+/// Default of [`crate::ClientBuilder::spool_max_bytes`]: 256 MiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A validated client configuration. Built by [`crate::ClientBuilder`]; read with the getters.
 #[derive(Clone)]
@@ -82,6 +88,10 @@ pub struct Config {
     pub(crate) default_rule_label: bool,
     pub(crate) fallback_treatment: Option<FallbackTreatment>,
     pub(crate) fallback_treatments: Vec<(String, FallbackTreatment)>,
+    pub(crate) max_retained_items: usize,
+    pub(crate) max_retained_bytes: usize,
+    pub(crate) spool_directory: Option<PathBuf>,
+    pub(crate) spool_max_bytes: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +148,11 @@ impl Config {
     /// Whether impressions carry labels.
     pub fn labels_enabled(&self) -> bool {
         self.labels_enabled
+    }
+
+    /// The spool directory, if any ([`crate::ClientBuilder::spool_directory`]).
+    pub fn spool_directory(&self) -> Option<&Path> {
+        self.spool_directory.as_deref()
     }
 
     /// Whether impressions say `default rule` for the no-rule-matched case
@@ -226,6 +241,10 @@ pub(crate) struct Options {
     pub(crate) default_rule_label: Option<bool>,
     pub(crate) fallback_treatment: Option<FallbackTreatment>,
     pub(crate) fallback_treatments: Vec<(String, FallbackTreatment)>,
+    pub(crate) max_retained_items: Option<usize>,
+    pub(crate) max_retained_bytes: Option<usize>,
+    pub(crate) spool_directory: Option<PathBuf>,
+    pub(crate) spool_max_bytes: Option<u64>,
 }
 
 fn rate(
@@ -429,6 +448,26 @@ impl Options {
             default_rule_label: self.default_rule_label.unwrap_or(false),
             fallback_treatment: self.fallback_treatment,
             fallback_treatments: self.fallback_treatments,
+            max_retained_items: size(
+                "max_retained_items",
+                self.max_retained_items,
+                DEFAULT_RETAINED_ITEMS,
+            )?,
+            max_retained_bytes: size(
+                "max_retained_bytes",
+                self.max_retained_bytes,
+                DEFAULT_RETAINED_BYTES,
+            )?,
+            spool_directory: self.spool_directory,
+            spool_max_bytes: match self.spool_max_bytes {
+                Some(0) => {
+                    return Err(Error::Config {
+                        option: "spool_max_bytes",
+                        message: "must be at least 1".into(),
+                    });
+                }
+                other => other.unwrap_or(DEFAULT_SPOOL_MAX_BYTES),
+            },
         })
     }
 }

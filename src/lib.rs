@@ -113,6 +113,12 @@
 //!   background threads; [`Client::flush`] delivers now, [`Client::destroy`] delivers and
 //!   stops. Nothing is dropped silently: [`Client::stats`] counts every impression and event
 //!   to where it went.
+//! - **Outages**: a batch that fails for a transient reason (network, timeout, 408, 429,
+//!   5xx) is retried until it is delivered, for as long as what waits fits in
+//!   [`ClientBuilder::max_retained_items`] and [`ClientBuilder::max_retained_bytes`]; retry
+//!   waits never exceed the flush period, so recovery is noticed at once; `Retry-After` is
+//!   honoured. Shutdown retries until its deadline. With [`ClientBuilder::spool_directory`],
+//!   what would still be dropped is written to disk and the next start delivers it.
 //!
 //! # Localhost mode
 //!

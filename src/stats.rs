@@ -51,7 +51,6 @@ fn write_delivery(f: &mut fmt::Formatter<'_>, s: &DeliveryStats, verb: &str) -> 
     let reasons = [
         (s.dropped_queue_full, "queue full"),
         (s.dropped_rejected, "rejected"),
-        (s.dropped_retry_limit, "retries exhausted"),
         (s.dropped_retained_overflow, "over the retention limit"),
         (s.dropped_shutdown, "shutdown deadline"),
     ];
@@ -65,6 +64,12 @@ fn write_delivery(f: &mut fmt::Formatter<'_>, s: &DeliveryStats, verb: &str) -> 
         f.write_str(")")?;
     }
     write!(f, ", {} queued", thousands(s.queued_now))?;
+    if s.spooled > 0 {
+        write!(f, ", {} spooled to disk", thousands(s.spooled))?;
+    }
+    if s.recovered > 0 {
+        write!(f, ", {} recovered from the spool", thousands(s.recovered))?;
+    }
     if s.rejected_after_shutdown > 0 {
         write!(
             f,
@@ -299,9 +304,10 @@ mod tests {
             sent: 1_000,
             dropped_queue_full: 300,
             dropped_rejected: 0,
-            dropped_retry_limit: 50,
-            dropped_retained_overflow: 0,
+            dropped_retained_overflow: 50,
             dropped_shutdown: 50,
+            spooled: 30,
+            recovered: 30,
             rejected_after_shutdown: 7,
             failed_attempts: 3,
             requests: 13,
@@ -311,7 +317,7 @@ mod tests {
         assert!(queue.is_balanced());
         assert_eq!(
             queue.to_string(),
-            "1,000 sent, 400 dropped (300 queue full, 50 retries exhausted, 50 shutdown deadline), 100 queued, 7 refused after shutdown; 3 of 13 requests failed"
+            "1,000 sent, 400 dropped (300 queue full, 50 over the retention limit, 50 shutdown deadline), 100 queued, 30 spooled to disk, 30 recovered from the spool, 7 refused after shutdown; 3 of 13 requests failed"
         );
         let one = DeliveryStats {
             recorded: 1,

@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 use crate::builder::ClientBuilder;
 use crate::config::{Config, EVENTS_FLUSH_BYTES};
 use crate::delivery::{
-    Endpoint, HttpConfig, HttpTransport, JsonBatcher, Transport, Worker, WorkerConfig,
+    Endpoint, HttpConfig, HttpTransport, JsonBatcher, Retention, Spool, Transport, Worker,
+    WorkerConfig,
 };
 use crate::engine::labels::DEFAULT_RULE;
 use crate::error::Error;
@@ -168,6 +169,10 @@ impl Inner {
         if let Some(s) = &self.synchronizer {
             s.stop(Duration::ZERO);
         }
+        // Events and impressions deliver side by side, each with the whole time left.
+        if let Some(e) = &self.events {
+            e.stop_by(deadline);
+        }
         ok &= self.recorder.shutdown(left());
         if let Some(e) = &self.events {
             ok &= e.shutdown(left());
@@ -247,6 +252,18 @@ impl Client {
                 synchronizer = Some(Synchronizer::start(sync, agent, store.clone())?);
             }
         }
+        let retention = Retention {
+            items: config.max_retained_items,
+            bytes: config.max_retained_bytes,
+            spool: match &config.spool_directory {
+                Some(dir) => Some(Arc::new(Spool::open(
+                    dir,
+                    config.spool_max_bytes,
+                    &config.sdk_key,
+                )?)),
+                None => None,
+            },
+        };
         let events_transport: Option<Arc<HttpTransport>> = transport.map(Arc::new);
         let telemetry = match (&events_transport, config.telemetry_url()) {
             (Some(t), Some(url)) => Some(Arc::new(t.with_base_url(url)?)),
@@ -263,6 +280,7 @@ impl Client {
                 counts_refresh_rate: config.impression_counts_refresh_rate,
                 unique_keys_refresh_rate: config.unique_keys_refresh_rate,
                 shutdown_timeout: config.shutdown_timeout,
+                retention: retention.clone(),
             },
             events_transport.clone().zip(telemetry),
             config.impression_listeners.clone(),
@@ -278,7 +296,7 @@ impl Client {
                     .flush_max_items(config.events_bulk_size)
                     .batch_max_items(config.events_bulk_size)
                     .flush_max_bytes(EVENTS_FLUSH_BYTES)
-                    .max_retained_items(config.events_queue_size.max(config.events_bulk_size) * 3)
+                    .retention(&retention)
                     .shutdown_timeout(config.shutdown_timeout)
                     .build()?;
                 Some(Worker::start(
@@ -361,6 +379,10 @@ impl Client {
     /// [`flush`](crate::ImpressionListener::flush), which delivers what an integration
     /// queued. Returns true when all of it was resolved (delivered, or dropped and counted)
     /// in time.
+    ///
+    /// While an endpoint fails, flush keeps retrying (at most a second apart, or as the
+    /// server's `Retry-After` says) until `timeout`; what is still undelivered then stays
+    /// queued for the next attempt, never dropped for it, and flush returns false.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
@@ -487,9 +509,14 @@ impl Client {
         Ok(())
     }
 
-    /// Stops the client: later evaluations answer `control`, background work is stopped and
-    /// joined within `timeout`. Idempotent. Returns false when background work did not
-    /// finish in time.
+    /// Stops the client: later evaluations answer `control` (or the fallback), and what is
+    /// queued is delivered within `timeout`: impressions, counts, unique keys and events side
+    /// by side, retrying while the time lasts, then what the listeners and integrations hold.
+    /// Background work is stopped and joined. Idempotent.
+    ///
+    /// Returns false when something could not be delivered in time (it is written to the
+    /// [spool](ClientBuilder::spool_directory) if there is one, else counted as
+    /// `dropped_shutdown` in [`Client::stats`]) or background work did not finish.
     pub fn destroy(&self, timeout: Duration) -> bool {
         self.inner.shutdown(timeout)
     }

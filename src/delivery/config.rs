@@ -1,11 +1,13 @@
-//! [`WorkerConfig`]: queue size, flush triggers, batch limits, retry policy.
+//! [`WorkerConfig`]: queue size, flush triggers, batch limits, retention and retry policy.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::DeliveryError;
+use super::spool::Spool;
 
 /// Settings of one [`Worker`](super::Worker); built with [`WorkerConfig::builder`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WorkerConfig {
     role: String,
     queue_capacity: usize,
@@ -15,9 +17,10 @@ pub struct WorkerConfig {
     batch_max_items: usize,
     batch_max_bytes: usize,
     max_retained_items: usize,
+    max_retained_bytes: usize,
     backoff_base: Duration,
     backoff_cap: Duration,
-    max_attempts: u32,
+    spool: Option<Arc<Spool>>,
     warn_interval: Duration,
     shutdown_timeout: Duration,
     wake_every: usize,
@@ -38,12 +41,12 @@ impl WorkerConfig {
     pub const DEFAULT_BATCH_MAX_BYTES: usize = 5 * 1024 * 1024;
     /// Default bound on items retained for retry: 30 000.
     pub const DEFAULT_MAX_RETAINED_ITEMS: usize = 30_000;
+    /// Default bound on the estimated bytes retained for retry: 32 MiB.
+    pub const DEFAULT_MAX_RETAINED_BYTES: usize = 32 * 1024 * 1024;
     /// Default first retry bound: 1 s.
     pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
     /// Default largest retry bound: 60 s.
     pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
-    /// Default attempts per batch, the first included: 5.
-    pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
     /// Default shortest gap between two warnings of one kind: 60 s.
     pub const DEFAULT_WARN_INTERVAL: Duration = Duration::from_secs(60);
     /// Default shutdown timeout when the worker is dropped: 5 s.
@@ -64,9 +67,10 @@ impl WorkerConfig {
                 batch_max_items: Self::DEFAULT_BATCH_MAX_ITEMS,
                 batch_max_bytes: Self::DEFAULT_BATCH_MAX_BYTES,
                 max_retained_items: Self::DEFAULT_MAX_RETAINED_ITEMS,
+                max_retained_bytes: Self::DEFAULT_MAX_RETAINED_BYTES,
                 backoff_base: Self::DEFAULT_BACKOFF_BASE,
                 backoff_cap: Self::DEFAULT_BACKOFF_CAP,
-                max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+                spool: None,
                 warn_interval: Self::DEFAULT_WARN_INTERVAL,
                 shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
                 wake_every: Self::DEFAULT_WAKE_EVERY,
@@ -111,9 +115,15 @@ impl WorkerConfig {
     }
 
     /// Items kept for retry while the endpoint fails; beyond it the oldest batches
-    /// are dropped.
+    /// are spooled (with a spool) or dropped.
     pub fn max_retained_items(&self) -> usize {
         self.max_retained_items
+    }
+
+    /// Estimated bytes kept for retry while the endpoint fails; beyond it the oldest
+    /// batches are spooled (with a spool) or dropped.
+    pub fn max_retained_bytes(&self) -> usize {
+        self.max_retained_bytes
     }
 
     /// Bound of the first retry wait.
@@ -121,14 +131,18 @@ impl WorkerConfig {
         self.backoff_base
     }
 
-    /// Largest retry wait bound.
-    pub fn backoff_cap(&self) -> Duration {
+    /// The largest retry wait the worker uses: the backoff cap or the flush interval,
+    /// whichever is less (never below the base), so that once the endpoint answers again
+    /// what was retained goes out within one flush period.
+    pub fn retry_cap(&self) -> Duration {
         self.backoff_cap
+            .min(self.flush_interval)
+            .max(self.backoff_base)
     }
 
-    /// Attempts per batch, the first included, before it is dropped.
-    pub fn max_attempts(&self) -> u32 {
-        self.max_attempts
+    /// Where batches go that would otherwise be dropped, and come from at start.
+    pub(crate) fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
     }
 
     /// Shortest gap between two warnings of one kind (queue full, batch rejected...).
@@ -146,6 +160,17 @@ impl WorkerConfig {
     pub fn wake_every(&self) -> usize {
         self.wake_every
     }
+}
+
+/// How much a delivery queue keeps while its endpoint fails, and where the rest goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Retention {
+    /// Items kept for retry.
+    pub(crate) items: usize,
+    /// Estimated bytes kept for retry.
+    pub(crate) bytes: usize,
+    /// Where what does not fit (and what the shutdown deadline leaves) is written.
+    pub(crate) spool: Option<Arc<Spool>>,
 }
 
 /// By-value builder of [`WorkerConfig`]; every setter states its default.
@@ -201,6 +226,25 @@ impl WorkerConfigBuilder {
         self
     }
 
+    /// Estimated bytes kept for retry while the endpoint fails.
+    /// Default: [`WorkerConfig::DEFAULT_MAX_RETAINED_BYTES`].
+    pub fn max_retained_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_retained_bytes = bytes;
+        self
+    }
+
+    /// What is kept while the endpoint fails (at least one batch of items and bytes), and
+    /// the spool directory where batches beyond that bound or the shutdown deadline are
+    /// written instead of being dropped (the batches found there for this worker's endpoint
+    /// are delivered first). Default: [`WorkerConfig::DEFAULT_MAX_RETAINED_ITEMS`] and
+    /// [`WorkerConfig::DEFAULT_MAX_RETAINED_BYTES`], no spool.
+    pub(crate) fn retention(mut self, r: &Retention) -> Self {
+        self.config.max_retained_items = r.items.max(self.config.batch_max_items);
+        self.config.max_retained_bytes = r.bytes.max(self.config.batch_max_bytes);
+        self.config.spool = r.spool.clone();
+        self
+    }
+
     /// Bound of the first retry wait. Default: [`WorkerConfig::DEFAULT_BACKOFF_BASE`].
     pub fn backoff_base(mut self, base: Duration) -> Self {
         self.config.backoff_base = base;
@@ -210,12 +254,6 @@ impl WorkerConfigBuilder {
     /// Largest retry wait bound. Default: [`WorkerConfig::DEFAULT_BACKOFF_CAP`].
     pub fn backoff_cap(mut self, cap: Duration) -> Self {
         self.config.backoff_cap = cap;
-        self
-    }
-
-    /// Attempts per batch, the first included. Default: [`WorkerConfig::DEFAULT_MAX_ATTEMPTS`].
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.config.max_attempts = attempts;
         self
     }
 
@@ -251,8 +289,8 @@ impl WorkerConfigBuilder {
     /// # Errors
     ///
     /// [`DeliveryError::Config`] when the role is empty or contains a NUL byte, a count
-    /// or byte limit is zero, the flush interval is zero, `max_attempts` is zero, the
-    /// backoff cap is below its base, `max_retained_items` cannot hold one batch, or
+    /// or byte limit is zero, the flush interval is zero, the backoff cap is below its
+    /// base, `max_retained_items` or `max_retained_bytes` cannot hold one batch, or
     /// `wake_every` is zero or above `queue_capacity` (the queue would fill before the
     /// worker is woken).
     pub fn build(self) -> Result<WorkerConfig, DeliveryError> {
@@ -279,7 +317,10 @@ impl WorkerConfigBuilder {
                 c.max_retained_items >= c.batch_max_items,
                 "max_retained_items must be at least batch_max_items",
             ),
-            (c.max_attempts > 0, "max_attempts must be at least 1"),
+            (
+                c.max_retained_bytes >= c.batch_max_bytes,
+                "max_retained_bytes must be at least batch_max_bytes",
+            ),
             (
                 c.backoff_cap >= c.backoff_base,
                 "backoff_cap must be at least backoff_base",
@@ -309,7 +350,30 @@ mod tests {
         let c = WorkerConfig::builder("impressions").build();
         assert!(
             matches!(&c, Ok(c) if c.thread_name() == "splitkit-impressions"
-            && c.max_attempts() == WorkerConfig::DEFAULT_MAX_ATTEMPTS)
+            && c.max_retained_bytes() == WorkerConfig::DEFAULT_MAX_RETAINED_BYTES)
+        );
+    }
+
+    #[test]
+    fn retry_waits_are_capped_by_the_flush_interval() {
+        let c = |flush: u64, cap: u64| {
+            WorkerConfig::builder("x")
+                .flush_interval(Duration::from_secs(flush))
+                .backoff_cap(Duration::from_secs(cap))
+                .build()
+                .map(|c| c.retry_cap().as_secs())
+                .ok()
+        };
+        assert_eq!(c(10, 60), Some(10));
+        assert_eq!(c(300, 60), Some(60));
+        let tiny = WorkerConfig::builder("x")
+            .flush_interval(Duration::from_millis(1))
+            .build()
+            .map(|c| c.retry_cap());
+        assert_eq!(
+            tiny.ok(),
+            Some(WorkerConfig::DEFAULT_BACKOFF_BASE),
+            "never below the base"
         );
     }
 
@@ -343,7 +407,10 @@ mod tests {
                 WorkerConfig::builder("x").max_retained_items(10),
                 "max_retained_items",
             ),
-            (WorkerConfig::builder("x").max_attempts(0), "max_attempts"),
+            (
+                WorkerConfig::builder("x").max_retained_bytes(10),
+                "max_retained_bytes",
+            ),
             (WorkerConfig::builder("x").wake_every(0), "wake_every"),
             (
                 WorkerConfig::builder("x").queue_capacity(4).wake_every(5),

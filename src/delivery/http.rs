@@ -80,7 +80,7 @@ pub struct Request<'a> {
 pub struct Response {
     /// HTTP status code.
     pub status: u16,
-    /// The `Retry-After` header, when the server sent one in seconds.
+    /// The delay the `Retry-After` header asked for (seconds or an HTTP-date), if any.
     pub retry_after: Option<Duration>,
 }
 
@@ -348,7 +348,7 @@ fn validate_base_url(url: &str) -> Result<&str, DeliveryError> {
 /// [`HttpConfigBuilder::authorization`], or none), `Content-Type: application/json`,
 /// `SplitSDKVersion` and the optional machine headers (unless
 /// [`HttpConfigBuilder::sdk_headers`] is off) and each endpoint's own headers.
-/// Every HTTP status is returned as a [`Response`]; `Retry-After` (in seconds) is read.
+/// Every HTTP status is returned as a [`Response`]; `Retry-After` (seconds or an HTTP-date) is read.
 #[derive(Clone)]
 pub struct HttpTransport {
     agent: ureq::Agent,
@@ -451,7 +451,7 @@ impl HttpTransport {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(crate::backoff::parse_retry_after);
         // Read (and discard) a small body so the connection goes back to the pool.
         if let Err(e) = response
             .body_mut()
@@ -498,11 +498,6 @@ fn gzip(_body: &[u8]) -> Result<Vec<u8>, TransportError> {
     Err(TransportError::Invalid("gzip feature disabled".into()))
 }
 
-/// `Retry-After` in delay-seconds form; the HTTP-date form is ignored.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 fn map_ureq_error(error: ureq::Error) -> TransportError {
     use std::io::ErrorKind;
     match error {
@@ -533,14 +528,6 @@ fn map_ureq_error(error: ureq::Error) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_seconds_only() {
-        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
-    }
 
     #[test]
     fn base_url_is_validated_and_trimmed() {

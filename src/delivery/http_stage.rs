@@ -1,4 +1,12 @@
 //! The HTTP stage of a worker: batching, posting, classifying answers, retrying.
+//!
+//! Retention is bounded by memory, not by attempts: a batch that failed for a transient
+//! reason waits (with every later batch behind it, in order) until it is delivered, or until
+//! keeping it would pass the retention bound, when the oldest batches go to the spool (where
+//! one is set) or are dropped and counted. Retry waits grow with backoff up to the retry cap
+//! (the flush interval at most), so that the endpoint's recovery is noticed within one flush
+//! period; while someone waits (a flush caller, shutdown) they are at most
+//! [`URGENT_RETRY_WAIT`] apart.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -6,24 +14,43 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::backoff::{Backoff, Rng};
+use super::spool::{Claimed, Spool};
 use super::stats::DropReason;
-use super::worker::{Consumer, Ctx, RateLimiter};
+use super::worker::{Consumer, Ctx, RateLimiter, Recovered};
 use super::{Batcher, Endpoint, Request, Transport, TransportError, WorkerConfig};
-use crate::text::{count, duration};
+use crate::backoff::Backoff;
+use crate::text;
 
 /// Size assumed for an item whose `estimate_size` panicked.
 const FALLBACK_ITEM_SIZE: usize = 1024;
 
-/// Longest `Retry-After` honoured; longer values are cut to this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Longest wait between two attempts while a flush caller or shutdown waits for delivery
+/// (a server's `Retry-After` is still honoured).
+const URGENT_RETRY_WAIT: Duration = Duration::from_secs(1);
+
+/// Time kept back before the shutdown deadline to write what is left to the spool.
+const SPOOL_MARGIN: Duration = Duration::from_millis(100);
 
 /// A sealed batch waiting to be (re)sent.
 #[derive(Debug)]
 struct Batch<T> {
     items: Vec<T>,
+    /// Taken up from the spool: its body as written there (and `items` is empty).
+    spooled: Option<Claimed>,
+    /// Items in the batch.
+    count: usize,
     bytes: usize,
-    attempts: u32,
+}
+
+impl<T> Batch<T> {
+    fn recovered(claimed: Claimed) -> Batch<T> {
+        Batch {
+            items: Vec::new(),
+            count: usize::try_from(claimed.items).unwrap_or(usize::MAX),
+            bytes: claimed.body.len(),
+            spooled: Some(claimed),
+        }
+    }
 }
 
 /// What one request attempt decided for the batch at the head of the queue.
@@ -40,7 +67,7 @@ enum Outcome {
 
 /// Batches items and posts them in order; while the endpoint fails, everything
 /// waits behind the head batch (one retry clock per endpoint), bounded by
-/// `max_retained_items`.
+/// `max_retained_items` and `max_retained_bytes`.
 pub(crate) struct HttpDelivery<T, B> {
     batcher: B,
     transport: Arc<dyn Transport>,
@@ -50,9 +77,9 @@ pub(crate) struct HttpDelivery<T, B> {
     batch_max_items: usize,
     batch_max_bytes: usize,
     max_retained_items: usize,
-    max_attempts: u32,
+    max_retained_bytes: usize,
     backoff: Backoff,
-    rng: Rng,
+    spool: Option<Arc<Spool>>,
     /// The batch being filled.
     open: Vec<T>,
     open_bytes: usize,
@@ -60,10 +87,10 @@ pub(crate) struct HttpDelivery<T, B> {
     pending: VecDeque<Batch<T>>,
     pending_items: usize,
     pending_bytes: usize,
-    /// Consecutive failed attempts against the endpoint.
-    failures: u32,
     /// While set, no request is made before this instant.
     retry_at: Option<Instant>,
+    /// The current wait is the server's (`Retry-After`): even urgency does not shorten it.
+    server_wait: bool,
     /// Reused request body buffer.
     body: Vec<u8>,
     warning: RateLimiter,
@@ -85,16 +112,16 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
             batch_max_items: config.batch_max_items(),
             batch_max_bytes: config.batch_max_bytes(),
             max_retained_items: config.max_retained_items(),
-            max_attempts: config.max_attempts(),
-            backoff: Backoff::new(config.backoff_base(), config.backoff_cap()),
-            rng: Rng::from_entropy(),
+            max_retained_bytes: config.max_retained_bytes(),
+            backoff: Backoff::new(config.backoff_base(), config.retry_cap()),
+            spool: config.spool().cloned(),
             open: Vec::new(),
             open_bytes: 0,
             pending: VecDeque::new(),
             pending_items: 0,
             pending_bytes: 0,
-            failures: 0,
             retry_at: None,
+            server_wait: false,
             body: Vec::new(),
             warning: RateLimiter::new(config.warn_interval()),
         }
@@ -113,74 +140,138 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
             &mut self.open,
             Vec::with_capacity(self.batch_max_items.min(1024)),
         );
-        self.pending_items += items.len();
-        self.pending_bytes += self.open_bytes;
-        self.pending.push_back(Batch {
+        let bytes = mem::take(&mut self.open_bytes);
+        self.push_pending(Batch {
+            count: items.len(),
             items,
-            bytes: mem::take(&mut self.open_bytes),
-            attempts: 0,
+            spooled: None,
+            bytes,
         });
         self.enforce_retained_bound(ctx);
     }
 
-    /// While the endpoint fails, drops the oldest batches beyond `max_retained_items`.
+    fn push_pending(&mut self, batch: Batch<T>) {
+        self.pending_items += batch.count;
+        self.pending_bytes += batch.bytes;
+        self.pending.push_back(batch);
+    }
+
+    fn over_retention_bound(&self) -> bool {
+        self.pending_items > self.max_retained_items || self.pending_bytes > self.max_retained_bytes
+    }
+
+    /// While the endpoint fails, moves the oldest batches beyond the retention bound to the
+    /// spool, or drops them.
     fn enforce_retained_bound(&mut self, ctx: &mut Ctx) {
         if self.retry_at.is_none() {
             return;
         }
         let mut dropped = 0;
-        while self.pending_items > self.max_retained_items {
+        while self.over_retention_bound() && self.pending.len() > 1 {
             let Some(batch) = self.pop_head() else { break };
-            dropped += batch.items.len();
-            ctx.dropped(DropReason::RetainedOverflow, batch.items.len());
+            if !self.give_up(batch, ctx, DropReason::RetainedOverflow) {
+                dropped += 1;
+            }
         }
         if dropped > 0 && self.warning.allow() {
             log::warn!(
-                "{}: POST {} keeps failing; dropped {}, oldest first (at most {} are kept)",
+                "{}: POST {} keeps failing; dropped the oldest retained items (at most {} or {} are kept)",
                 ctx.name,
                 self.endpoint.path(),
-                count(dropped, "retained item", "retained items"),
-                self.max_retained_items
+                text::count(self.max_retained_items, "item", "items"),
+                text::count(self.max_retained_bytes, "byte", "bytes"),
             );
         }
     }
 
     fn pop_head(&mut self) -> Option<Batch<T>> {
         let batch = self.pending.pop_front()?;
-        self.pending_items -= batch.items.len();
+        self.pending_items -= batch.count;
         self.pending_bytes -= batch.bytes;
         Some(batch)
+    }
+
+    /// Gives up on a batch that could not be delivered (retention bound, shutdown): to the
+    /// spool if one is set and takes it, else dropped and counted for `reason`. True when
+    /// it was spooled.
+    fn give_up(&mut self, batch: Batch<T>, ctx: &mut Ctx, reason: DropReason) -> bool {
+        let recovered = Recovered(&ctx.stats);
+        let Some(spool) = self.spool.clone() else {
+            match batch.spooled {
+                Some(_) => recovered.dropped(reason, batch.count as u64),
+                None => ctx.dropped(reason, batch.count),
+            }
+            return false;
+        };
+        if let Some(claimed) = batch.spooled {
+            // Still in its file: releasing the claim leaves it for a later start.
+            recovered.spooled(claimed.items);
+            return true;
+        }
+        self.body.clear();
+        let encoded = catch_unwind(AssertUnwindSafe(|| {
+            self.batcher.encode(&batch.items, &mut self.body)
+        }));
+        let written = match encoded {
+            Ok(Ok(())) => spool
+                .write(
+                    self.endpoint.path(),
+                    self.endpoint.headers(),
+                    batch.count as u64,
+                    &self.body,
+                )
+                .map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the batch encoder panicked".into()),
+        };
+        match written {
+            Ok(()) => {
+                ctx.spooled(batch.count);
+                true
+            }
+            Err(why) => {
+                if self.warning.allow() {
+                    log::warn!(
+                        "{}: {} for {} not spooled ({why}); dropped",
+                        ctx.name,
+                        text::count(batch.count, "item", "items"),
+                        self.endpoint.path()
+                    );
+                }
+                ctx.dropped(reason, batch.count);
+                false
+            }
+        }
     }
 
     /// Sends pending batches in order until the queue is empty or a retry wait
     /// begins. With `ignore_wait`, the head is tried even during a retry wait.
     fn send_pending(&mut self, ctx: &mut Ctx, ignore_wait: bool) {
-        while let Some(head) = self.pending.front() {
+        while !self.pending.is_empty() {
             let now = Instant::now();
             if !ignore_wait && self.waiting(now) {
                 break;
             }
+            if ctx.deadline.is_some_and(|d| now >= d) {
+                break;
+            }
             // The wait is over (or ignored): a failure below starts a new one.
             self.retry_at = None;
-            let outcome = attempt(
-                &self.batcher,
-                &*self.transport,
-                &self.endpoint,
-                &mut self.body,
-                &head.items,
-                ctx,
-                &self.warning,
-            );
-            match outcome {
+            match self.attempt_head(ctx) {
                 Outcome::Delivered => {
-                    self.failures = 0;
+                    let recovering = self.backoff.attempts() > 0;
+                    self.backoff.reset();
                     if let Some(batch) = self.pop_head() {
-                        ctx.sent(batch.items.len());
+                        self.resolve(batch, ctx, None);
+                    }
+                    if recovering && ctx.deadline.is_none() {
+                        // The endpoint is back: what the outage sent to the spool goes next.
+                        self.recover(ctx, true);
                     }
                 }
                 Outcome::Rejected => {
                     if let Some(batch) = self.pop_head() {
-                        ctx.dropped(DropReason::Rejected, batch.items.len());
+                        self.resolve(batch, ctx, Some(DropReason::Rejected));
                     }
                 }
                 Outcome::TooLarge => self.split_head(ctx),
@@ -193,7 +284,29 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
         self.enforce_retained_bound(ctx);
     }
 
-    /// 413: replaces the head with its two halves, or drops a single item.
+    /// A batch is done: delivered (`None`) or dropped for `reason`. A recovered batch's
+    /// spool file is removed either way.
+    fn resolve(&mut self, batch: Batch<T>, ctx: &mut Ctx, dropped: Option<DropReason>) {
+        match batch.spooled {
+            Some(claimed) => {
+                let recovered = Recovered(&ctx.stats);
+                match dropped {
+                    None => recovered.sent(claimed.items),
+                    Some(reason) => recovered.dropped(reason, claimed.items),
+                }
+                if let Some(spool) = &self.spool {
+                    spool.remove(claimed);
+                }
+            }
+            None => match dropped {
+                None => ctx.sent(batch.count),
+                Some(reason) => ctx.dropped(reason, batch.count),
+            },
+        }
+    }
+
+    /// 413: replaces the head with its two halves, or drops a single item (or a batch
+    /// recovered from the spool, whose items are no longer apart).
     fn split_head(&mut self, ctx: &mut Ctx) {
         let Some(mut batch) = self.pop_head() else {
             return;
@@ -202,25 +315,32 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
         if len <= 1 {
             if self.warning.allow() {
                 log::warn!(
-                    "{}: POST {} answered 413 for a single item; dropping it",
+                    "{}: POST {} answered 413 for {}; dropping it",
                     ctx.name,
-                    self.endpoint.path()
+                    self.endpoint.path(),
+                    if batch.spooled.is_some() {
+                        "a batch from the spool"
+                    } else {
+                        "a single item"
+                    }
                 );
             }
-            ctx.dropped(DropReason::Rejected, len);
+            self.resolve(batch, ctx, Some(DropReason::Rejected));
             return;
         }
         let second_items = batch.items.split_off(len / 2);
         let second_bytes = batch.bytes * second_items.len() / len;
         let first = Batch {
             bytes: batch.bytes - second_bytes,
+            count: batch.items.len(),
             items: batch.items,
-            attempts: 0,
+            spooled: None,
         };
         let second = Batch {
+            count: second_items.len(),
             items: second_items,
             bytes: second_bytes,
-            attempts: 0,
+            spooled: None,
         };
         self.pending_items += len;
         self.pending_bytes += first.bytes + second.bytes;
@@ -229,82 +349,120 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
     }
 
     fn schedule_retry(&mut self, ctx: &mut Ctx, now: Instant, retry_after: Option<Duration>) {
-        self.failures = self.failures.saturating_add(1);
-        let delay = match retry_after {
-            Some(server) => server.min(MAX_RETRY_AFTER),
-            None => self.backoff.delay(self.failures, &mut self.rng),
+        let mut delay = self.backoff.next_delay(retry_after);
+        self.server_wait = retry_after.is_some();
+        if !self.server_wait && ctx.urgent(now) {
+            delay = delay.min(URGENT_RETRY_WAIT);
+        }
+        self.retry_at = Some(now.checked_add(delay).unwrap_or(now));
+        log::debug!(
+            "{}: POST {} failed ({} in a row), retrying in {}",
+            ctx.name,
+            self.endpoint.path(),
+            text::count(self.backoff.attempts(), "failure", "failures"),
+            text::duration(delay)
+        );
+    }
+
+    /// Encodes (or takes from the spool) the head batch's body, posts it, counts the
+    /// request, and classifies the answer.
+    fn attempt_head(&mut self, ctx: &Ctx) -> Outcome {
+        let Some(head) = self.pending.front() else {
+            return Outcome::Delivered;
         };
-        self.retry_at = Some(now.checked_add(delay).unwrap_or(now + MAX_RETRY_AFTER));
-        let Some(head) = self.pending.front_mut() else {
+        let (body, headers): (&[u8], &[(String, String)]) = match &head.spooled {
+            Some(claimed) => (&claimed.body, &claimed.headers),
+            None => {
+                self.body.clear();
+                let body = &mut self.body;
+                let batcher = &self.batcher;
+                match catch_unwind(AssertUnwindSafe(|| batcher.encode(&head.items, body))) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        log::warn!(
+                            "{}: dropping {} for {}: {e}: {}",
+                            ctx.name,
+                            text::count(head.count, "item", "items"),
+                            self.endpoint.path(),
+                            std::error::Error::source(&e)
+                                .map_or_else(String::new, |s| s.to_string())
+                        );
+                        return Outcome::Rejected;
+                    }
+                    Err(_) => {
+                        log::error!(
+                            "{}: batch encoder panicked; dropping {} for {}",
+                            ctx.name,
+                            text::count(head.count, "item", "items"),
+                            self.endpoint.path()
+                        );
+                        return Outcome::Rejected;
+                    }
+                }
+                (&self.body, self.endpoint.headers())
+            }
+        };
+        let request = Request {
+            path: self.endpoint.path(),
+            body,
+            headers,
+            deadline: ctx.deadline,
+        };
+        let transport = &self.transport;
+        let result = catch_unwind(AssertUnwindSafe(|| transport.post(&request)))
+            .unwrap_or_else(|_| Err(TransportError::Io("transport panicked".into())));
+        let outcome = classify(&result, ctx, &self.endpoint, head.count, &self.warning);
+        ctx.stats
+            .on_request(body.len(), outcome == Outcome::Delivered);
+        outcome
+    }
+
+    /// Takes up the batches a spool holds for this endpoint (older than anything pending,
+    /// so they go first): at start, and when the endpoint answers again after failures.
+    fn recover(&mut self, ctx: &mut Ctx, recovering: bool) {
+        let Some(spool) = &self.spool else {
             return;
         };
-        head.attempts += 1;
-        if head.attempts >= self.max_attempts {
-            if let Some(batch) = self.pop_head() {
-                log::warn!(
-                    "{}: POST {} failed {}; dropping a batch of {}",
-                    ctx.name,
-                    self.endpoint.path(),
-                    count(batch.attempts, "time", "times"),
-                    count(batch.items.len(), "item", "items")
-                );
-                ctx.dropped(DropReason::RetryLimit, batch.items.len());
+        let claimed = spool.claim(self.endpoint.path());
+        if claimed.is_empty() {
+            return;
+        }
+        let items: u64 = claimed.iter().map(|c| c.items).sum();
+        log::info!(
+            "{}: delivering {} from the spool {}{}",
+            ctx.name,
+            text::count(items, "item", "items"),
+            spool.dir().display(),
+            if recovering {
+                ", now that the endpoint answers again"
+            } else {
+                " first"
             }
-        } else {
-            log::debug!(
-                "{}: POST {} failed (attempt {}), retrying in {}",
-                ctx.name,
-                self.endpoint.path(),
-                head.attempts,
-                duration(delay)
-            );
+        );
+        for c in claimed.into_iter().rev() {
+            Recovered(&ctx.stats).taken(c.items);
+            let batch = Batch::recovered(c);
+            self.pending_items += batch.count;
+            self.pending_bytes += batch.bytes;
+            self.pending.push_front(batch);
+        }
+        if !recovering {
+            // Due at once: the first turn of the worker sends them.
+            self.retry_at = Some(Instant::now());
         }
     }
 }
 
-/// Encodes and posts one batch, counts the request, and classifies the answer.
-fn attempt<T, B: Batcher<T>>(
-    batcher: &B,
-    transport: &dyn Transport,
-    endpoint: &Endpoint,
-    body: &mut Vec<u8>,
-    items: &[T],
+/// What an answer (or a transport error) means for the batch.
+fn classify(
+    result: &Result<super::http::Response, TransportError>,
     ctx: &Ctx,
+    endpoint: &Endpoint,
+    count: usize,
     warning: &RateLimiter,
 ) -> Outcome {
-    body.clear();
-    let encoded = catch_unwind(AssertUnwindSafe(|| batcher.encode(items, body)));
-    match encoded {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            log::warn!(
-                "{}: dropping {} for {}: {e}: {}",
-                ctx.name,
-                count(items.len(), "item", "items"),
-                endpoint.path(),
-                std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string())
-            );
-            return Outcome::Rejected;
-        }
-        Err(_) => {
-            log::error!(
-                "{}: batch encoder panicked; dropping {} for {}",
-                ctx.name,
-                count(items.len(), "item", "items"),
-                endpoint.path()
-            );
-            return Outcome::Rejected;
-        }
-    }
-    let request = Request {
-        path: endpoint.path(),
-        body: body.as_slice(),
-        headers: endpoint.headers(),
-        deadline: ctx.deadline,
-    };
-    let result = catch_unwind(AssertUnwindSafe(|| transport.post(&request)))
-        .unwrap_or_else(|_| Err(TransportError::Io("transport panicked".into())));
-    let outcome = match &result {
+    let batch = || text::count(count, "item", "items");
+    match result {
         Ok(response) => match response.status {
             200..=299 => Outcome::Delivered,
             413 => Outcome::TooLarge,
@@ -315,7 +473,7 @@ fn attempt<T, B: Batcher<T>>(
                         "{}: POST {} answered {status}; dropping a batch of {}",
                         ctx.name,
                         endpoint.path(),
-                        count(items.len(), "item", "items")
+                        batch()
                     );
                 }
                 Outcome::Rejected
@@ -330,17 +488,18 @@ fn attempt<T, B: Batcher<T>>(
                 "{}: POST {} cannot be sent ({e}); dropping a batch of {}",
                 ctx.name,
                 endpoint.path(),
-                count(items.len(), "item", "items")
+                batch()
             );
             Outcome::Rejected
         }
-    };
-    ctx.stats
-        .on_request(body.len(), outcome == Outcome::Delivered);
-    outcome
+    }
 }
 
 impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
+    fn start(&mut self, ctx: &mut Ctx) {
+        self.recover(ctx, false);
+    }
+
     fn accept(&mut self, mut item: T, ctx: &mut Ctx) {
         if catch_unwind(AssertUnwindSafe(|| self.batcher.prepare(&mut item))).is_err() {
             log::error!("{}: prepare panicked; the item is sent as it is", ctx.name);
@@ -367,7 +526,15 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
     }
 
     fn flush(&mut self, ctx: &mut Ctx) {
-        if self.waiting(Instant::now()) {
+        let now = Instant::now();
+        // Someone waits: a long backoff wait (not the server's) is cut short.
+        if ctx.urgent(now)
+            && !self.server_wait
+            && let Some(at) = self.retry_at
+        {
+            self.retry_at = Some(at.min(now + URGENT_RETRY_WAIT));
+        }
+        if self.waiting(now) {
             return;
         }
         self.seal(ctx);
@@ -383,39 +550,91 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
     }
 
     fn finish(&mut self, ctx: &mut Ctx, deadline: Instant) {
-        // One round of attempts ignores a retry wait that would end after the deadline.
-        let mut last_attempt_made = false;
+        // With a spool, stop sending a little early: what is left still has to be written.
+        let last_send = if self.spool.is_some() {
+            deadline.checked_sub(SPOOL_MARGIN).unwrap_or(deadline)
+        } else {
+            deadline
+        };
+        ctx.deadline = Some(last_send);
+        // A retry the server put off past the deadline still gets one last attempt.
+        let mut last_chance = true;
         loop {
             self.seal(ctx);
             let now = Instant::now();
-            if self.pending.is_empty() || now >= deadline {
+            if self.pending.is_empty() || now >= last_send {
                 break;
             }
             match self.retry_at {
-                // No message can arrive any more: just wait out the retry delay.
-                Some(at) if at > now && at < deadline => std::thread::sleep(at - now),
+                // Nothing new can arrive: wait for the retry, bounded by what time is left
+                // (and by the urgent wait, unless the server asked for this one).
                 Some(at) if at > now => {
-                    if last_attempt_made {
+                    let at = if self.server_wait {
+                        at
+                    } else {
+                        at.min(now + URGENT_RETRY_WAIT)
+                    };
+                    if at < last_send {
+                        std::thread::sleep(at - now);
+                        self.send_pending(ctx, true);
+                    } else if mem::take(&mut last_chance) {
+                        self.send_pending(ctx, true);
+                    } else {
                         break;
                     }
-                    last_attempt_made = true;
-                    self.send_pending(ctx, true);
                 }
                 _ => self.send_pending(ctx, false),
             }
         }
+        let mut spooled = 0;
         let mut dropped = 0;
         while let Some(batch) = self.pop_head() {
-            dropped += batch.items.len();
-            ctx.dropped(DropReason::Shutdown, batch.items.len());
+            let n = batch.count;
+            if self.give_up(batch, ctx, DropReason::Shutdown) {
+                spooled += n;
+            } else {
+                dropped += n;
+            }
+        }
+        if spooled > 0 {
+            log::info!(
+                "{}: {} for {} not delivered by the shutdown deadline, written to the spool",
+                ctx.name,
+                text::count(spooled, "item", "items"),
+                self.endpoint.path()
+            );
         }
         if dropped > 0 {
             log::warn!(
                 "{}: {} for {} not delivered by the shutdown deadline",
                 ctx.name,
-                count(dropped, "item", "items"),
+                text::count(dropped, "item", "items"),
                 self.endpoint.path()
             );
+        }
+    }
+
+    fn late(&mut self, item: T, ctx: &mut Ctx) {
+        if self.spool.is_some() {
+            // Kept for `finish` to write to the spool.
+            let size = catch_unwind(AssertUnwindSafe(|| self.batcher.estimate_size(&item)))
+                .unwrap_or(FALLBACK_ITEM_SIZE);
+            self.open.push(item);
+            self.open_bytes = self.open_bytes.saturating_add(size);
+            if self.open.len() >= self.batch_max_items || self.open_bytes >= self.batch_max_bytes {
+                // Sealed without the retention check: shutdown spools everything anyway.
+                let items = mem::take(&mut self.open);
+                let bytes = mem::take(&mut self.open_bytes);
+                self.push_pending(Batch {
+                    count: items.len(),
+                    items,
+                    spooled: None,
+                    bytes,
+                });
+            }
+        } else {
+            drop(item);
+            ctx.dropped(DropReason::Shutdown, 1);
         }
     }
 }

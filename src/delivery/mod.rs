@@ -12,12 +12,17 @@
 //! |---|---|
 //! | 2xx | delivered (`sent`) |
 //! | 413 | the batch is split in halves, each retried; a single item still 413 is dropped (`dropped_rejected`) |
-//! | 408, 429, 5xx, network error or timeout | retried with exponential backoff and full jitter, or after `Retry-After` when given; after `max_attempts` dropped (`dropped_retry_limit`) |
+//! | 408, 429, 5xx, network error or timeout | retried until delivered, with exponential backoff and full jitter capped at the flush interval, or after `Retry-After` (seconds or an HTTP-date) when given |
 //! | other 4xx, 3xx | can never succeed: dropped (`dropped_rejected`) and a warning names status and endpoint |
 //!
-//! While an endpoint fails, batches wait in order behind the failing one; at most
-//! [`max_retained_items`](WorkerConfig::max_retained_items) are kept, the oldest
-//! beyond that are dropped (`dropped_retained_overflow`).
+//! While an endpoint fails, batches wait in order behind the failing one, bounded by
+//! [`max_retained_items`](WorkerConfig::max_retained_items) and
+//! [`max_retained_bytes`](WorkerConfig::max_retained_bytes): the oldest beyond that go to
+//! the [spool](spool) when there is one (`spooled`), or are dropped
+//! (`dropped_retained_overflow`). When the endpoint answers again, what waited goes out at
+//! once, followed by what the outage spooled. While someone waits for delivery (a flush
+//! caller, shutdown) retries are at most a second apart; shutdown retries until its
+//! deadline, then spools or drops (`dropped_shutdown`) what is left.
 //!
 //! # Accounting
 //!
@@ -30,17 +35,18 @@
 //! happens before `push`, in the caller. To feed a second consumer, push a clone to
 //! a second worker, e.g. a [`Worker::listener`].
 
-mod backoff;
 mod batch;
 mod config;
 mod error;
 mod http;
 mod http_stage;
 mod listener_stage;
+mod spool;
 mod stats;
 mod worker;
 
 pub use batch::{Batcher, EncodeError, JsonBatcher};
+pub(crate) use config::Retention;
 pub use config::{WorkerConfig, WorkerConfigBuilder};
 pub use error::DeliveryError;
 #[cfg(test)]
@@ -51,6 +57,7 @@ pub(crate) use http::agent_config;
 pub use http::{
     Endpoint, HttpConfig, HttpConfigBuilder, HttpTransport, Request, Transport, TransportError,
 };
+pub(crate) use spool::Spool;
 pub use stats::DeliveryStats;
 pub use worker::Worker;
 #[cfg(test)]

@@ -17,9 +17,10 @@ pub(crate) struct WorkerStats {
     rejected_after_shutdown: AtomicU64,
     sent: AtomicU64,
     dropped_rejected: AtomicU64,
-    dropped_retry_limit: AtomicU64,
     dropped_retained_overflow: AtomicU64,
     dropped_shutdown: AtomicU64,
+    spooled: AtomicU64,
+    recovered: AtomicU64,
     failed_attempts: AtomicU64,
     requests: AtomicU64,
     bytes_sent: AtomicU64,
@@ -33,8 +34,6 @@ pub(crate) enum DropReason {
     /// a single item still too large), the batch could not be encoded, or a listener
     /// callback panicked.
     Rejected,
-    /// The batch failed `max_attempts` times.
-    RetryLimit,
     /// The bound on retained items was exceeded while the endpoint was failing.
     RetainedOverflow,
     /// Not delivered by the shutdown deadline.
@@ -56,16 +55,17 @@ impl WorkerStats {
         let sent = self.sent.load(ACQ);
         let dropped_queue_full = self.dropped_queue_full.load(ACQ);
         let dropped_rejected = self.dropped_rejected.load(ACQ);
-        let dropped_retry_limit = self.dropped_retry_limit.load(ACQ);
         let dropped_retained_overflow = self.dropped_retained_overflow.load(ACQ);
         let dropped_shutdown = self.dropped_shutdown.load(ACQ);
+        let spooled = self.spooled.load(ACQ);
+        let recovered = self.recovered.load(ACQ);
         let recorded = self.recorded.load(ACQ);
-        let queued_now = recorded.saturating_sub(
+        let queued_now = (recorded + recovered).saturating_sub(
             sent + dropped_queue_full
                 + dropped_rejected
-                + dropped_retry_limit
                 + dropped_retained_overflow
-                + dropped_shutdown,
+                + dropped_shutdown
+                + spooled,
         );
         DeliveryStats {
             recorded,
@@ -73,9 +73,10 @@ impl WorkerStats {
             sent,
             dropped_queue_full,
             dropped_rejected,
-            dropped_retry_limit,
             dropped_retained_overflow,
             dropped_shutdown,
+            spooled,
+            recovered,
             rejected_after_shutdown: self.rejected_after_shutdown.load(ACQ),
             failed_attempts: self.failed_attempts.load(ACQ),
             requests: self.requests.load(ACQ),
@@ -126,11 +127,20 @@ impl WorkerStats {
     pub(crate) fn on_dropped(&self, reason: DropReason, n: u64) {
         let counter = match reason {
             DropReason::Rejected => &self.dropped_rejected,
-            DropReason::RetryLimit => &self.dropped_retry_limit,
             DropReason::RetainedOverflow => &self.dropped_retained_overflow,
             DropReason::Shutdown => &self.dropped_shutdown,
         };
         counter.fetch_add(n, REL);
+    }
+
+    /// `n` queued items were written to the spool, to be delivered by a later start.
+    pub(crate) fn on_spooled(&self, n: u64) {
+        self.spooled.fetch_add(n, REL);
+    }
+
+    /// `n` items written to the spool by an earlier run were taken up for delivery.
+    pub(crate) fn on_recovered(&self, n: u64) {
+        self.recovered.fetch_add(n, REL);
     }
 
     /// One request of `bytes` body bytes was made; `ok` tells whether it succeeded.
@@ -152,11 +162,12 @@ impl WorkerStats {
 /// The counters of one delivery queue (the client's impressions, counts, unique keys or
 /// events, a listener's queue, an integration's), as read by [`Client::stats`](crate::Client::stats).
 ///
-/// Every item handed to a running queue is counted in `recorded` and ends in exactly one of
-/// `sent` or a `dropped_*` counter; until then it is counted in `queued_now`. So, once the
-/// queue is quiet (after a successful flush, or after shutdown):
+/// Every item handed to a running queue is counted in `recorded` (and every item taken up
+/// from a spool directory, written there by an earlier run, in `recovered`) and ends in
+/// exactly one of `sent`, `spooled` or a `dropped_*` counter; until then it is counted in
+/// `queued_now`. So, once the queue is quiet (after a successful flush, or after shutdown):
 ///
-/// `recorded == sent + dropped_queue_full + dropped_rejected + dropped_retry_limit
+/// `recorded + recovered == sent + spooled + dropped_queue_full + dropped_rejected
 ///  + dropped_retained_overflow + dropped_shutdown + queued_now`
 ///
 /// A reading takes the terminal counters first and `recorded` last, and reports as
@@ -180,13 +191,18 @@ pub struct DeliveryStats {
     /// Items dropped because they can never be delivered: a 4xx answer other than 429,
     /// a single item still answered with 413, an encoding failure, or a listener panic.
     pub dropped_rejected: u64,
-    /// Items dropped after their batch failed `max_attempts` times.
-    pub dropped_retry_limit: u64,
-    /// Items dropped because the bound on retained items was exceeded.
+    /// Items dropped because keeping them for retry, while the endpoint failed, would have
+    /// passed the retention bound (items or bytes) and no spool directory could take them.
     pub dropped_retained_overflow: u64,
     /// Items not delivered by the shutdown deadline (and pushes that raced with the
-    /// start of shutdown).
+    /// start of shutdown) that no spool directory could take.
     pub dropped_shutdown: u64,
+    /// Items written to the spool directory instead of being dropped (retention bound,
+    /// shutdown deadline), for a later start to deliver.
+    pub spooled: u64,
+    /// Items written to the spool directory by an earlier run and taken up for delivery by
+    /// this one (they then end in `sent`, `spooled` or a `dropped_*` counter like the rest).
+    pub recovered: u64,
     /// `push` calls refused because the worker was shutting down (not in `recorded`).
     pub rejected_after_shutdown: u64,
     /// Requests that did not succeed (non-2xx answer or transport error).
@@ -204,21 +220,22 @@ impl DeliveryStats {
     pub fn dropped(&self) -> u64 {
         self.dropped_queue_full
             + self.dropped_rejected
-            + self.dropped_retry_limit
             + self.dropped_retained_overflow
             + self.dropped_shutdown
     }
 
-    /// Whether `recorded == sent + dropped() + queued_now`: true whenever the worker
-    /// is quiet.
+    /// Whether `recorded + recovered == sent + spooled + dropped() + queued_now`: true
+    /// whenever the worker is quiet.
     pub fn is_balanced(&self) -> bool {
-        self.recorded == self.sent + self.dropped() + self.queued_now
+        self.recorded + self.recovered
+            == self.sent + self.spooled + self.dropped() + self.queued_now
     }
 
-    /// Whether `sent + dropped() + queued_now <= recorded`: true for every snapshot,
-    /// even one taken while items move (an item in transit between two counters may be
-    /// missing from the right-hand side, never counted twice).
+    /// Whether `sent + spooled + dropped() + queued_now <= recorded + recovered`: true for
+    /// every snapshot, even one taken while items move (an item in transit between two
+    /// counters may be missing from the right-hand side, never counted twice).
     pub fn is_consistent(&self) -> bool {
-        self.sent + self.dropped() + self.queued_now <= self.recorded
+        self.sent + self.spooled + self.dropped() + self.queued_now
+            <= self.recorded + self.recovered
     }
 }

@@ -23,7 +23,9 @@ use crate::text::{self, duration};
 /// that a flush waits exactly for what was pushed before it (FIFO barrier).
 enum Msg<T> {
     Item(T),
-    Flush(Sender<()>),
+    /// A flush caller: its reply channel, and how long it waits (boxed: a flush is rare,
+    /// and every queue slot is as large as the largest message).
+    Flush(Box<(Sender<()>, Instant)>),
 }
 
 /// Whether a push count is a multiple of `wake_every`, with one multiplication instead of
@@ -84,6 +86,9 @@ struct Gate {
     /// Recorded pushes that found `closed` set right after recording (counted in
     /// `dropped_shutdown`, never queued).
     raced: AtomicU64,
+    /// Items given up (dropped at shutdown or spooled) when the gate closed: what
+    /// shutdown gives up is counted from there.
+    given_up_at_close: AtomicU64,
 }
 
 /// Messages handled per wake-up before timers are looked at again.
@@ -134,6 +139,9 @@ pub(crate) struct Ctx {
     pub(crate) name: Arc<str>,
     /// Set once shutdown began: requests must give up by then.
     pub(crate) deadline: Option<Instant>,
+    /// The latest deadline of the flush callers still waiting: until then someone waits
+    /// for delivery, and retries are not left for later.
+    pub(crate) flush_until: Option<Instant>,
     resolved: u64,
 }
 
@@ -151,6 +159,45 @@ impl Ctx {
         self.stats.on_dropped(reason, n);
         self.resolved += n;
     }
+
+    /// `n` items were written to the spool.
+    pub(crate) fn spooled(&mut self, n: usize) {
+        let n = count(n);
+        self.stats.on_spooled(n);
+        self.resolved += n;
+    }
+
+    /// Whether someone waits for delivery now (shutdown, or a flush caller in time).
+    pub(crate) fn urgent(&self, now: Instant) -> bool {
+        self.deadline.is_some() || self.flush_until.is_some_and(|until| until > now)
+    }
+}
+
+/// The counters of batches recovered from the spool: they were never pushed here, so they
+/// stay out of the flush barrier's count of resolved items.
+#[derive(Debug)]
+pub(crate) struct Recovered<'a>(pub(crate) &'a WorkerStats);
+
+impl Recovered<'_> {
+    /// `n` items were taken up from the spool.
+    pub(crate) fn taken(&self, n: u64) {
+        self.0.on_recovered(n);
+    }
+
+    /// `n` recovered items were delivered.
+    pub(crate) fn sent(&self, n: u64) {
+        self.0.on_sent(n);
+    }
+
+    /// `n` recovered items were given up for `reason`.
+    pub(crate) fn dropped(&self, reason: DropReason, n: u64) {
+        self.0.on_dropped(reason, n);
+    }
+
+    /// `n` recovered items went back to the spool (still undelivered at the deadline).
+    pub(crate) fn spooled(&self, n: u64) {
+        self.0.on_spooled(n);
+    }
 }
 
 fn count(n: usize) -> u64 {
@@ -162,6 +209,11 @@ fn count(n: usize) -> u64 {
 /// Contract: items are resolved (through [`Ctx::sent`] / [`Ctx::dropped`]) in the order
 /// they were accepted; the flush barrier relies on it.
 pub(crate) trait Consumer<T>: Send {
+    /// Runs once on the worker thread before anything else (the HTTP stage takes up what a
+    /// spool holds for it). Does nothing by default.
+    fn start(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
     /// Takes one item off the queue.
     fn accept(&mut self, item: T, ctx: &mut Ctx);
     /// Whether buffered items passed a flush threshold.
@@ -170,8 +222,16 @@ pub(crate) trait Consumer<T>: Send {
     fn flush(&mut self, ctx: &mut Ctx);
     /// When [`flush`](Consumer::flush) must run again (end of a retry wait).
     fn next_due(&self) -> Option<Instant>;
-    /// Shutdown: deliver what can be delivered by `deadline`, drop and count the rest.
+    /// Shutdown: deliver what can be delivered by `deadline`, spool (where a spool is set)
+    /// or drop and count the rest.
     fn finish(&mut self, ctx: &mut Ctx, deadline: Instant);
+    /// An item taken off the queue after the shutdown deadline: too late to deliver. By
+    /// default dropped and counted; a stage with a spool keeps it for
+    /// [`finish`](Consumer::finish) to write.
+    fn late(&mut self, item: T, ctx: &mut Ctx) {
+        drop(item);
+        ctx.dropped(DropReason::Shutdown, 1);
+    }
 }
 
 /// A background delivery worker: a thread named `"splitkit-<role>"` that owns a
@@ -318,6 +378,7 @@ impl<T: Send + 'static> Worker<T> {
                 stats: Arc::clone(&stats),
                 name: Arc::clone(&name),
                 deadline: None,
+                flush_until: None,
                 resolved: 0,
             },
             taken: 0,
@@ -380,17 +441,27 @@ impl<T: Send + 'static> Worker<T> {
 
     /// Stops the worker: refuses further pushes (they return `false` and are counted
     /// in `rejected_after_shutdown`), delivers everything queued, retained items
-    /// included (one last attempt even if a retry wait would end after the deadline),
-    /// counts in `dropped_shutdown` what could not be delivered in time, and joins
-    /// the thread.
+    /// included, retrying with waits bounded by the time left (and one last attempt even
+    /// if a server's `Retry-After` would end after the deadline), writes to the spool (or
+    /// counts in `dropped_shutdown`) what could not be delivered in time, and joins the
+    /// thread.
     ///
-    /// Idempotent: later calls return at once with `true` once the thread was joined,
-    /// or wait again (up to their own timeout) if an earlier call timed out.
+    /// Idempotent: later calls return at once once the thread was joined, or wait again
+    /// (up to their own timeout) if an earlier call timed out.
     ///
-    /// Returns whether the thread ended and was joined within `timeout`. A thread
-    /// that panicked is logged at error level and still counts as ended.
+    /// Returns whether everything was delivered and the thread ended and was joined
+    /// within `timeout`. A thread that panicked is logged at error level and still counts
+    /// as ended.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         self.handle.shared.shutdown(timeout)
+    }
+
+    /// Begins shutdown without waiting: refuses further pushes and tells the worker to
+    /// deliver what it holds by `deadline` (minus the margin kept for the join). A later
+    /// [`shutdown`](Worker::shutdown) waits for it. Several workers told at once each get
+    /// the whole time, instead of one after the other.
+    pub(crate) fn stop_by(&self, deadline: Instant) {
+        self.handle.shared.begin_shutdown(deadline);
     }
 }
 
@@ -472,7 +543,8 @@ impl<T: Send + 'static> WorkerHandle<T> {
             // the marker; and again once the marker is in.
             let _ = s.drain.try_send(());
         }
-        let sent = s.tx.send_deadline(Msg::Flush(reply_tx), deadline);
+        let sent =
+            s.tx.send_deadline(Msg::Flush(Box::new((reply_tx, deadline))), deadline);
         if s.wake_every > 1 {
             let _ = s.drain.try_send(());
         }
@@ -495,15 +567,26 @@ impl<T: Send + 'static> WorkerHandle<T> {
 }
 
 impl<T> Shared<T> {
-    fn shutdown(&self, timeout: Duration) -> bool {
-        let deadline = deadline_after(timeout);
+    /// Closes the gate and sends the stop message (once), for the worker to be done by
+    /// `deadline`.
+    fn begin_shutdown(&self, deadline: Instant) {
+        let given_up = given_up(&self.stats.snapshot());
         if !self.gate.closed.swap(true, Ordering::SeqCst) {
+            self.gate
+                .given_up_at_close
+                .store(given_up, Ordering::SeqCst);
+            let timeout = deadline.saturating_duration_since(Instant::now());
             let worker_deadline = deadline
                 .checked_sub(JOIN_MARGIN.min(timeout / 10))
                 .unwrap_or(deadline);
             // Capacity 1 and sent once: cannot be full; disconnected means ended.
             let _ = self.stop.try_send(worker_deadline);
         }
+    }
+
+    fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = deadline_after(timeout);
+        self.begin_shutdown(deadline);
         if thread::current().id() == self.thread_id {
             // Dropped from inside the worker (e.g. by its own callback): it stops
             // after the current message; it cannot wait for itself.
@@ -528,7 +611,9 @@ impl<T> Shared<T> {
         }
         drop(join);
         self.drain_leftovers();
-        true
+        // Ended in time; and delivered everything, unless shutdown had to give some up.
+        let s = self.stats.snapshot();
+        s.queued_now == 0 && given_up(&s) == self.gate.given_up_at_close.load(Ordering::SeqCst)
     }
 
     /// Whether the worker thread has ended by `deadline`.
@@ -546,8 +631,8 @@ impl<T> Shared<T> {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 Msg::Item(_) => items += 1,
-                Msg::Flush(reply) => {
-                    let _ = reply.send(());
+                Msg::Flush(flush) => {
+                    let _ = flush.0.send(());
                 }
             }
         }
@@ -567,6 +652,11 @@ impl<T> Drop for Shared<T> {
         self.shutdown(self.shutdown_timeout);
         self.drain_leftovers();
     }
+}
+
+/// Items a shutdown can give up on: dropped at the deadline, or written to the spool.
+fn given_up(s: &DeliveryStats) -> u64 {
+    s.dropped_shutdown + s.spooled
 }
 
 fn deadline_after(timeout: Duration) -> Instant {
@@ -589,14 +679,16 @@ struct Core<T, C> {
     ctx: Ctx,
     /// Items taken off the queue so far.
     taken: u64,
-    /// Flush callers, each waiting for the first `target` items to be resolved.
-    waiters: VecDeque<(u64, Sender<()>)>,
+    /// Flush callers, each waiting (until its deadline) for the first `target` items to be
+    /// resolved.
+    waiters: VecDeque<(u64, Sender<()>, Instant)>,
     flush_interval: Duration,
     default_shutdown: Duration,
 }
 
 impl<T, C: Consumer<T>> Core<T, C> {
     fn run(mut self) {
+        self.consumer.start(&mut self.ctx);
         let mut next_tick = Instant::now() + self.flush_interval;
         loop {
             let now = Instant::now();
@@ -709,8 +801,10 @@ impl<T, C: Consumer<T>> Core<T, C> {
                     self.consumer.flush(&mut self.ctx);
                 }
             }
-            Msg::Flush(reply) => {
-                self.waiters.push_back((self.taken, reply));
+            Msg::Flush(flush) => {
+                let (reply, until) = *flush;
+                self.waiters.push_back((self.taken, reply, until));
+                self.ctx.flush_until = self.ctx.flush_until.max(Some(until));
                 self.consumer.flush(&mut self.ctx);
             }
         }
@@ -727,14 +821,17 @@ impl<T, C: Consumer<T>> Core<T, C> {
     }
 
     fn answer_waiters(&mut self) {
-        while let Some((target, _)) = self.waiters.front() {
+        while let Some((target, _, _)) = self.waiters.front() {
             if *target > self.ctx.resolved {
                 break;
             }
-            if let Some((_, reply)) = self.waiters.pop_front() {
+            if let Some((_, reply, _)) = self.waiters.pop_front() {
                 // The caller may have timed out and gone: nothing to tell then.
                 let _ = reply.send(());
             }
+        }
+        if self.waiters.is_empty() {
+            self.ctx.flush_until = None;
         }
     }
 
@@ -756,7 +853,7 @@ impl<T, C: Consumer<T>> Core<T, C> {
         self.consumer.finish(&mut self.ctx, deadline);
         self.answer_waiters();
         // Everything is resolved now; answer anyone left regardless.
-        for (_, reply) in self.waiters.drain(..) {
+        for (_, reply, _) in self.waiters.drain(..) {
             let _ = reply.send(());
         }
     }
@@ -778,9 +875,9 @@ impl<T, C: Consumer<T>> Core<T, C> {
     fn take_queued_for_shutdown(&mut self, deadline: Instant) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                Msg::Item(_) if Instant::now() >= deadline => {
+                Msg::Item(item) if Instant::now() >= deadline => {
                     self.taken += 1;
-                    self.ctx.dropped(DropReason::Shutdown, 1);
+                    self.consumer.late(item, &mut self.ctx);
                 }
                 msg => self.handle(msg),
             }

@@ -26,8 +26,8 @@ pub use strategy::ImpressionsMode;
 use strategy::{Decision, Observer, Strategy};
 
 use crate::delivery::{
-    Batcher, DeliveryStats, EncodeError, Endpoint, HttpTransport, Transport, Worker, WorkerConfig,
-    WorkerConfigBuilder,
+    Batcher, DeliveryStats, EncodeError, Endpoint, HttpTransport, Retention, Transport, Worker,
+    WorkerConfig, WorkerConfigBuilder,
 };
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::Names;
@@ -158,6 +158,8 @@ pub(crate) struct RecorderConfig {
     pub(crate) counts_refresh_rate: Duration,
     pub(crate) unique_keys_refresh_rate: Duration,
     pub(crate) shutdown_timeout: Duration,
+    /// What the delivery queues keep while an endpoint fails, and where the rest goes.
+    pub(crate) retention: Retention,
 }
 
 /// One (flag, hour) count.
@@ -348,8 +350,16 @@ fn worker_config(
         .flush_interval(period)
         .flush_max_items(bulk.max(1))
         .batch_max_items(bulk.max(1))
-        .max_retained_items(bulk.max(1).saturating_mul(6).max(queue))
+        .max_retained_items(queue.max(bulk).max(1))
         .shutdown_timeout(shutdown)
+}
+
+/// `r` keeping at least `items` (counts and unique keys are never lost to a short bound).
+fn at_least(r: &Retention, items: usize) -> Retention {
+    Retention {
+        items: r.items.max(items),
+        ..r.clone()
+    }
 }
 
 impl Recorder {
@@ -383,6 +393,7 @@ impl Recorder {
                         // queue (or bulk, if smaller), so that recording an impression never
                         // pays for waking a sleeping thread.
                         .wake_every((config.queue_size / 4).min(config.bulk_size).max(1))
+                        .retention(&config.retention)
                         .build()?,
                         BulkBatcher {
                             observer: defer_pt.then(|| Observer::new(config.dedupe_cache_size)),
@@ -399,6 +410,7 @@ impl Recorder {
                             config.counts_refresh_rate,
                             config.shutdown_timeout,
                         )
+                        .retention(&at_least(&config.retention, 100_000))
                         .build()?,
                         CountsBatcher,
                         events,
@@ -413,6 +425,7 @@ impl Recorder {
                             config.unique_keys_refresh_rate,
                             config.shutdown_timeout,
                         )
+                        .retention(&at_least(&config.retention, 100_000))
                         .build()?,
                         UniqueKeysBatcher,
                         telemetry,
@@ -574,6 +587,8 @@ impl Recorder {
             ok &= t.stop();
         }
         self.drain_counts(true, true, false);
+        // Every queue is told at once, so that each has the whole time to deliver.
+        self.stop_by(deadline);
         if let Some(d) = &self.delivery {
             ok &= d.impressions.shutdown(left());
             ok &= d.counts.shutdown(left());
@@ -583,6 +598,19 @@ impl Recorder {
             ok &= l.shutdown(left());
         }
         ok
+    }
+
+    /// Tells every queue to deliver what it holds by `deadline` and stop, without waiting
+    /// (see [`Recorder::shutdown`]).
+    pub(crate) fn stop_by(&self, deadline: std::time::Instant) {
+        if let Some(d) = &self.delivery {
+            d.impressions.stop_by(deadline);
+            d.counts.stop_by(deadline);
+            d.unique_keys.stop_by(deadline);
+        }
+        for l in &self.listeners {
+            l.stop_by(deadline);
+        }
     }
 
     /// The counters.

@@ -35,11 +35,11 @@
 //! # Delivery guarantees
 //!
 //! The same rules as the client's impressions: 2xx delivers; 408, 429, 5xx and network
-//! errors are retried with exponential backoff and jitter (or after `Retry-After`) up to
-//! [`DeliveryOptions::max_attempts`]; 413 splits a batch; other answers drop the batch.
-//! While the destination fails, at most [`DeliveryOptions::max_retained_items`] wait for it,
-//! the oldest beyond that are dropped. Every call ends in exactly one counter of
-//! [`IntegrationStats`].
+//! errors are retried, with exponential backoff and jitter (or after `Retry-After`), for as
+//! long as the calls fit in the retention bound; 413 splits a batch; other answers drop the
+//! batch. While the destination fails, at most [`DeliveryOptions::max_retained_items`] (and
+//! [`DeliveryOptions::max_retained_bytes`]) wait for it, the oldest beyond that are dropped.
+//! Every call ends in exactly one counter of [`IntegrationStats`].
 //!
 //! # Examples
 //!
@@ -89,7 +89,7 @@ use crate::error::Error;
 ///
 /// let delivery = DeliveryOptions {
 ///     flush_interval: Duration::from_secs(5),
-///     max_attempts: 3,
+///     max_retained_items: 100_000,
 ///     ..DeliveryOptions::default()
 /// };
 /// assert_eq!(delivery.queue_capacity, 10_000);
@@ -108,11 +108,13 @@ pub struct DeliveryOptions {
     /// Calls kept for retry while the destination fails; the oldest beyond it are dropped
     /// and counted. Default: 30,000.
     pub max_retained_items: usize,
-    /// Attempts per batch, the first included. Default: 5.
-    pub max_attempts: u32,
+    /// Encoded bytes kept for retry while the destination fails; the oldest beyond it are
+    /// dropped and counted. Default: 32 MiB.
+    pub max_retained_bytes: usize,
     /// Bound of the first retry wait (full jitter). Default: 1 s.
     pub backoff_base: Duration,
-    /// Largest retry wait. Default: 60 s.
+    /// Largest retry wait (and never more than `flush_interval`, so that a destination that
+    /// answers again gets what waited within one flush period). Default: 60 s.
     pub backoff_cap: Duration,
     /// Timeout of one request, connect to last byte. Default: 30 s.
     pub request_timeout: Duration,
@@ -128,7 +130,7 @@ impl Default for DeliveryOptions {
             batch_max_items: crate::config::DEFAULT_BULK_SIZE,
             batch_max_bytes: WorkerConfig::DEFAULT_BATCH_MAX_BYTES,
             max_retained_items: WorkerConfig::DEFAULT_MAX_RETAINED_ITEMS,
-            max_attempts: WorkerConfig::DEFAULT_MAX_ATTEMPTS,
+            max_retained_bytes: WorkerConfig::DEFAULT_MAX_RETAINED_BYTES,
             backoff_base: WorkerConfig::DEFAULT_BACKOFF_BASE,
             backoff_cap: WorkerConfig::DEFAULT_BACKOFF_CAP,
             request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
@@ -157,7 +159,7 @@ impl DeliveryOptions {
             .flush_max_bytes(bytes.saturating_sub(headroom).max(1))
             .batch_max_bytes(bytes)
             .max_retained_items(self.max_retained_items)
-            .max_attempts(self.max_attempts)
+            .max_retained_bytes(self.max_retained_bytes.max(bytes))
             .backoff_base(self.backoff_base)
             .backoff_cap(self.backoff_cap)
             .shutdown_timeout(self.shutdown_timeout)

@@ -597,7 +597,7 @@ fn segment_config_is_validated() {
             SegmentConfig {
                 endpoint: "http://127.0.0.1:9".into(),
                 delivery: DeliveryOptions {
-                    max_attempts: 0,
+                    queue_capacity: 0,
                     ..DeliveryOptions::default()
                 },
                 ..SegmentConfig::new("k")

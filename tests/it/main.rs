@@ -8,6 +8,7 @@ mod golden;
 mod http;
 mod integrations;
 mod options;
+mod outages;
 mod properties;
 mod recorder;
 mod remote;

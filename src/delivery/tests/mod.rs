@@ -500,7 +500,7 @@ fn flush_returns_true_after_delivery_and_false_when_server_hangs() {
 fn connection_refused_then_server_up_loses_nothing() {
     let port = free_port();
     let base_url = format!("http://127.0.0.1:{port}/api");
-    let worker = impressions_worker(config("it-refused").max_attempts(1000), &base_url);
+    let worker = impressions_worker(config("it-refused"), &base_url);
     for key in keys("k", 20) {
         assert!(worker.push(imp("f", &key)));
     }
@@ -652,8 +652,7 @@ fn retained_overflow_is_counted_and_shutdown_drops_the_rest() {
         config("it-retained")
             .flush_max_items(5)
             .batch_max_items(5)
-            .max_retained_items(10)
-            .max_attempts(100),
+            .max_retained_items(10),
         &server.base_url(),
     );
     for key in keys("a", 5) {
@@ -671,9 +670,10 @@ fn retained_overflow_is_counted_and_shutdown_drops_the_rest() {
     assert_balanced(&stats);
     assert_eq!(warnings(&["it-retained", "retained"]).len(), 1);
 
-    // Shutdown makes one last attempt (of the oldest retained batch), then gives up.
+    // Shutdown makes one last attempt (of the oldest retained batch), then gives up: the
+    // thread ended in time, but not everything was delivered.
     let started = Instant::now();
-    assert!(worker.shutdown(Duration::from_millis(500)));
+    assert!(!worker.shutdown(Duration::from_millis(500)));
     assert!(started.elapsed() < Duration::from_secs(2));
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
@@ -681,6 +681,136 @@ fn retained_overflow_is_counted_and_shutdown_drops_the_rest() {
     let stats = worker.stats();
     assert_eq!((stats.dropped_shutdown, stats.queued_now), (10, 0));
     assert_balanced(&stats);
+}
+
+#[test]
+fn beyond_the_retention_bound_and_at_the_deadline_batches_go_to_the_spool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool =
+        Arc::new(crate::delivery::Spool::open(dir.path(), 1 << 20, "sdk-key-123").expect("spool"));
+    let retention = crate::delivery::Retention {
+        items: 10,
+        bytes: 1 << 20,
+        spool: Some(spool),
+    };
+    let down = TestServer::start(|_| Reply::status(500).retry_after(30));
+    let worker = impressions_worker(
+        config("it-spool")
+            .flush_max_items(5)
+            .batch_max_items(5)
+            .retention(&retention),
+        &down.base_url(),
+    );
+    for key in keys("a", 5) {
+        assert!(worker.push(imp("f", &key)));
+    }
+    assert!(down.wait_for(Duration::from_secs(3), |r| r.len() == 1));
+    for key in keys("b", 5).into_iter().chain(keys("c", 5)) {
+        assert!(worker.push(imp("f", &key)));
+    }
+    assert!(!worker.flush(Duration::from_millis(200)));
+    let stats = worker.stats();
+    assert_eq!(
+        (stats.spooled, stats.dropped_retained_overflow),
+        (5, 0),
+        "{stats:?}"
+    );
+    assert_balanced(&stats);
+    assert!(
+        !worker.shutdown(Duration::from_millis(400)),
+        "not delivered, spooled"
+    );
+    let stats = worker.stats();
+    assert_eq!(
+        (stats.spooled, stats.dropped(), stats.queued_now),
+        (15, 0, 0),
+        "{stats:?}"
+    );
+    assert_balanced(&stats);
+
+    // The next worker on the spool delivers it, oldest first, before anything new.
+    let up = TestServer::start(|_| Reply::ok());
+    let next = impressions_worker(config("it-spool-2").retention(&retention), &up.base_url());
+    assert!(next.push(imp("f", "new")));
+    assert!(next.flush(Duration::from_secs(5)));
+    let mut expected = keys("a", 5);
+    expected.extend(keys("b", 5));
+    expected.extend(keys("c", 5));
+    expected.push("new".into());
+    assert_eq!(up.delivered_keys(|_| true), expected);
+    let headers: Vec<Option<String>> = up
+        .requests()
+        .iter()
+        .map(|r| r.header("SplitSDKImpressionsMode").map(str::to_string))
+        .collect();
+    assert!(
+        headers.iter().all(|h| h.as_deref() == Some("OPTIMIZED")),
+        "{headers:?}"
+    );
+    let stats = next.stats();
+    assert_eq!(
+        (stats.recovered, stats.sent, stats.recorded),
+        (15, 16, 1),
+        "{stats:?}"
+    );
+    assert_balanced(&stats);
+    assert!(next.shutdown(Duration::from_secs(2)));
+}
+
+#[test]
+fn what_an_outage_spooled_is_delivered_once_the_endpoint_answers_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Arc::new(crate::delivery::Spool::open(dir.path(), 1 << 20, "k").expect("spool"));
+    let retention = crate::delivery::Retention {
+        items: 10,
+        bytes: 1 << 20,
+        spool: Some(spool),
+    };
+    let up = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(Mutex::new(HashSet::new()));
+    let server = {
+        let (up, accepted) = (Arc::clone(&up), Arc::clone(&accepted));
+        TestServer::start(move |r| {
+            if up.load(Ordering::SeqCst) {
+                accepted.lock().insert(r.index);
+                Reply::ok()
+            } else {
+                Reply::status(503)
+            }
+        })
+    };
+    let worker = impressions_worker(
+        config("it-respool")
+            .flush_max_items(5)
+            .batch_max_items(5)
+            .retention(&retention),
+        &server.base_url(),
+    );
+    for key in keys("k", 25) {
+        assert!(worker.push(imp("f", &key)));
+    }
+    assert!(!worker.flush(Duration::from_millis(300)));
+    assert_eq!(worker.stats().spooled, 15, "{:?}", worker.stats());
+    up.store(true, Ordering::SeqCst);
+    assert!(worker.flush(Duration::from_secs(5)));
+    let mut sorted = server.delivered_keys(|r| accepted.lock().contains(&r.index));
+    sorted.sort();
+    let mut want = keys("k", 25);
+    want.sort();
+    assert_eq!(sorted, want, "every item once, without a restart");
+    let stats = worker.stats();
+    assert_eq!(
+        (stats.spooled, stats.recovered, stats.sent, stats.dropped()),
+        (15, 15, 25, 0),
+        "{stats:?}"
+    );
+    assert_balanced(&stats);
+    assert!(worker.shutdown(Duration::from_secs(2)));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "files removed"
+    );
 }
 
 #[test]
@@ -759,7 +889,10 @@ fn shutdown_deadline_bounds_a_hanging_server() {
         assert!(worker.push(imp("f", &key)));
     }
     let started = Instant::now();
-    assert!(worker.shutdown(Duration::from_millis(500)));
+    assert!(
+        !worker.shutdown(Duration::from_millis(500)),
+        "nothing delivered"
+    );
     let took = started.elapsed();
     assert!(took < Duration::from_millis(900), "{took:?}");
     let stats = worker.stats();
@@ -1055,16 +1188,19 @@ impl Transport for ScriptedTransport {
 }
 
 #[test]
-fn retry_limit_drops_the_batch_and_goes_on() {
+fn transient_failures_are_retried_until_delivered_however_many() {
     capture_logs();
-    let transport = ScriptedTransport::new(vec![
+    // Three kinds of transient failure, eight in a row (more than any attempt budget).
+    let mut answers = vec![
         Err(TransportError::Connect("refused".into())),
         Err(TransportError::Timeout("slow".into())),
-        Ok(Response::new(503)),
-    ]);
+    ];
+    answers.extend((0..6).map(|_| Ok(Response::new(503))));
+    let transport = ScriptedTransport::new(answers);
     let worker = Worker::start(
-        config("it-retry-limit")
-            .max_attempts(3)
+        config("it-retry-on")
+            .backoff_base(Duration::from_millis(1))
+            .backoff_cap(Duration::from_millis(5))
             .build()
             .expect("valid config"),
         JsonBatcher::new(|_: &u32| 8),
@@ -1073,36 +1209,32 @@ fn retry_limit_drops_the_batch_and_goes_on() {
     )
     .expect("worker starts");
     assert!(worker.push(1));
-    assert!(worker.flush(Duration::from_secs(5)));
     assert!(worker.push(2));
     assert!(worker.flush(Duration::from_secs(5)));
     let stats = worker.stats();
     assert_eq!(
         (
-            stats.dropped_retry_limit,
             stats.sent,
+            stats.dropped(),
             stats.requests,
             stats.failed_attempts
         ),
-        (1, 1, 4, 3)
+        (2, 0, 9, 8)
     );
     assert_balanced(&stats);
-    let expected = |body: &str| Seen {
-        path: "/events/bulk".to_owned(),
-        body: body.to_owned(),
-        headers: vec![("X-Extra".to_owned(), "1".to_owned())],
-        deadline: None,
-    };
     let seen = transport.seen.lock();
-    let bodies: Vec<&str> = seen.iter().map(|s| s.body.as_str()).collect();
-    assert_eq!(bodies, ["[1]", "[1]", "[1]", "[2]"]);
-    assert!(seen.iter().all(|s| *s == expected(&s.body)), "{seen:?}");
-    assert_eq!(
-        warnings(&["it-retry-limit"]),
-        [
-            "WARN splitkit-it-retry-limit: POST /events/bulk failed 3 times; dropping a batch of 1 item"
-        ],
-        "one item, three times: each noun agrees with its count"
+    assert!(
+        seen.iter().all(|s| s.body == "[1,2]"),
+        "one batch, in order: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|s| s.headers == [("X-Extra".to_owned(), "1".to_owned())]),
+        "{seen:?}"
+    );
+    assert!(
+        warnings(&["it-retry-on"]).is_empty(),
+        "transient failures are not warnings"
     );
 }
 
