@@ -75,6 +75,7 @@ impl WorkerConfig {
                 shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
                 wake_every: Self::DEFAULT_WAKE_EVERY,
             },
+            retention: None,
         }
     }
 
@@ -177,6 +178,8 @@ pub(crate) struct Retention {
 #[derive(Debug, Clone)]
 pub struct WorkerConfigBuilder {
     config: WorkerConfig,
+    /// Applied by `build`, once the batch limits are known.
+    retention: Option<Retention>,
 }
 
 impl WorkerConfigBuilder {
@@ -239,9 +242,7 @@ impl WorkerConfigBuilder {
     /// are delivered first). Default: [`WorkerConfig::DEFAULT_MAX_RETAINED_ITEMS`] and
     /// [`WorkerConfig::DEFAULT_MAX_RETAINED_BYTES`], no spool.
     pub(crate) fn retention(mut self, r: &Retention) -> Self {
-        self.config.max_retained_items = r.items.max(self.config.batch_max_items);
-        self.config.max_retained_bytes = r.bytes.max(self.config.batch_max_bytes);
-        self.config.spool = r.spool.clone();
+        self.retention = Some(r.clone());
         self
     }
 
@@ -293,7 +294,13 @@ impl WorkerConfigBuilder {
     /// base, `max_retained_items` or `max_retained_bytes` cannot hold one batch, or
     /// `wake_every` is zero or above `queue_capacity` (the queue would fill before the
     /// worker is woken).
-    pub fn build(self) -> Result<WorkerConfig, DeliveryError> {
+    pub fn build(mut self) -> Result<WorkerConfig, DeliveryError> {
+        if let Some(r) = self.retention.take() {
+            let c = &mut self.config;
+            c.max_retained_items = r.items.max(c.batch_max_items);
+            c.max_retained_bytes = r.bytes.max(c.batch_max_bytes);
+            c.spool = r.spool;
+        }
         let c = &self.config;
         let checks: [(bool, &'static str); 10] = [
             (

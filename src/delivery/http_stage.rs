@@ -136,24 +136,25 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
         if self.open.is_empty() {
             return;
         }
+        self.seal_open();
+        self.enforce_retained_bound(ctx);
+    }
+
+    /// Moves the open batch to the pending queue, without the retention check.
+    fn seal_open(&mut self) {
         let items = mem::replace(
             &mut self.open,
             Vec::with_capacity(self.batch_max_items.min(1024)),
         );
         let bytes = mem::take(&mut self.open_bytes);
-        self.push_pending(Batch {
+        self.pending_items += items.len();
+        self.pending_bytes += bytes;
+        self.pending.push_back(Batch {
             count: items.len(),
             items,
             spooled: None,
             bytes,
         });
-        self.enforce_retained_bound(ctx);
-    }
-
-    fn push_pending(&mut self, batch: Batch<T>) {
-        self.pending_items += batch.count;
-        self.pending_bytes += batch.bytes;
-        self.pending.push_back(batch);
     }
 
     fn over_retention_bound(&self) -> bool {
@@ -623,14 +624,7 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
             self.open_bytes = self.open_bytes.saturating_add(size);
             if self.open.len() >= self.batch_max_items || self.open_bytes >= self.batch_max_bytes {
                 // Sealed without the retention check: shutdown spools everything anyway.
-                let items = mem::take(&mut self.open);
-                let bytes = mem::take(&mut self.open_bytes);
-                self.push_pending(Batch {
-                    count: items.len(),
-                    items,
-                    spooled: None,
-                    bytes,
-                });
+                self.seal_open();
             }
         } else {
             drop(item);

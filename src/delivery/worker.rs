@@ -570,7 +570,7 @@ impl<T> Shared<T> {
     /// Closes the gate and sends the stop message (once), for the worker to be done by
     /// `deadline`.
     fn begin_shutdown(&self, deadline: Instant) {
-        let given_up = given_up(&self.stats.snapshot());
+        let given_up = self.given_up();
         if !self.gate.closed.swap(true, Ordering::SeqCst) {
             self.gate
                 .given_up_at_close
@@ -612,8 +612,16 @@ impl<T> Shared<T> {
         drop(join);
         self.drain_leftovers();
         // Ended in time; and delivered everything, unless shutdown had to give some up.
+        self.stats.snapshot().queued_now == 0
+            && self.given_up() == self.gate.given_up_at_close.load(Ordering::SeqCst)
+    }
+
+    /// Items given up by a shutdown so far: dropped at the deadline, or written to the
+    /// spool (pushes refused while the gate closed are the producers' to know: `push`
+    /// returned false).
+    fn given_up(&self) -> u64 {
         let s = self.stats.snapshot();
-        s.queued_now == 0 && given_up(&s) == self.gate.given_up_at_close.load(Ordering::SeqCst)
+        (s.dropped_shutdown + s.spooled).saturating_sub(self.gate.raced.load(Ordering::SeqCst))
     }
 
     /// Whether the worker thread has ended by `deadline`.
@@ -652,11 +660,6 @@ impl<T> Drop for Shared<T> {
         self.shutdown(self.shutdown_timeout);
         self.drain_leftovers();
     }
-}
-
-/// Items a shutdown can give up on: dropped at the deadline, or written to the spool.
-fn given_up(s: &DeliveryStats) -> u64 {
-    s.dropped_shutdown + s.spooled
 }
 
 fn deadline_after(timeout: Duration) -> Instant {

@@ -169,34 +169,7 @@ fn an_outage_through_shutdown_uses_the_whole_budget_and_counts_exactly_what_is_l
 
 /// An IMF-fixdate `secs` seconds from now.
 fn http_date_in(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let t = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        + secs;
-    let days = (t / 86_400) as i64;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        DAYS[(days.rem_euclid(7)) as usize],
-        MONTHS[(month - 1) as usize],
-        t % 86_400 / 3600,
-        t % 3600 / 60,
-        t % 60
-    )
+    httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs))
 }
 
 #[test]
@@ -236,16 +209,23 @@ fn spool_files(dir: &Path, extension: &str) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// A client on `spool`, posting to `port` where nothing answers: `n` impressions and events
+/// recorded, then destroyed (so it spools them).
+fn spooled_in_an_outage(spool: &Path, port: u16, tag: &str, n: usize) -> Client {
+    let client = client_on(port)
+        .spool_directory(spool)
+        .build()
+        .expect("client");
+    record(&client, tag, n);
+    assert!(!client.destroy(Duration::from_secs(1)), "not delivered");
+    client
+}
+
 #[test]
 fn a_client_stopped_during_an_outage_spools_and_the_next_one_delivers_it_first() {
     let spool = tempfile::tempdir().expect("tempdir");
     let port = dead_port();
-    let first = client_on(port)
-        .spool_directory(spool.path())
-        .build()
-        .expect("client");
-    record(&first, "k", 40);
-    assert!(!first.destroy(Duration::from_secs(1)));
+    let first = spooled_in_an_outage(spool.path(), port, "k", 40);
     let s = first.stats();
     assert_eq!(
         (s.impressions.queue.spooled, s.events.queue.spooled),
@@ -307,13 +287,7 @@ fn a_client_stopped_during_an_outage_spools_and_the_next_one_delivers_it_first()
 fn a_truncated_spool_file_is_skipped_with_a_warning_and_the_rest_delivered() {
     let spool = tempfile::tempdir().expect("tempdir");
     let port = dead_port();
-    let first = client_on(port)
-        .spool_directory(spool.path())
-        .build()
-        .expect("client");
-    record(&first, "a", 6);
-    assert!(!first.destroy(Duration::from_secs(1)));
-    drop(first);
+    drop(spooled_in_an_outage(spool.path(), port, "a", 6));
     let files = spool_files(spool.path(), "spool");
     assert!(files.len() >= 2, "{files:?}");
     // A crash cut the first one short.
@@ -345,12 +319,7 @@ fn two_clients_on_one_spool_directory_never_send_the_same_file_twice() {
     let spool = tempfile::tempdir().expect("tempdir");
     let port = dead_port();
     for round in 0..4 {
-        let c = client_on(port)
-            .spool_directory(spool.path())
-            .build()
-            .expect("client");
-        record(&c, &format!("r{round}"), 10);
-        assert!(!c.destroy(Duration::from_millis(700)));
+        spooled_in_an_outage(spool.path(), port, &format!("r{round}"), 10);
     }
     let server = Server::start_on(port);
     let (a, b) = thread::scope(|s| {

@@ -295,6 +295,16 @@ fn impressions_worker(builder: WorkerConfigBuilder, base_url: &str) -> Worker<Im
     .expect("worker starts")
 }
 
+/// Retention of 10 items, the rest to a spool in `dir` (1 MiB, this file's SDK key).
+fn spool_retention(dir: &std::path::Path) -> crate::delivery::Retention {
+    let spool = crate::delivery::Spool::open(dir, 1 << 20, "sdk-key-123").expect("spool");
+    crate::delivery::Retention {
+        items: 10,
+        bytes: 1 << 20,
+        spool: Some(Arc::new(spool)),
+    }
+}
+
 fn assert_balanced(stats: &DeliveryStats) {
     assert!(stats.is_balanced(), "unbalanced: {stats:?}");
 }
@@ -644,15 +654,15 @@ fn client_errors_are_dropped_counted_and_named() {
     assert_eq!(server.requests().len(), 4);
 }
 
-#[test]
-fn retained_overflow_is_counted_and_shutdown_drops_the_rest() {
-    capture_logs();
-    let server = TestServer::start(|_| Reply::status(500).retry_after(30));
+/// A worker (batches of 5, retaining 10) against `server`, which refuses with a long
+/// `Retry-After`: a first batch `a` tried once, then `b` and `c` queued behind it, so
+/// one batch is past the retention bound. A flush cannot complete meanwhile.
+fn past_the_retention_bound(
+    builder: WorkerConfigBuilder,
+    server: &TestServer,
+) -> Worker<Impression> {
     let worker = impressions_worker(
-        config("it-retained")
-            .flush_max_items(5)
-            .batch_max_items(5)
-            .max_retained_items(10),
+        builder.flush_max_items(5).batch_max_items(5),
         &server.base_url(),
     );
     for key in keys("a", 5) {
@@ -662,8 +672,15 @@ fn retained_overflow_is_counted_and_shutdown_drops_the_rest() {
     for key in keys("b", 5).into_iter().chain(keys("c", 5)) {
         assert!(worker.push(imp("f", &key)));
     }
-    // Retry-After keeps the batches waiting: the flush cannot complete.
     assert!(!worker.flush(Duration::from_millis(200)));
+    worker
+}
+
+#[test]
+fn retained_overflow_is_counted_and_shutdown_drops_the_rest() {
+    capture_logs();
+    let server = TestServer::start(|_| Reply::status(500).retry_after(30));
+    let worker = past_the_retention_bound(config("it-retained").max_retained_items(10), &server);
     let stats = worker.stats();
     assert_eq!(stats.dropped_retained_overflow, 5, "{stats:?}");
     assert_eq!((stats.queued_now, stats.requests, stats.sent), (10, 1, 0));
@@ -686,29 +703,9 @@ fn retained_overflow_is_counted_and_shutdown_drops_the_rest() {
 #[test]
 fn beyond_the_retention_bound_and_at_the_deadline_batches_go_to_the_spool() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool =
-        Arc::new(crate::delivery::Spool::open(dir.path(), 1 << 20, "sdk-key-123").expect("spool"));
-    let retention = crate::delivery::Retention {
-        items: 10,
-        bytes: 1 << 20,
-        spool: Some(spool),
-    };
+    let retention = spool_retention(dir.path());
     let down = TestServer::start(|_| Reply::status(500).retry_after(30));
-    let worker = impressions_worker(
-        config("it-spool")
-            .flush_max_items(5)
-            .batch_max_items(5)
-            .retention(&retention),
-        &down.base_url(),
-    );
-    for key in keys("a", 5) {
-        assert!(worker.push(imp("f", &key)));
-    }
-    assert!(down.wait_for(Duration::from_secs(3), |r| r.len() == 1));
-    for key in keys("b", 5).into_iter().chain(keys("c", 5)) {
-        assert!(worker.push(imp("f", &key)));
-    }
-    assert!(!worker.flush(Duration::from_millis(200)));
+    let worker = past_the_retention_bound(config("it-spool").retention(&retention), &down);
     let stats = worker.stats();
     assert_eq!(
         (stats.spooled, stats.dropped_retained_overflow),
@@ -760,12 +757,7 @@ fn beyond_the_retention_bound_and_at_the_deadline_batches_go_to_the_spool() {
 #[test]
 fn what_an_outage_spooled_is_delivered_once_the_endpoint_answers_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Arc::new(crate::delivery::Spool::open(dir.path(), 1 << 20, "k").expect("spool"));
-    let retention = crate::delivery::Retention {
-        items: 10,
-        bytes: 1 << 20,
-        spool: Some(spool),
-    };
+    let retention = spool_retention(dir.path());
     let up = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(Mutex::new(HashSet::new()));
     let server = {
