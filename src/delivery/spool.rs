@@ -126,6 +126,7 @@ impl Spool {
         items: u64,
         body: &[u8],
     ) -> Result<(), SpoolError> {
+        let suffix = self.suffix(path);
         let mut crc = flate2::Crc::new();
         crc.update(body);
         let header = Header {
@@ -149,7 +150,7 @@ impl Spool {
                 max: self.max_bytes,
             });
         }
-        let written = self.write_file(&line, body);
+        let written = self.write_file(&suffix, &line, body);
         if written.is_err() {
             self.used.fetch_sub(size, Ordering::SeqCst);
         }
@@ -160,13 +161,14 @@ impl Spool {
     }
 
     /// Write, fsync, rename, fsync the directory.
-    fn write_file(&self, header: &[u8], body: &[u8]) -> std::io::Result<()> {
+    fn write_file(&self, suffix: &str, header: &[u8], body: &[u8]) -> std::io::Result<()> {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        // Names sort in the order batches were written (per process, then by time).
-        let name = format!("{millis:015}-{:010}-{seq:08}", std::process::id());
+        // Names sort in the order batches were written (by time, then per process), and
+        // end with the key's fingerprint and the endpoint: a claimant opens only its own.
+        let name = format!("{millis:015}-{:010}-{seq:08}{suffix}", std::process::id());
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let done = self.dir.join(format!("{name}.{EXTENSION}"));
         let result = (|| {
@@ -188,14 +190,29 @@ impl Spool {
         result
     }
 
+    /// How the names of this key's files for `path` end (before the extension):
+    /// `-<fingerprint>-<endpoint>`.
+    fn suffix(&self, path: &str) -> String {
+        let endpoint: String = path
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("-{}-{endpoint}", self.key)
+    }
+
     /// Claims every spooled batch of this SDK key for `path`, oldest first. Files another
     /// process holds are skipped; damaged ones are set aside with a warning.
     pub(crate) fn claim(&self, path: &str) -> Vec<Claimed> {
+        let suffix = format!("{}.{EXTENSION}", self.suffix(path));
         let mut names: Vec<PathBuf> = match fs::read_dir(&self.dir) {
             Ok(entries) => entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == EXTENSION))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(&suffix))
+                })
                 .collect(),
             Err(e) => {
                 log::warn!(
