@@ -28,6 +28,10 @@ const FALLBACK_ITEM_SIZE: usize = 1024;
 /// (a server's `Retry-After` is still honoured).
 const URGENT_RETRY_WAIT: Duration = Duration::from_secs(1);
 
+/// Time kept before the shutdown deadline for the last attempt, when the retry wait would
+/// end after it.
+const FINAL_ATTEMPT_ROOM: Duration = Duration::from_millis(100);
+
 /// Time kept back before the shutdown deadline to write what is left to the spool.
 const SPOOL_MARGIN: Duration = Duration::from_millis(100);
 
@@ -579,6 +583,10 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
                         std::thread::sleep(at - now);
                         self.send_pending(ctx, true);
                     } else if mem::take(&mut last_chance) {
+                        // The wait would pass the deadline: one last attempt, as late as
+                        // leaves it time to be made.
+                        let left = last_send - now;
+                        std::thread::sleep(left.saturating_sub(FINAL_ATTEMPT_ROOM.min(left / 2)));
                         self.send_pending(ctx, true);
                     } else {
                         break;
