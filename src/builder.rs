@@ -353,6 +353,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether remote mode streams changes (Split's push protocol: a kill or an update is
+    /// seen within milliseconds), polling only while the stream is down or paused. With
+    /// `false`, definitions are polled at the refresh rates. Default: true.
+    pub fn streaming_enabled(mut self, enabled: bool) -> Self {
+        self.options.streaming_enabled = Some(enabled);
+        self
+    }
+
+    /// Base URL of the streaming authentication service. Default:
+    /// `https://auth.split.io/api`.
+    pub fn auth_url(mut self, url: impl Into<String>) -> Self {
+        self.options.auth_url = Some(url.into());
+        self
+    }
+
+    /// Base URL of the streaming service (server-sent events). Default:
+    /// `https://streaming.split.io`.
+    pub fn streaming_url(mut self, url: impl Into<String>) -> Self {
+        self.options.streaming_url = Some(url.into());
+        self
+    }
+
     /// Validates the options, loads (or starts loading) the definitions and starts the
     /// background work.
     ///

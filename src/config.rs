@@ -47,6 +47,10 @@ pub const DEFAULT_DEDUPE_CACHE_SIZE: usize = 500_000;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events also flush when this many bytes are queued: 5 MB.
 pub const EVENTS_FLUSH_BYTES: usize = 5 * 1024 * 1024;
+/// Default of [`crate::ClientBuilder::auth_url`]: `https://auth.split.io/api`.
+pub const DEFAULT_AUTH_URL: &str = "https://auth.split.io/api";
+/// Default of [`crate::ClientBuilder::streaming_url`]: `https://streaming.split.io`.
+pub const DEFAULT_STREAMING_URL: &str = "https://streaming.split.io";
 /// Default of [`crate::ClientBuilder::max_retained_items`]: 30,000 items a queue.
 pub const DEFAULT_RETAINED_ITEMS: usize = 30_000;
 /// Default of [`crate::ClientBuilder::max_retained_bytes`]: 32 MiB a queue.
@@ -84,6 +88,9 @@ pub struct Config {
     pub(crate) segments_refresh_rate: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) enforce_minimum_rates: bool,
+    pub(crate) streaming_enabled: bool,
+    pub(crate) auth_url: String,
+    pub(crate) streaming_url: String,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
     pub(crate) default_rule_label: bool,
     pub(crate) fallback_treatment: Option<FallbackTreatment>,
@@ -237,6 +244,9 @@ pub(crate) struct Options {
     pub(crate) segments_refresh_rate: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) enforce_minimum_rates: Option<bool>,
+    pub(crate) streaming_enabled: Option<bool>,
+    pub(crate) auth_url: Option<String>,
+    pub(crate) streaming_url: Option<String>,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
     pub(crate) default_rule_label: Option<bool>,
     pub(crate) fallback_treatment: Option<FallbackTreatment>,
@@ -444,6 +454,10 @@ impl Options {
                 enforce,
             )?,
             enforce_minimum_rates: enforce,
+            streaming_enabled: self.streaming_enabled.unwrap_or(true),
+            auth_url: url("auth_url", self.auth_url)?.unwrap_or_else(|| DEFAULT_AUTH_URL.into()),
+            streaming_url: url("streaming_url", self.streaming_url)?
+                .unwrap_or_else(|| DEFAULT_STREAMING_URL.into()),
             impression_listeners: self.impression_listeners,
             default_rule_label: self.default_rule_label.unwrap_or(false),
             fallback_treatment: self.fallback_treatment,

@@ -100,10 +100,18 @@
 //!   ([`defaults::EVENTS_URL`]), unique keys to [`ClientBuilder::telemetry_url`]
 //!   ([`defaults::TELEMETRY_URL`]). Point them at a Split proxy or a test server as needed;
 //!   nothing else is ever contacted.
+//! - **Streaming** (on by default): changes are pushed (Split's streaming protocol through
+//!   [`ClientBuilder::auth_url`] and [`ClientBuilder::streaming_url`]): a kill or an update
+//!   is seen within milliseconds, and polling stops while the stream is up. When it is down,
+//!   paused, or without publishers, definitions are polled; a dropped stream reconnects
+//!   within a quarter second, then with backoff. [`ClientBuilder::streaming_enabled`]`(false)`
+//!   polls only.
 //! - **Polling**: flags every [`ClientBuilder::features_refresh_rate`] (60 s), segments every
 //!   [`ClientBuilder::segments_refresh_rate`] (60 s), with backoff while the API fails;
 //!   [`Client::sync_now`] polls at once. [`ClientBuilder::flag_sets_filter`] loads only some
 //!   flag sets.
+//! - **Change notifications**: [`Client::updates`] hands out a channel that says when the
+//!   client is ready and which flags (and segments) every change touched, kills included.
 //! - **Readiness**: [`Client::block_until_ready`] waits for flags and the segments they use;
 //!   [`Client::is_ready`] asks without waiting. Errors are [`Error::NotReady`] with the
 //!   reason; a rejected SDK key is final, anything else is retried in the background.
@@ -201,6 +209,7 @@ mod test_logs;
 mod text;
 mod time;
 mod treatment;
+mod updates;
 mod validation;
 
 pub use analysis::analyze;
@@ -221,6 +230,7 @@ pub use properties::{EvaluationOptions, Properties, PropertyValue};
 pub use stats::{ClientStats, EventStats};
 pub use storage::{FlagView, IntoSnapshot, Snapshot, SnapshotGuard, Store};
 pub use treatment::{Key, TreatmentDetails, TreatmentWithConfig};
+pub use updates::{DefinitionsUpdate, FlagChange, Update};
 
 /// How keys map to buckets (1 to 100): the hash functions of Split's bucketing, the same the
 /// engine uses. For tools and tests that need to know where a key lands.

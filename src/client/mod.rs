@@ -29,10 +29,11 @@ use crate::intern::{Name, intern};
 use crate::localhost;
 use crate::metadata::{Metadata, SDK_VERSION};
 use crate::properties::Properties;
-use crate::remote::{Readiness, SyncConfig, Synchronizer};
+use crate::remote::{Readiness, StreamingUrls, SyncConfig, Synchronizer};
 use crate::stats::{ClientStats, EventStats};
 use crate::storage::{FlagView, Snapshot, Store};
 use crate::stripe::{self, Padded, STRIPES};
+use crate::updates::UpdatesHub;
 
 /// The splitkit client: evaluates flags for keys. Cheap to clone (`Send + Sync`); every clone
 /// shares the same definitions and background work.
@@ -70,6 +71,8 @@ struct Inner {
     fallbacks: Fallbacks,
     /// `default rule`, interned (for [`ClientBuilder::default_rule_label`]).
     default_rule_name: Option<Name>,
+    /// The subscribers of [`Client::updates`].
+    updates: Arc<UpdatesHub>,
 }
 
 /// Counts API calls in progress, striped per thread so that evaluating threads do not
@@ -220,6 +223,8 @@ impl Client {
             None
         };
         let store = Arc::new(Store::new(Snapshot::new()));
+        let updates = Arc::new(UpdatesHub::default());
+        store.observe(Arc::clone(&updates));
         let mut reloader = None;
         let mut synchronizer = None;
         match b.snapshot {
@@ -249,6 +254,10 @@ impl Client {
                 sync.machine_ip = meta.ip.clone();
                 sync.machine_name = meta.name.clone();
                 sync.enforce_minimums = config.enforce_minimum_rates;
+                sync.streaming = config.streaming_enabled.then(|| StreamingUrls {
+                    auth: config.auth_url.clone(),
+                    streaming: config.streaming_url.clone(),
+                });
                 synchronizer = Some(Synchronizer::start(sync, agent, store.clone())?);
             }
         }
@@ -308,6 +317,9 @@ impl Client {
             }
         };
         let readiness = synchronizer.as_ref().map(Synchronizer::readiness);
+        if let Some(r) = &readiness {
+            r.observe(Arc::clone(&updates));
+        }
         let fallbacks = Fallbacks::new(
             config.fallback_treatment.as_ref(),
             &config.fallback_treatments,
@@ -327,6 +339,7 @@ impl Client {
                 in_flight: InFlightCounter::default(),
                 fallbacks,
                 default_rule_name: intern(DEFAULT_RULE),
+                updates,
             }),
         })
     }
@@ -366,6 +379,28 @@ impl Client {
         if let Some(s) = &self.inner.synchronizer {
             s.sync_now();
         }
+    }
+
+    /// A channel of what happens to the definitions: [`Update::Ready`](crate::Update::Ready)
+    /// once the client is ready (at once if it is already), then an
+    /// [`Update::Definitions`](crate::Update::Definitions) for every change: which flags
+    /// changed (with their change numbers, and whether they were killed) and which segments,
+    /// from a poll, a streamed update or kill, or a localhost reload.
+    ///
+    /// Updates are handed over without waiting: synchronization never waits for a reader. A
+    /// subscriber that falls more than
+    /// 1,024 updates behind misses the later ones (a warning is logged). Dropping the
+    /// receiver ends the subscription.
+    ///
+    /// # Examples
+    /// ```
+    /// let client = splitkit::Client::builder("localhost").split_file("examples/flags.json").build()?;
+    /// let updates = client.updates();
+    /// assert_eq!(updates.try_recv(), Ok(splitkit::Update::Ready));
+    /// # Ok::<(), splitkit::Error>(())
+    /// ```
+    pub fn updates(&self) -> crossbeam_channel::Receiver<crate::Update> {
+        self.inner.updates.subscribe(self.is_ready())
     }
 
     /// True once definitions are loaded (always, in localhost mode).

@@ -747,6 +747,37 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
     (flag, problems)
 }
 
+impl CompiledFlag {
+    /// This flag killed locally (a streamed kill, before the definition is fetched): every
+    /// key gets `default_treatment`, at version `change_number`. Its rules are not needed
+    /// any more (a killed flag never reaches them) and are left out.
+    pub(crate) fn killed(&self, default_treatment: &str, change_number: i64) -> CompiledFlag {
+        let default_config = self.configurations.get(default_treatment).cloned();
+        CompiledFlag {
+            name: Arc::clone(&self.name),
+            interned_name: self.interned_name,
+            traffic_type: Arc::clone(&self.traffic_type),
+            killed: true,
+            default_treatment: default_treatment.into(),
+            default_treatment_name: crate::intern::intern(default_treatment),
+            change_number,
+            algo: self.algo,
+            traffic_allocation: self.traffic_allocation,
+            traffic_allocation_seed: self.traffic_allocation_seed,
+            seed: self.seed,
+            conditions: Vec::new(),
+            configurations: self.configurations.clone(),
+            default_config,
+            control_config: self.control_config.clone(),
+            sets: self.sets.clone(),
+            impressions_disabled: self.impressions_disabled,
+            prerequisites: Vec::new(),
+            treatments: self.treatments.clone(),
+            segments: self.segments.clone(),
+        }
+    }
+}
+
 /// Compiles a rule-based segment. A condition with an unsupported matcher makes the segment's
 /// conditions one that matches every key (what the official SDKs do), reported as a problem.
 pub(crate) fn compile_rule_based_segment(

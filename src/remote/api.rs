@@ -168,9 +168,16 @@ impl SdkApi {
         &self.base_url
     }
 
-    /// `{base}/splitChanges?s=1.3&since=..&rbSince=..[&sets=a,b]`, parameters in Go's order.
-    /// `sets` must be sanitized (they only contain `[a-z0-9_]`).
-    pub(crate) fn split_changes_url(&self, since: i64, rb_since: i64, sets: &[String]) -> String {
+    /// `{base}/splitChanges?s=1.3&since=..&rbSince=..[&sets=a,b][&till=..]`, parameters in
+    /// Go's order. `sets` must be sanitized (they only contain `[a-z0-9_]`); `till` asks for
+    /// that change number past a CDN's cache.
+    pub(crate) fn split_changes_url(
+        &self,
+        since: i64,
+        rb_since: i64,
+        sets: &[String],
+        till: Option<i64>,
+    ) -> String {
         let mut url = format!(
             "{}/splitChanges?s={SPEC_VERSION}&since={since}&rbSince={rb_since}",
             self.base_url
@@ -179,16 +186,23 @@ impl SdkApi {
             url.push_str("&sets=");
             url.push_str(&sets.join(","));
         }
+        if let Some(till) = till {
+            url.push_str(&format!("&till={till}"));
+        }
         url
     }
 
-    /// `{base}/segmentChanges/{name}?since=N`, the name percent-encoded.
-    pub(crate) fn segment_changes_url(&self, name: &str, since: i64) -> String {
-        format!(
+    /// `{base}/segmentChanges/{name}?since=N[&till=M]`, the name percent-encoded.
+    pub(crate) fn segment_changes_url(&self, name: &str, since: i64, till: Option<i64>) -> String {
+        let mut url = format!(
             "{}/segmentChanges/{}?since={since}",
             self.base_url,
             encode_path_segment(name)
-        )
+        );
+        if let Some(till) = till {
+            url.push_str(&format!("&till={till}"));
+        }
+        url
     }
 
     /// Fetches one page of flag and rule-based segment changes. The broken definitions of the
@@ -199,8 +213,9 @@ impl SdkApi {
         since: i64,
         rb_since: i64,
         sets: &[String],
+        till: Option<i64>,
     ) -> Result<(SplitChanges, Vec<Error>, String), FetchError> {
-        let url = self.split_changes_url(since, rb_since, sets);
+        let url = self.split_changes_url(since, rb_since, sets, till);
         let body = self.get(&url)?;
         let (changes, problems) =
             SplitChanges::parse(&body, &url).map_err(FetchError::Malformed)?;
@@ -212,8 +227,9 @@ impl SdkApi {
         &self,
         name: &str,
         since: i64,
+        till: Option<i64>,
     ) -> Result<SegmentChanges, FetchError> {
-        let url = self.segment_changes_url(name, since);
+        let url = self.segment_changes_url(name, since, till);
         let body = self.get(&url)?;
         let mut changes: SegmentChanges = serde_json::from_str(&body).map_err(|e| {
             FetchError::Malformed(Error::Parse {
@@ -224,6 +240,68 @@ impl SdkApi {
         })?;
         changes.name = name.to_string();
         Ok(changes)
+    }
+
+    /// The streaming credential: `GET {auth}/v2/auth?s=1.3` (the SDK key as bearer, the SDK
+    /// headers), the body as text.
+    pub(crate) fn fetch_auth(&self, auth: &str) -> Result<String, FetchError> {
+        self.get(&format!(
+            "{}/v2/auth?s={SPEC_VERSION}",
+            auth.trim().trim_end_matches('/')
+        ))
+    }
+
+    /// Opens a server-sent event stream at `url` (the SDK headers, the last four characters
+    /// of the key as `SplitSDKClientKey`): the body, to read as events arrive. No overall
+    /// timeout applies (the stream is long-lived); the connection timeout does.
+    pub(crate) fn open_stream(
+        &self,
+        url: &str,
+        redacted: &str,
+    ) -> Result<impl std::io::Read + Send + use<>, FetchError> {
+        let mut request = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(None)
+            .timeout_per_call(None)
+            .timeout_recv_body(None)
+            .http_status_as_error(false)
+            .build()
+            .header("Accept", "text/event-stream");
+        for (name, value) in &self.headers {
+            match *name {
+                "Authorization" => {
+                    let key = value.trim_start_matches("Bearer ");
+                    let tail: String = key
+                        .chars()
+                        .rev()
+                        .take(4)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    request = request.header("SplitSDKClientKey", tail);
+                }
+                "Accept-Encoding" => {}
+                _ => request = request.header(*name, value.as_str()),
+            }
+        }
+        let response = request.call().map_err(|e| self.classify(redacted, e))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let url = redacted.to_string();
+            return Err(match status {
+                401 | 403 => FetchError::Unauthorized { url, status },
+                408 | 429 | 500..=599 => FetchError::Unavailable {
+                    url,
+                    status,
+                    retry_after: None,
+                },
+                _ => FetchError::Rejected { url, status },
+            });
+        }
+        Ok(response.into_body().into_reader())
     }
 
     /// One GET: the body as text, decompressed when gzip.
@@ -392,16 +470,24 @@ mod tests {
     fn urls_have_go_parameter_order() {
         let a = api();
         assert_eq!(
-            a.split_changes_url(-1, -1, &[]),
+            a.split_changes_url(-1, -1, &[], None),
             "http://127.0.0.1:9/api/splitChanges?s=1.3&since=-1&rbSince=-1"
         );
         assert_eq!(
-            a.split_changes_url(5, 7, &["a".into(), "b_c".into()]),
+            a.split_changes_url(5, 7, &["a".into(), "b_c".into()], None),
             "http://127.0.0.1:9/api/splitChanges?s=1.3&since=5&rbSince=7&sets=a,b_c"
         );
         assert_eq!(
-            a.segment_changes_url("beta testers/é", 3),
+            a.split_changes_url(5, 7, &[], Some(9)),
+            "http://127.0.0.1:9/api/splitChanges?s=1.3&since=5&rbSince=7&till=9"
+        );
+        assert_eq!(
+            a.segment_changes_url("beta testers/é", 3, None),
             "http://127.0.0.1:9/api/segmentChanges/beta%20testers%2F%C3%A9?since=3"
+        );
+        assert_eq!(
+            a.segment_changes_url("s", 3, Some(4)),
+            "http://127.0.0.1:9/api/segmentChanges/s?since=3&till=4"
         );
     }
 

@@ -53,6 +53,23 @@ pub(crate) struct SyncConfig {
     pub(crate) machine_name: Option<String>,
     /// False only in configurations built by [`SyncConfig::for_tests`].
     pub(crate) enforce_minimums: bool,
+    /// Streaming: the auth and streaming base URLs; `None` polls only.
+    pub(crate) streaming: Option<StreamingUrls>,
+    /// How long the stream may stay silent before it is taken for dead (the official SDKs:
+    /// 70 s; the service sends a heartbeat well within it).
+    pub(crate) keepalive: Duration,
+    /// First wait before a fetch after a notification is repeated because it did not reach
+    /// the notification's change number (doubling, then once past the CDN).
+    pub(crate) notification_retry: Duration,
+}
+
+/// Where streaming authenticates and connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamingUrls {
+    /// Base of `GET {auth}/v2/auth?s=1.3`.
+    pub(crate) auth: String,
+    /// Base of `GET {streaming}/sse?...`.
+    pub(crate) streaming: String,
 }
 
 impl fmt::Debug for SyncConfig {
@@ -87,6 +104,9 @@ impl SyncConfig {
             machine_ip: None,
             machine_name: None,
             enforce_minimums: true,
+            streaming: None,
+            keepalive: Duration::from_secs(70),
+            notification_retry: Duration::from_millis(100),
         }
     }
 
@@ -103,6 +123,7 @@ impl SyncConfig {
             backoff_base: Duration::from_millis(5),
             backoff_cap: Duration::from_millis(50),
             enforce_minimums: false,
+            notification_retry: Duration::from_millis(5),
             ..SyncConfig::new(sdk_key)
         }
     }

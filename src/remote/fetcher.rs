@@ -24,6 +24,17 @@ pub(crate) struct SplitRound {
     pub(crate) interrupted: bool,
 }
 
+impl SplitRound {
+    /// This round followed by `next`.
+    pub(crate) fn and(self, next: SplitRound) -> SplitRound {
+        SplitRound {
+            pages: self.pages + next.pages,
+            changed: self.changed || next.changed,
+            interrupted: next.interrupted,
+        }
+    }
+}
+
 /// Fetches flags and rule-based segments into a [`Store`].
 #[derive(Debug, Clone)]
 pub(crate) struct SplitFetcher {
@@ -39,12 +50,17 @@ impl SplitFetcher {
     }
 
     /// Fetches pages from the stored change numbers until both sections say `since == till`,
-    /// applying each page whole. `stop` is checked before every request.
+    /// applying each page whole. `stop` is checked before every request. With `till`, the
+    /// requests ask for that change number (past a CDN's cache).
     ///
     /// Broken definitions inside a page are logged (warn, naming flag and field) and skipped;
     /// a page that is not a splitChanges document is not applied at all and ends the round
     /// with an error.
-    pub(crate) fn fetch_until(&self, stop: &dyn Fn() -> bool) -> Result<SplitRound, FetchError> {
+    pub(crate) fn fetch_until(
+        &self,
+        stop: &dyn Fn() -> bool,
+        till: Option<i64>,
+    ) -> Result<SplitRound, FetchError> {
         let mut round = SplitRound::default();
         loop {
             if stop() {
@@ -55,8 +71,9 @@ impl SplitFetcher {
                 let s = self.store.load();
                 (s.change_number(), s.rule_based_change_number())
             };
-            let (mut changes, problems, url) =
-                self.api.fetch_split_changes(since, rb_since, &self.sets)?;
+            let (mut changes, problems, url) = self
+                .api
+                .fetch_split_changes(since, rb_since, &self.sets, till)?;
             round.pages += 1;
             for p in &problems {
                 log::warn!("{url}: skipped a broken definition: {p}");
@@ -102,7 +119,7 @@ impl SplitFetcher {
 
 /// Marks the flags that are in none of `sets` as archived, so applying removes them
 /// (SPLIT_SEMANTICS.md §1.1: filtered-out flags are deleted).
-fn drop_flags_outside(changes: &mut SplitChanges, sets: &[String]) {
+pub(crate) fn drop_flags_outside(changes: &mut SplitChanges, sets: &[String]) {
     for f in &mut changes.flags.d {
         let inside = f
             .sets
@@ -134,6 +151,7 @@ impl SegmentFetcher {
         &self,
         name: &str,
         stop: &dyn Fn() -> bool,
+        till: Option<i64>,
     ) -> Result<Option<u32>, FetchError> {
         let mut pages = 0;
         loop {
@@ -142,7 +160,7 @@ impl SegmentFetcher {
             }
             let stored = self.store.load().segment_change_number(name);
             let since = stored.unwrap_or(-1);
-            let changes = self.api.fetch_segment_changes(name, since)?;
+            let changes = self.api.fetch_segment_changes(name, since, till)?;
             pages += 1;
             let has_keys = !changes.added.is_empty() || !changes.removed.is_empty();
             let advances = changes.till > since;

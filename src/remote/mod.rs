@@ -29,6 +29,7 @@
 mod api;
 mod config;
 mod fetcher;
+mod push;
 mod readiness;
 mod synchronizer;
 
@@ -42,7 +43,7 @@ pub(crate) use api::SDK_VERSION;
 pub(crate) use config::{
     DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_FEATURES_REFRESH_RATE,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SDK_URL, DEFAULT_SEGMENTS_REFRESH_RATE,
-    MIN_FEATURES_REFRESH_RATE, MIN_SEGMENTS_REFRESH_RATE, SyncConfig,
+    MIN_FEATURES_REFRESH_RATE, MIN_SEGMENTS_REFRESH_RATE, StreamingUrls, SyncConfig,
 };
 #[allow(unused_imports)]
 pub(crate) use readiness::{Readiness, ReadinessState};

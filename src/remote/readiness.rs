@@ -1,10 +1,12 @@
 //! Readiness of remote synchronization: loading, ready, or failed with a reason.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::Error;
+use crate::updates::{Update, UpdatesHub};
 
 /// Where the synchronizer stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,8 @@ struct Inner {
 pub(crate) struct Readiness {
     inner: Mutex<Inner>,
     changed: Condvar,
+    /// Told when the client becomes ready (a client's update subscribers).
+    hub: OnceLock<Arc<UpdatesHub>>,
 }
 
 impl Default for Readiness {
@@ -58,6 +62,7 @@ impl Readiness {
                 last_error: None,
             }),
             changed: Condvar::new(),
+            hub: OnceLock::new(),
         }
     }
 
@@ -144,6 +149,14 @@ impl Readiness {
         inner.last_error = None;
         drop(inner);
         self.changed.notify_all();
+        if let Some(hub) = self.hub.get() {
+            hub.publish(&Update::Ready);
+        }
+    }
+
+    /// Tells `hub` when the client becomes ready (once; later calls are ignored).
+    pub(crate) fn observe(&self, hub: Arc<UpdatesHub>) {
+        let _ = self.hub.set(hub);
     }
 
     /// Marks the first load as failed, unless already ready, and wakes the waiters.

@@ -18,7 +18,8 @@ use crate::validation::sanitize_flag_sets;
 
 use super::api::{FetchError, SdkApi};
 use super::config::SyncConfig;
-use super::fetcher::{SegmentFetcher, SplitFetcher};
+use super::fetcher::{SegmentFetcher, SplitFetcher, SplitRound};
+use super::push::{PUSH_THREAD, Push, StreamState};
 use super::readiness::Readiness;
 use crate::backoff::Backoff;
 
@@ -28,13 +29,37 @@ pub(crate) const FLAGS_THREAD: &str = "splitkit-flags-sync";
 pub(crate) const SEGMENTS_THREAD: &str = "splitkit-segments-sync";
 
 /// What the segments thread is asked to fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SegmentsWake {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SegmentsWake {
     /// Segments the flags use that are not loaded yet (after a flag update).
     Missing,
     /// Every segment the flags use (a forced poll).
     All,
+    /// One segment, until it reaches this change number (a streamed notification).
+    Until(String, i64),
 }
+
+/// What the flags thread is asked to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlagsWake {
+    /// Poll now.
+    Poll,
+    /// Fetch until the flags, and the rule-based segments, reach these change numbers (a
+    /// streamed notification).
+    Until {
+        flags: Option<i64>,
+        rule_based: Option<i64>,
+    },
+}
+
+/// Fetches after a notification that do not reach its change number are repeated this many
+/// times (waits doubling from [`SyncConfig::notification_retry`]), then made once more past
+/// the CDN (`till=`).
+const NOTIFICATION_RETRIES: u32 = 5;
+
+/// How long the polling threads wait while streaming is up: until a notification or a
+/// change of the stream's state wakes them.
+const WHILE_STREAMING: Duration = Duration::from_secs(3600);
 
 /// A running worker thread.
 #[derive(Debug)]
@@ -54,7 +79,7 @@ pub(crate) struct Synchronizer {
     readiness: Arc<Readiness>,
     /// Dropping the sender stops every worker.
     stop: Mutex<Option<Sender<()>>>,
-    flags_wake: Sender<()>,
+    flags_wake: Sender<FlagsWake>,
     segments_wake: Sender<SegmentsWake>,
     workers: Mutex<Vec<Worker>>,
 }
@@ -80,8 +105,9 @@ impl Synchronizer {
         let api = Arc::new(SdkApi::new(&config, agent));
         let readiness = Arc::new(Readiness::new());
         let (stop_tx, stop_rx) = bounded::<()>(0);
-        let (flags_wake, flags_wake_rx) = bounded::<()>(1);
-        let (segments_wake, segments_wake_rx) = bounded::<SegmentsWake>(4);
+        let (flags_wake, flags_wake_rx) = bounded::<FlagsWake>(16);
+        let (segments_wake, segments_wake_rx) = bounded::<SegmentsWake>(64);
+        let streaming = Arc::new(StreamState::default());
         log::info!(
             "synchronizing definitions from {} every {} (segments every {})",
             api.base_url(),
@@ -89,12 +115,25 @@ impl Synchronizer {
             duration(config.segments_refresh_rate)
         );
 
+        let push = config.streaming.clone().map(|urls| Push {
+            api: Arc::clone(&api),
+            urls,
+            store: Arc::clone(&store),
+            sets: sets.clone(),
+            state: Arc::clone(&streaming),
+            flags_wake: flags_wake.clone(),
+            segments_wake: segments_wake.clone(),
+            stop: stop_rx.clone(),
+            keepalive: config.keepalive,
+        });
         let flags = FlagsWorker {
             fetcher: SplitFetcher::new(Arc::clone(&api), Arc::clone(&store), sets),
             store: Arc::clone(&store),
             readiness: Arc::clone(&readiness),
             rate: config.features_refresh_rate,
             backoff: Backoff::new(config.backoff_base, config.backoff_cap),
+            retry: config.notification_retry,
+            streaming: Arc::clone(&streaming),
             stop: stop_rx.clone(),
             wake: flags_wake_rx,
             segments_wake: segments_wake.clone(),
@@ -105,13 +144,18 @@ impl Synchronizer {
             readiness: Arc::clone(&readiness),
             rate: config.segments_refresh_rate,
             backoff: Backoff::new(config.backoff_base, config.backoff_cap),
+            retry: config.notification_retry,
+            streaming,
             stop: stop_rx,
             wake: segments_wake_rx,
         };
         let flags = spawn(FLAGS_THREAD, move || flags.run())?;
-        // If the second thread cannot start, dropping `stop_tx` on return stops the first.
+        // If a later thread cannot start, dropping `stop_tx` on return stops the others.
         let segments = spawn(SEGMENTS_THREAD, move || segments.run())?;
-        let workers = vec![flags, segments];
+        let mut workers = vec![flags, segments];
+        if let Some(push) = push {
+            workers.push(spawn(PUSH_THREAD, move || push.run())?);
+        }
         Ok(Synchronizer {
             readiness,
             stop: Mutex::new(Some(stop_tx)),
@@ -135,7 +179,7 @@ impl Synchronizer {
     /// Polls flags and every segment now instead of waiting for the next period (also cuts
     /// a retry delay short). Does nothing after [`Synchronizer::stop`].
     pub(crate) fn sync_now(&self) {
-        let _ = self.flags_wake.try_send(());
+        let _ = self.flags_wake.try_send(FlagsWake::Poll);
         let _ = self.segments_wake.try_send(SegmentsWake::All);
     }
 
@@ -263,6 +307,11 @@ fn on_failure(
     }
 }
 
+/// Sleeps `d`, or less when stopped; true when stopped.
+fn pause(stop: &Receiver<()>, d: Duration) -> bool {
+    !matches!(stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+}
+
 /// The flags thread.
 struct FlagsWorker {
     fetcher: SplitFetcher,
@@ -270,27 +319,38 @@ struct FlagsWorker {
     readiness: Arc<Readiness>,
     rate: Duration,
     backoff: Backoff,
+    /// First wait before repeating a fetch that did not reach a notification's version.
+    retry: Duration,
+    streaming: Arc<StreamState>,
     stop: Receiver<()>,
-    wake: Receiver<()>,
+    wake: Receiver<FlagsWake>,
     segments_wake: Sender<SegmentsWake>,
 }
 
 impl FlagsWorker {
     fn run(mut self) {
         let mut delay = Duration::ZERO;
+        let mut failing = false;
         loop {
-            select! {
+            // While streaming is up, polling stops: notifications (and the stream's state
+            // changes) wake the thread. A failing fetch is retried all the same.
+            let wait = if self.streaming.is_up() && !failing && self.readiness.flags_loaded() {
+                WHILE_STREAMING
+            } else {
+                delay
+            };
+            let target = select! {
                 recv(self.stop) -> _ => break,
-                recv(self.wake) -> _ => {},
-                default(delay) => {},
-            }
-            let stop = &self.stop;
-            if stopped(stop) {
+                recv(self.wake) -> msg => msg.unwrap_or(FlagsWake::Poll),
+                default(wait) => FlagsWake::Poll,
+            };
+            if stopped(&self.stop) {
                 break;
             }
-            match self.fetcher.fetch_until(&|| stopped(stop)) {
+            match self.fetch(target) {
                 Ok(round) if round.interrupted => break,
                 Ok(round) => {
+                    failing = false;
                     on_success("flags", &mut self.backoff);
                     self.readiness.clear_error();
                     let first = !self.readiness.flags_loaded();
@@ -313,6 +373,7 @@ impl FlagsWorker {
                     delay = self.rate;
                 }
                 Err(e) => {
+                    failing = true;
                     match on_failure("flags", &e, &self.readiness, &mut self.backoff, self.rate) {
                         Some(d) => delay = d,
                         None => break,
@@ -320,6 +381,41 @@ impl FlagsWorker {
                 }
             }
         }
+    }
+
+    /// One round of fetches; for a notification, repeated until its change numbers are
+    /// reached (waits doubling from `retry`), then once more past the CDN.
+    fn fetch(&self, target: FlagsWake) -> Result<SplitRound, FetchError> {
+        let stop = &self.stop;
+        let mut round = self.fetcher.fetch_until(&|| stopped(stop), None)?;
+        let FlagsWake::Until { flags, rule_based } = target else {
+            return Ok(round);
+        };
+        let reached = || {
+            let s = self.store.load();
+            flags.is_none_or(|cn| s.change_number() >= cn)
+                && rule_based.is_none_or(|cn| s.rule_based_change_number() >= cn)
+        };
+        let mut wait = self.retry;
+        for attempt in 0..=NOTIFICATION_RETRIES {
+            if round.interrupted || reached() {
+                return Ok(round);
+            }
+            let bypass = attempt == NOTIFICATION_RETRIES;
+            if !bypass && pause(stop, wait) {
+                round.interrupted = true;
+                return Ok(round);
+            }
+            wait = wait.saturating_mul(2);
+            let till = if bypass { flags.or(rule_based) } else { None };
+            round = round.and(self.fetcher.fetch_until(&|| stopped(stop), till)?);
+        }
+        if !reached() {
+            log::debug!(
+                "flags: change number {flags:?} (rule-based {rule_based:?}) not reached, even past the CDN; the next poll or notification goes on"
+            );
+        }
+        Ok(round)
     }
 }
 
@@ -330,6 +426,9 @@ struct SegmentsWorker {
     readiness: Arc<Readiness>,
     rate: Duration,
     backoff: Backoff,
+    /// First wait before repeating a fetch that did not reach a notification's version.
+    retry: Duration,
+    streaming: Arc<StreamState>,
     stop: Receiver<()>,
     wake: Receiver<SegmentsWake>,
 }
@@ -341,32 +440,42 @@ impl SegmentsWorker {
         let mut retry: BTreeSet<String> = BTreeSet::new();
         let mut retry_delay = Duration::ZERO;
         loop {
-            let delay = if retry.is_empty() {
-                next_full.saturating_duration_since(Instant::now())
-            } else {
+            let delay = if !retry.is_empty() {
                 retry_delay
+            } else if self.streaming.is_up() && self.readiness.is_ready() {
+                WHILE_STREAMING
+            } else {
+                next_full.saturating_duration_since(Instant::now())
             };
-            let full = select! {
+            let wake = select! {
                 recv(self.stop) -> _ => break,
                 recv(self.wake) -> msg => match msg {
-                    Ok(w) => w == SegmentsWake::All,
+                    Ok(w) => Some(w),
                     Err(_) => break,
                 },
-                default(delay) => Instant::now() >= next_full,
+                default(delay) => None,
+            };
+            let full = match &wake {
+                Some(w) => *w == SegmentsWake::All,
+                None => Instant::now() >= next_full,
             };
             let stop = &self.stop;
             if stopped(stop) {
                 break;
             }
-            let names: Vec<String> = {
-                let snapshot = self.store.load();
-                snapshot
-                    .referenced_segments()
-                    .into_iter()
-                    .filter(|n| {
-                        full || retry.contains(n) || snapshot.segment_change_number(n).is_none()
-                    })
-                    .collect()
+            let (names, target): (Vec<String>, Option<i64>) = match wake {
+                Some(SegmentsWake::Until(name, cn)) => (vec![name], Some(cn)),
+                _ => {
+                    let snapshot = self.store.load();
+                    let names = snapshot
+                        .referenced_segments()
+                        .into_iter()
+                        .filter(|n| {
+                            full || retry.contains(n) || snapshot.segment_change_number(n).is_none()
+                        })
+                        .collect();
+                    (names, None)
+                }
             };
             if full {
                 next_full = later(self.rate);
@@ -374,9 +483,9 @@ impl SegmentsWorker {
             retry.clear();
             let mut last_error = None;
             for name in names {
-                match self.fetcher.fetch_until(&name, &|| stopped(stop)) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return,
+                match self.fetch(&name, target) {
+                    Ok(true) => {}
+                    Ok(false) => return,
                     Err(e) if e.is_fatal() => {
                         let _ = on_failure(
                             "segments",
@@ -408,6 +517,48 @@ impl SegmentsWorker {
             }
             self.update_readiness(&retry);
         }
+    }
+
+    /// Fetches segment `name`; with a notification's change number, repeated until it is
+    /// reached, then once more past the CDN. False when stopped.
+    fn fetch(&self, name: &str, target: Option<i64>) -> Result<bool, FetchError> {
+        let stop = &self.stop;
+        if self
+            .fetcher
+            .fetch_until(name, &|| stopped(stop), None)?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        let Some(cn) = target else {
+            return Ok(true);
+        };
+        let reached = || {
+            self.store
+                .load()
+                .segment_change_number(name)
+                .is_some_and(|c| c >= cn)
+        };
+        let mut wait = self.retry;
+        for attempt in 0..=NOTIFICATION_RETRIES {
+            if reached() {
+                return Ok(true);
+            }
+            let bypass = attempt == NOTIFICATION_RETRIES;
+            if !bypass && pause(stop, wait) {
+                return Ok(false);
+            }
+            wait = wait.saturating_mul(2);
+            let till = bypass.then_some(cn);
+            if self
+                .fetcher
+                .fetch_until(name, &|| stopped(stop), till)?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Ready once the flags are loaded and every segment they use is loaded without error.

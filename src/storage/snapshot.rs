@@ -131,6 +131,26 @@ impl Snapshot {
         (next, problems)
     }
 
+    /// A new snapshot with flag `name` killed (every key gets `default_treatment`) at
+    /// `change_number`; `None` when there is no such flag or it is as new already.
+    pub(crate) fn kill(
+        &self,
+        name: &str,
+        default_treatment: &str,
+        change_number: i64,
+    ) -> Option<Snapshot> {
+        let flag = self.flags.get(name)?;
+        if flag.change_number >= change_number {
+            return None;
+        }
+        let mut next = self.clone();
+        next.flags.insert(
+            name.to_string(),
+            Arc::new(flag.killed(default_treatment, change_number)),
+        );
+        Some(next)
+    }
+
     /// A new snapshot with the flags and rule-based segments of `changes` only (segments
     /// kept): what a reloaded localhost file does.
     pub fn replace_definitions(&self, changes: &SplitChanges) -> (Snapshot, Vec<Error>) {
@@ -294,5 +314,35 @@ impl Snapshot {
         self.segments
             .get(name)
             .is_some_and(|s| s.keys.contains(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_kill_answers_the_new_default_for_every_key() {
+        let (s, _) = Snapshot::from_json(
+            r#"{"ff":{"d":[{"name":"f","changeNumber":5,"defaultTreatment":"off","configurations":{"safe":"{}"},
+              "conditions":[{"conditionType":"ROLLOUT","matcherGroup":{"combiner":"AND","matchers":[{"matcherType":"ALL_KEYS"}]},
+              "partitions":[{"treatment":"on","size":100}],"label":"all"}]}],"s":-1,"t":5}}"#,
+            "t",
+        )
+        .unwrap();
+        let a = crate::Attributes::new();
+        assert_eq!(s.evaluate("k", None, "f", &a).treatment, "on");
+        assert!(s.kill("f", "safe", 5).is_none(), "not newer");
+        assert!(s.kill("nope", "safe", 9).is_none(), "no such flag");
+        let k = s.kill("f", "safe", 6).unwrap();
+        let e = k.evaluate("k", None, "f", &a);
+        assert_eq!(
+            (e.treatment, e.label.as_str(), e.config, e.change_number),
+            ("safe", "killed", Some("{}"), Some(6))
+        );
+        assert!(
+            k.flag("f")
+                .is_some_and(|v| v.killed && v.default_treatment == "safe")
+        );
     }
 }

@@ -1,8 +1,9 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, Guard};
 
 use super::Snapshot;
+use crate::updates::UpdatesHub;
 
 /// Holds the current [`Snapshot`] and swaps in new ones atomically.
 ///
@@ -23,6 +24,8 @@ use super::Snapshot;
 pub struct Store {
     current: ArcSwap<Snapshot>,
     writer: parking_lot::Mutex<()>,
+    /// Told what changed at every swap (a client's subscribers).
+    observer: OnceLock<Arc<UpdatesHub>>,
 }
 
 impl Default for Store {
@@ -37,6 +40,7 @@ impl Store {
         Store {
             current: ArcSwap::from_pointee(snapshot),
             writer: parking_lot::Mutex::new(()),
+            observer: OnceLock::new(),
         }
     }
 
@@ -55,7 +59,21 @@ impl Store {
     /// Replaces the snapshot.
     pub fn replace(&self, snapshot: Snapshot) {
         let _w = self.writer.lock();
-        self.current.store(Arc::new(snapshot));
+        self.swap(snapshot);
+    }
+
+    /// Publishes `next` (the writer lock held) and tells the observer what changed.
+    fn swap(&self, next: Snapshot) {
+        let next = Arc::new(next);
+        let old = self.current.swap(Arc::clone(&next));
+        if let Some(hub) = self.observer.get() {
+            hub.changed(&old, &next);
+        }
+    }
+
+    /// Tells `hub` what changes at every later swap (once; later calls are ignored).
+    pub(crate) fn observe(&self, hub: Arc<UpdatesHub>) {
+        let _ = self.observer.set(hub);
     }
 
     /// Builds a new snapshot from the current one and publishes it. Writers are serialised,
@@ -67,7 +85,7 @@ impl Store {
         let _w = self.writer.lock();
         let current = self.current.load_full();
         let (next, out) = f(&current).into_snapshot();
-        self.current.store(Arc::new(next));
+        self.swap(next);
         out
     }
 }

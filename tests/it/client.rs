@@ -583,3 +583,38 @@ fn dropping_the_last_handle_stops_the_reload_thread() {
     drop(c);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn a_localhost_reload_is_announced_to_update_subscribers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.yaml");
+    std::fs::write(&path, "- checkout:\n    treatment: \"off\"\n").expect("write");
+    let client = ClientBuilder::new("localhost")
+        .split_file(&path)
+        .localhost_refresh_rate(Duration::from_millis(20))
+        .build()
+        .expect("client");
+    let updates = client.updates();
+    assert_eq!(
+        updates.recv_timeout(Duration::from_secs(5)),
+        Ok(splitkit::Update::Ready)
+    );
+    std::fs::write(
+        &path,
+        "- checkout:\n    treatment: \"on\"\n- banner:\n    treatment: \"blue\"\n",
+    )
+    .expect("rewrite");
+    let update = updates
+        .recv_timeout(Duration::from_secs(5))
+        .expect("announced");
+    let splitkit::Update::Definitions(u) = update else {
+        panic!("{update:?}")
+    };
+    let names: Vec<&str> = u.flags.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["banner", "checkout"]);
+    assert!(u.flags.iter().all(|f| !f.killed && !f.removed()));
+    assert_eq!(client.get_treatment("k", "checkout", None), "on");
+    // Nothing else is pending: one reload, one update.
+    assert!(updates.recv_timeout(Duration::from_millis(200)).is_err());
+    client.destroy(Duration::from_secs(5));
+}

@@ -14,4 +14,5 @@ mod recorder;
 mod remote;
 mod semantics;
 mod server;
+mod streaming;
 mod vectors;

@@ -292,6 +292,7 @@ fn an_unreachable_server_is_named_in_the_error() {
     let port = dead_port();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let client = ClientBuilder::new("SECRET-unreachable")
+        .streaming_enabled(false)
         .sdk_url(url("/sdk"))
         .events_url(url("/events"))
         .telemetry_url(url("/telemetry"))

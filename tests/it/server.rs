@@ -237,9 +237,14 @@ impl Server {
 
     /// A server on `port` of 127.0.0.1 (0: ephemeral).
     pub fn start_on(port: u16) -> Server {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
+        // Accepted connections inherit TCP_NODELAY, as a real server's have it.
+        let listener = socket2::Socket::from(listener);
+        listener.set_tcp_nodelay(true).expect("TCP_NODELAY");
         let http = Arc::new(
-            tiny_http::Server::http(("127.0.0.1", port))
-                .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}")),
+            tiny_http::Server::from_listener(std::net::TcpListener::from(listener), None)
+                .unwrap_or_else(|e| panic!("serve 127.0.0.1:{port}: {e}")),
         );
         let port = http
             .server_addr()
@@ -472,9 +477,11 @@ pub fn localhost(server: &Server) -> ClientBuilder {
 }
 
 /// A remote client (SDK key `key`) with every URL on `server`: the SDK API under `/sdk`,
-/// events under `/events`, telemetry under `/telemetry`. Nothing else is ever contacted.
+/// events under `/events`, telemetry under `/telemetry`, polling only (the streaming tests
+/// build their own). Nothing else is ever contacted.
 pub fn remote(server: &Server, key: &str) -> ClientBuilder {
     ClientBuilder::new(key)
+        .streaming_enabled(false)
         .sdk_url(server.url("/sdk"))
         .events_url(server.url("/events"))
         .telemetry_url(server.url("/telemetry"))
@@ -497,6 +504,8 @@ struct Backend {
     segments: BTreeMap<String, Vec<SegmentChange>>,
     /// Most flags (or segment changes) per page; 0: no limit.
     page_size: usize,
+    /// A CDN that keeps serving nothing new unless asked past it (`till=`).
+    stale_cache: bool,
 }
 
 /// Flag definitions and segments served as Split's SDK API does, changed while clients run.
@@ -525,6 +534,12 @@ impl SdkBackend {
         lock(&self.0).page_size = n;
     }
 
+    /// With `on`, requests without `till=` get nothing newer than they ask from (a CDN's
+    /// stale cache); with `till=`, the real answer.
+    pub fn stale_cache(&self, on: bool) {
+        lock(&self.0).stale_cache = on;
+    }
+
     /// Adds or replaces a flag (its `changeNumber` must grow with each version).
     pub fn push_flag(&self, def: Value) {
         let name = def["name"].as_str().expect("a flag name").to_string();
@@ -548,6 +563,12 @@ impl SdkBackend {
             return Reply::status(400).body("since and rbSince are required");
         };
         let b = lock(&self.0);
+        if b.stale_cache && r.param("till").is_none() {
+            return Reply::json(&json!({
+                "ff": {"d": [], "s": since, "t": since},
+                "rbs": {"d": [], "s": rb_since, "t": rb_since},
+            }));
+        }
         let mut newer: Vec<&(i64, Value)> =
             b.flags.values().filter(|(cn, _)| *cn > since).collect();
         newer.sort_by_key(|(cn, _)| *cn);
