@@ -104,6 +104,12 @@
 //!   [`SplitProviderBuilder::shutdown_timeout`], then its threads stop. Dropping blocks for
 //!   that long at most.
 //!
+//! Two things of the SDK 0.3 to know: `set_provider` holds its provider registry locked
+//! while `initialize` waits, so evaluations through its clients wait too (at most the ready
+//! timeout); and after `OpenFeature::shutdown` it has no provider at all, so evaluating
+//! through its clients then panics inside the SDK. Set the provider at start-up and shut
+//! down last.
+//!
 //! # Tracking
 //!
 //! The SDK 0.3 has no tracking API yet, so tracking is [`SplitProvider::track`], and
