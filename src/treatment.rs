@@ -77,6 +77,25 @@ pub struct TreatmentDetails {
     /// Whether this evaluation produces an impression (every evaluation does except invalid
     /// input, a destroyed client and `definition not found`).
     pub impression: bool,
+    /// Whether the targeting rule that decided shares keys out among treatments by bucket:
+    /// a percentage split (50/50, or shares under 100 that leave some keys `control`), where
+    /// the key's hash chose the treatment. False when the rule gives every key it matches
+    /// the same treatment, for labels that are not a rule's (`killed`, `no rule matched`,
+    /// `not in split`, `not ready`...) and for a fallback treatment. What OpenFeature calls
+    /// the `SPLIT` reason.
+    ///
+    /// # Examples
+    /// ```
+    /// let client = splitkit::Client::builder("localhost").split_file("examples/flags.json").build()?;
+    /// // qa_alice is whitelisted: every whitelisted key gets "on".
+    /// assert!(!client.evaluate("qa_alice", "new_checkout", None).percentage_split);
+    /// // carol falls through to the 50/50 rollout.
+    /// let d = client.evaluate("carol", "new_checkout", None);
+    /// assert_eq!(d.label.map(|l| l.to_string()).as_deref(), Some("default rule"));
+    /// assert!(d.percentage_split);
+    /// # Ok::<(), splitkit::Error>(())
+    /// ```
+    pub percentage_split: bool,
 }
 
 /// The configuration text parsed as JSON into `T` (`None` without a configuration).

@@ -247,6 +247,7 @@ impl Client {
             treatment: &f.treatment,
             label,
             config: f.config.as_deref(),
+            percentage_split: false,
             names: Names {
                 flag: o.names.flag,
                 treatment: f.name,
@@ -601,6 +602,8 @@ struct Outcome<'a> {
     impression: bool,
     /// The flag has `impressionsDisabled`.
     disabled: bool,
+    /// The deciding rule split keys by bucket.
+    percentage_split: bool,
     /// The interned names of the flag, treatment and label, where the engine has them.
     names: Names,
 }
@@ -614,6 +617,7 @@ impl<'a> Outcome<'a> {
         change_number: None,
         impression: false,
         disabled: false,
+        percentage_split: false,
         names: Names {
             flag: None,
             treatment: None,
@@ -645,6 +649,7 @@ impl<'a> Outcome<'a> {
             config: self.config.map(str::to_string),
             change_number: self.change_number,
             impression: self.impression,
+            percentage_split: self.percentage_split,
         }
     }
 }
@@ -696,6 +701,7 @@ fn evaluate_guarded<'s>(
                 change_number: e.change_number,
                 impression,
                 disabled: e.impressions_disabled,
+                percentage_split: e.percentage_split,
                 names: e.names,
             }
         }

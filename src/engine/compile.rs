@@ -7,7 +7,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::bucket::{HashAlgo, seed_of};
-use super::evaluator::CONTROL_NAME;
+use super::evaluator::{CONTROL, CONTROL_NAME};
 use super::labels::Label;
 use super::pattern;
 use super::semver::OwnedSemver;
@@ -153,6 +153,9 @@ pub(crate) struct CompiledCondition {
     pub(crate) rollout: bool,
     pub(crate) matchers: Vec<CompiledMatcher>,
     pub(crate) partitions: Vec<CompiledPartition>,
+    /// Whether the partitions give keys different treatments depending on their bucket
+    /// ([`splits_by_bucket`]).
+    pub(crate) percentage_split: bool,
     pub(crate) label: Label,
     /// The label, interned (`None` when the table of names is full).
     pub(crate) label_name: Option<Name>,
@@ -582,6 +585,21 @@ fn describe_matcher(m: &MatcherDef) -> String {
 
 /// The configurations of a flag: treatment to JSON text (`null` means none; a JSON value
 /// that is not a string is taken as its text).
+/// Whether a rule's partitions give keys of different buckets different treatments: a
+/// percentage split such as 50/50, or a share under 100 that leaves some buckets `control`.
+/// A rule whose buckets all land on one treatment (`on` 100, or `on` 50 + `on` 50) does not
+/// split. Buckets are walked as the evaluator picks partitions, once per compile.
+fn splits_by_bucket(partitions: &[CompiledPartition]) -> bool {
+    let treatment_of = |b: i64| -> &str {
+        match partitions.iter().find(|p| b <= p.cumulative) {
+            Some(p) => &p.treatment,
+            None => CONTROL,
+        }
+    };
+    let first = treatment_of(1);
+    (2..=100).any(|b| treatment_of(b) != first)
+}
+
 fn configurations(f: &FeatureFlag) -> HashMap<Box<str>, Arc<str>> {
     f.configurations
         .as_ref()
@@ -672,6 +690,7 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
         conditions.push(CompiledCondition {
             rollout: c.condition_type.as_deref() == Some("ROLLOUT"),
             matchers,
+            percentage_split: splits_by_bucket(&partitions),
             partitions,
             label_name: crate::intern::intern(&label),
             label: Label::Rule(label),
@@ -692,6 +711,7 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
                 cumulative: 100,
                 config: config_of("control"),
             }],
+            percentage_split: false,
             label: Label::Unsupported,
             label_name: Label::Unsupported.static_name(),
         }];

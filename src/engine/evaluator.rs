@@ -48,6 +48,12 @@ pub struct Evaluation<'a> {
     pub traffic_type: Option<&'a str>,
     /// Whether the flag's impressions are only counted (`impressionsDisabled`).
     pub impressions_disabled: bool,
+    /// Whether the targeting rule that decided shares keys out among treatments by bucket
+    /// (a percentage split such as 50/50, where the key's hash chose the treatment), rather
+    /// than giving every key it matches the same treatment. False for every label that is
+    /// not a rule's (`killed`, `no rule matched`, `not in split`...). OpenFeature's `SPLIT`
+    /// reason is this.
+    pub percentage_split: bool,
     /// The flag, treatment and label as interned names, for the impression.
     pub(crate) names: Names,
 }
@@ -76,6 +82,8 @@ pub struct EvaluationResult {
     pub traffic_type: Option<String>,
     /// Whether the flag's impressions are only counted.
     pub impressions_disabled: bool,
+    /// Whether the deciding rule split keys by bucket ([`Evaluation::percentage_split`]).
+    pub percentage_split: bool,
 }
 
 impl Evaluation<'_> {
@@ -88,6 +96,7 @@ impl Evaluation<'_> {
             change_number: self.change_number,
             traffic_type: self.traffic_type.map(str::to_string),
             impressions_disabled: self.impressions_disabled,
+            percentage_split: self.percentage_split,
         }
     }
 
@@ -99,6 +108,7 @@ impl Evaluation<'_> {
             change_number: None,
             traffic_type: None,
             impressions_disabled: false,
+            percentage_split: false,
             names: Names {
                 flag: None,
                 treatment: Some(CONTROL_NAME),
@@ -282,13 +292,15 @@ impl Snapshot {
                       treatment_name: Option<Name>,
                       config: &'a Option<_>,
                       label: &'a Label,
-                      label_name: Option<Name>| Evaluation {
+                      label_name: Option<Name>,
+                      percentage_split: bool| Evaluation {
             treatment,
             label,
             config: config.as_deref(),
             change_number: Some(f.change_number),
             traffic_type: Some(&f.traffic_type),
             impressions_disabled: f.impressions_disabled,
+            percentage_split,
             names: Names {
                 flag: f.interned_name,
                 treatment: treatment_name,
@@ -302,6 +314,7 @@ impl Snapshot {
                 &f.default_config,
                 label,
                 label.static_name(),
+                false,
             )
         };
         if f.killed {
@@ -341,6 +354,7 @@ impl Snapshot {
                     &p.config,
                     &c.label,
                     c.label_name,
+                    c.percentage_split,
                 ),
                 // Partitions that do not reach the bucket: control with the rule's label.
                 None => result(
@@ -349,6 +363,7 @@ impl Snapshot {
                     &f.control_config,
                     &c.label,
                     c.label_name,
+                    c.percentage_split,
                 ),
             });
         }
@@ -652,6 +667,54 @@ mod tests {
         let s = chain(MAX_DEPTH + 1);
         assert_eq!(s.evaluate("k", None, "f0", &attrs).label, &Label::Exception);
         assert_eq!(s.evaluate("k", None, "f1", &attrs).treatment, "on");
+    }
+
+    #[test]
+    fn a_rule_that_splits_keys_by_bucket_says_so() {
+        let rule = |label: &str, partitions: Value| {
+            condition(
+                vec![json!({"matcherType": "WHITELIST",
+                            "whitelistMatcherData": {"whitelist": [label]}})],
+                partitions,
+                label.into(),
+            )
+        };
+        let s = snapshot(vec![
+            json!({"name": "f", "defaultTreatment": "off", "algo": 2, "seed": 7, "conditions": [
+                rule("fifty", json!([{"treatment": "on", "size": 50}, {"treatment": "off", "size": 50}])),
+                rule("all_on", json!([{"treatment": "on", "size": 100}, {"treatment": "off", "size": 0}])),
+                rule("same_twice", json!([{"treatment": "on", "size": 50}, {"treatment": "on", "size": 50}])),
+                rule("zero_first", json!([{"treatment": "off", "size": 0}, {"treatment": "on", "size": 100}])),
+                rule("gap", json!([{"treatment": "on", "size": 60}])),
+                rule("one", json!([{"treatment": "on", "size": 100}])),
+            ]}),
+            json!({"name": "k", "killed": true, "defaultTreatment": "off", "conditions": [
+                rule("fifty", json!([{"treatment": "on", "size": 50}, {"treatment": "off", "size": 50}])),
+            ]}),
+        ]);
+        let attrs = Attributes::new();
+        let split = |key: &str, flag: &str| {
+            let e = s.evaluate(key, None, flag, &attrs);
+            assert_eq!(e.label.as_str(), if flag == "k" { "killed" } else { key });
+            assert_eq!(e.to_owned().percentage_split, e.percentage_split);
+            e.percentage_split
+        };
+        assert!(split("fifty", "f"));
+        assert!(!split("all_on", "f"));
+        assert!(!split("same_twice", "f"));
+        assert!(!split("one", "f"));
+        // A partition of size 0 takes no bucket...
+        assert!(!split("zero_first", "f"));
+        // ...and a share under 100 leaves some keys `control`: a split.
+        assert!(split("gap", "f"));
+        assert!(!split("fifty", "k"));
+        // No rule matched: the default treatment, no split.
+        let e = s.evaluate("nobody", None, "f", &attrs);
+        assert_eq!(
+            (e.label, e.percentage_split),
+            (&Label::NoRuleMatched, false)
+        );
+        assert!(!s.evaluate("x", None, "missing", &attrs).percentage_split);
     }
 
     /// Random dependency graphs: a straight chain down to near `MAX_DEPTH`, then a region
