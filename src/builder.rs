@@ -346,6 +346,18 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest answer the SDK API may send (`splitChanges`, `segmentChanges`), in bytes,
+    /// counted after decompression. Reading stops there: a larger answer is refused without
+    /// being held (nothing of it is applied, the last good definitions stay), logged as an
+    /// error and reported by [`Client::block_until_ready`] naming the URL and the limit, and
+    /// asked again at the next poll. A compressed answer that would expand further never
+    /// costs more memory than this. Default: 128 MiB
+    /// ([`defaults::MAX_RESPONSE_BYTES`](crate::defaults::MAX_RESPONSE_BYTES)); at least 1.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.options.max_response_bytes = Some(bytes);
+        self
+    }
+
     /// Whether the minimum refresh rates are enforced. Turn off only for tests against a
     /// local server or a proxy you run. Default: true.
     pub fn enforce_minimum_rates(mut self, enforce: bool) -> Self {

@@ -45,6 +45,11 @@ pub const DEFAULT_BULK_SIZE: usize = 5_000;
 pub const DEFAULT_DEDUPE_CACHE_SIZE: usize = 500_000;
 /// Default of [`crate::ClientBuilder::request_timeout`]: 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`crate::ClientBuilder::max_response_bytes`]: 128 MiB, counted after
+/// decompression. The definitions of a large organisation are tens of megabytes; this leaves
+/// room for several times that while bounding what a broken or hostile server can make the
+/// SDK hold.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
 /// Events also flush when this many bytes are queued: 5 MB.
 pub const EVENTS_FLUSH_BYTES: usize = 5 * 1024 * 1024;
 /// Default of [`crate::ClientBuilder::max_retained_items`]: 30,000 items a queue.
@@ -83,6 +88,7 @@ pub struct Config {
     pub(crate) features_refresh_rate: Duration,
     pub(crate) segments_refresh_rate: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) max_response_bytes: u64,
     pub(crate) enforce_minimum_rates: bool,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
     pub(crate) default_rule_label: bool,
@@ -206,6 +212,12 @@ impl Config {
     pub fn segments_refresh_rate(&self) -> Duration {
         self.segments_refresh_rate
     }
+
+    /// The largest answer accepted from the SDK API, in bytes after decompression
+    /// ([`crate::ClientBuilder::max_response_bytes`]).
+    pub fn max_response_bytes(&self) -> u64 {
+        self.max_response_bytes
+    }
 }
 
 /// The options as given to the builder, before validation.
@@ -236,6 +248,7 @@ pub(crate) struct Options {
     pub(crate) features_refresh_rate: Option<Duration>,
     pub(crate) segments_refresh_rate: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
+    pub(crate) max_response_bytes: Option<u64>,
     pub(crate) enforce_minimum_rates: Option<bool>,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
     pub(crate) default_rule_label: Option<bool>,
@@ -443,6 +456,15 @@ impl Options {
                 Duration::from_millis(1),
                 enforce,
             )?,
+            max_response_bytes: match self.max_response_bytes {
+                Some(0) => {
+                    return Err(Error::Config {
+                        option: "max_response_bytes",
+                        message: "must be at least 1".into(),
+                    });
+                }
+                other => other.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            },
             enforce_minimum_rates: enforce,
             impression_listeners: self.impression_listeners,
             default_rule_label: self.default_rule_label.unwrap_or(false),
@@ -485,6 +507,29 @@ mod tests {
         match options.validate(sdk_key, true) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn max_response_bytes_has_a_default_and_is_at_least_one() {
+        assert_eq!(
+            config("key", None, None).max_response_bytes(),
+            128 * 1024 * 1024
+        );
+        let set = |n| {
+            Options {
+                max_response_bytes: Some(n),
+                ..Options::default()
+            }
+            .validate("key", false)
+        };
+        assert_eq!(set(1).map(|c| c.max_response_bytes()).ok(), Some(1));
+        match set(0) {
+            Err(Error::Config { option, message }) => {
+                assert_eq!(option, "max_response_bytes");
+                assert_eq!(message, "must be at least 1");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
         }
     }
 

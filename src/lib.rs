@@ -103,7 +103,8 @@
 //! - **Polling**: flags every [`ClientBuilder::features_refresh_rate`] (60 s), segments every
 //!   [`ClientBuilder::segments_refresh_rate`] (60 s), with backoff while the API fails;
 //!   [`Client::sync_now`] polls at once. [`ClientBuilder::flag_sets_filter`] loads only some
-//!   flag sets.
+//!   flag sets. An answer larger than [`ClientBuilder::max_response_bytes`] (128 MiB after
+//!   decompression) is refused while it is read, so it never costs more memory than that.
 //! - **Readiness**: [`Client::block_until_ready`] waits for flags and the segments they use;
 //!   [`Client::is_ready`] asks without waiting. Errors are [`Error::NotReady`] with the
 //!   reason; a rejected SDK key is final, anything else is retried in the background.

@@ -49,6 +49,8 @@ fn assert_no_key_logged() {
 enum Fault {
     Status(u16, Option<&'static str>),
     Body(String),
+    /// These bytes, sent as they are with `Content-Encoding: gzip`.
+    Gzipped(Arc<Vec<u8>>),
     Hang,
 }
 
@@ -264,17 +266,24 @@ fn serve(
             };
             (fault, b.respond(&path, &params), b.gzip)
         };
+        let header = |k: &str, v: &str| {
+            tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("valid header")
+        };
         let (status, body, retry_after) = match fault {
             Some(Fault::Hang) => {
                 parked.push(request);
                 continue;
             }
+            Some(Fault::Gzipped(bytes)) => {
+                let response = tiny_http::Response::from_data(bytes.as_slice())
+                    .with_header(header("Content-Type", "application/json"))
+                    .with_header(header("Content-Encoding", "gzip"));
+                let _ = request.respond(response);
+                continue;
+            }
             Some(Fault::Status(code, retry_after)) => (code, "failure".to_string(), retry_after),
             Some(Fault::Body(body)) => (200, body, None),
             None => (answer.0, answer.1, None),
-        };
-        let header = |k: &str, v: &str| {
-            tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("valid header")
         };
         let data = if gzip {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -796,6 +805,66 @@ fn gzip_responses_are_accepted() {
     sync.readiness().wait(READY).expect("ready");
     assert_eq!(treatment(&store, "k", "z"), "on");
     assert_eq!(treatment(&store, "j", "z"), "off");
+    finish(sync, server);
+}
+
+/// `n` gzip members of 1 MiB of spaces each: `n` MiB once decompressed, about `n` KiB sent.
+fn gzip_bomb(n: usize) -> Arc<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; 1 << 20]).expect("gzip");
+    Arc::new(gz.finish().expect("gzip").repeat(n))
+}
+
+#[test]
+fn a_gzip_answer_larger_than_max_response_bytes_is_refused() {
+    let mut b = Backend::default();
+    b.push_flag(flag("f", 1, false));
+    b.sticky = Some(("/api/splitChanges", Fault::Gzipped(gzip_bomb(8))));
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("bomb"));
+    cfg.max_response_bytes = 1 << 20;
+    let (sync, store) = start(cfg);
+    // Refused at once, not retried with backoff: the readiness says why.
+    let e = sync.readiness().wait(READY).unwrap_err().to_string();
+    assert!(e.contains("synchronization failed"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "the answer of {}/splitChanges?s=1.3&since=-1&rbSince=-1 is larger than 1,048,576 bytes",
+            server.url
+        )),
+        "{e}"
+    );
+    assert!(e.contains("max_response_bytes"), "{e}");
+    assert!(store.load().is_empty());
+    assert!(
+        logs_with("max_response_bytes")
+            .iter()
+            .any(|l| l.starts_with("ERROR") && l.contains(&server.url)),
+        "{:?}",
+        logs_with("max_response_bytes")
+    );
+    // A body within the limit loads on the next poll.
+    server.with(|b| b.sticky = None);
+    assert!(
+        wait_until(READY, || sync.is_ready()),
+        "ready once the answer fits"
+    );
+    assert_eq!(treatment(&store, "k", "f"), "on");
+    finish(sync, server);
+}
+
+#[test]
+fn a_plain_answer_larger_than_max_response_bytes_is_refused() {
+    let mut b = Backend::default();
+    b.push_flag(flag("f", 1, false));
+    b.push_segment("s", 1, &["k"], &[]);
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("plainbig"));
+    // The flags page is about 400 bytes.
+    cfg.max_response_bytes = 100;
+    let (sync, _store) = start(cfg);
+    let e = sync.readiness().wait(READY).unwrap_err().to_string();
+    assert!(e.contains("is larger than 100 bytes"), "{e}");
     finish(sync, server);
 }
 
