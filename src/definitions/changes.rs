@@ -63,11 +63,14 @@ impl SplitChanges {
     /// # Ok::<(), splitkit::Error>(())
     /// ```
     pub fn parse(text: &str, origin: &str) -> Result<(SplitChanges, Vec<Error>), Error> {
-        match parse_raw(text) {
-            Some(parsed) => Ok(parsed),
-            // Not a well-formed document: the general path gives the error it always has.
-            None => Self::parse_through_value(text, origin),
-        }
+        let mut out = SplitChanges::default();
+        let mut problems = Vec::new();
+        let numbers = read_definitions(text, origin, &mut problems, &mut out)?;
+        out.flags.s = numbers.flags.0;
+        out.flags.t = numbers.flags.1;
+        out.rule_based_segments.s = numbers.rule_based.0;
+        out.rule_based_segments.t = numbers.rule_based.1;
+        Ok((out, problems))
     }
 
     /// [`SplitChanges::parse`] through a `serde_json::Value` of the whole document.
@@ -119,6 +122,70 @@ impl SplitChanges {
         }
         Ok((out, problems))
     }
+}
+
+/// The change numbers (`s`, `t`) of both sections of a splitChanges document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChangeNumbers {
+    /// `ff.s` and `ff.t` (or `since` and `till`).
+    pub(crate) flags: (i64, i64),
+    /// `rbs.s` and `rbs.t` (`-1` when absent).
+    pub(crate) rule_based: (i64, i64),
+}
+
+/// Receives the definitions of a document one at a time, as they are read, so that whoever
+/// consumes them (the snapshot compiler) never needs all of them at once.
+pub(crate) trait DefinitionSink {
+    /// A well-formed flag, in document order.
+    fn flag(&mut self, flag: FeatureFlag);
+    /// A well-formed rule-based segment, in document order, after every flag.
+    fn rule_based_segment(&mut self, segment: RuleBasedSegment);
+}
+
+impl DefinitionSink for SplitChanges {
+    fn flag(&mut self, flag: FeatureFlag) {
+        self.flags.d.push(flag);
+    }
+
+    fn rule_based_segment(&mut self, segment: RuleBasedSegment) {
+        self.rule_based_segments.d.push(segment);
+    }
+}
+
+/// Reads a splitChanges document, handing each well-formed definition to `sink` (flags
+/// first, then rule-based segments) and adding a problem naming each broken one to
+/// `problems`, as [`SplitChanges::parse`] does.
+///
+/// Nothing reaches `sink` unless the whole text is a splitChanges document: it is read once
+/// through (its outline: the raw text of each definition and the change numbers) before the
+/// first definition is deserialized, so a truncated or malformed document is an error with
+/// nothing delivered.
+///
+/// # Errors
+/// [`Error::Parse`] when the text is not JSON or not a splitChanges document at all.
+pub(crate) fn read_definitions(
+    text: &str,
+    origin: &str,
+    problems: &mut Vec<Error>,
+    sink: &mut impl DefinitionSink,
+) -> Result<ChangeNumbers, Error> {
+    if let Some(outline) = outline(text) {
+        return Ok(outline.deliver(problems, sink));
+    }
+    // Not a well-formed document: the general path gives the error it always has.
+    let (changes, more) = SplitChanges::parse_through_value(text, origin)?;
+    problems.extend(more);
+    let numbers = ChangeNumbers {
+        flags: (changes.flags.s, changes.flags.t),
+        rule_based: (changes.rule_based_segments.s, changes.rule_based_segments.t),
+    };
+    for f in changes.flags.d {
+        sink.flag(f);
+    }
+    for r in changes.rule_based_segments.d {
+        sink.rule_based_segment(r);
+    }
+    Ok(numbers)
 }
 
 fn number_field(
@@ -246,25 +313,55 @@ fn rbs_entry(v: Value) -> Result<RuleBasedSegment, Error> {
 //   except that text with a duplicated field is an error (the `Value` keeps the last one),
 //   which the second reading handles too.
 
-/// Reads a well-formed splitChanges document; `None` when the general path must decide.
-fn parse_raw(text: &str) -> Option<(SplitChanges, Vec<Error>)> {
+/// The outline of a well-formed splitChanges document; `None` when the general path must
+/// decide (it then reports the error, or reads the document the `Value` way).
+fn outline(text: &str) -> Option<Outline<'_>> {
     serde_json::from_str::<Checked>(text).ok()?;
     let outline: Outline<'_> = serde_json::from_str(text).ok()?;
-    let mut problems = Vec::new();
-    let mut out = SplitChanges::default();
-    if let Some(ff) = outline.ff {
-        out.flags = ff.entries(&mut problems, flag_entry)?;
-        if let Some(rbs) = outline.rbs {
-            out.rule_based_segments = rbs.entries(&mut problems, rbs_entry)?;
-        }
-    } else if let Some(splits) = outline.splits {
-        out.flags.d = raw_entries(&splits, &mut problems, flag_entry)?;
-        out.flags.s = outline.since.unwrap_or(-1);
-        out.flags.t = outline.till.unwrap_or(-1);
-    } else {
+    if outline.ff.is_none() && outline.splits.is_none() {
         return None;
     }
-    Some((out, problems))
+    Some(outline)
+}
+
+impl Outline<'_> {
+    /// Deserializes every definition into `sink` (flags, then rule-based segments).
+    fn deliver(self, problems: &mut Vec<Error>, sink: &mut impl DefinitionSink) -> ChangeNumbers {
+        // The change numbers of an absent section, as in `ChangesSection::default()` (what
+        // the general path leaves there).
+        const ABSENT: (i64, i64) = (0, 0);
+        let (ff, rbs, numbers) = match (self.ff, self.splits) {
+            (Some(ff), _) => {
+                let (rbs, rule_based) = match self.rbs {
+                    Some(r) => (r.d, (r.s.unwrap_or(-1), r.t.unwrap_or(-1))),
+                    None => (Vec::new(), ABSENT),
+                };
+                let numbers = ChangeNumbers {
+                    flags: (ff.s.unwrap_or(-1), ff.t.unwrap_or(-1)),
+                    rule_based,
+                };
+                (ff.d, rbs, numbers)
+            }
+            (None, splits) => {
+                let numbers = ChangeNumbers {
+                    flags: (self.since.unwrap_or(-1), self.till.unwrap_or(-1)),
+                    rule_based: ABSENT,
+                };
+                (splits.unwrap_or_default(), Vec::new(), numbers)
+            }
+        };
+        for raw in ff {
+            if let Some(f) = raw_entry(raw, problems, flag_entry) {
+                sink.flag(f);
+            }
+        }
+        for raw in rbs {
+            if let Some(r) = raw_entry(raw, problems, rbs_entry) {
+                sink.rule_based_segment(r);
+            }
+        }
+        numbers
+    }
 }
 
 /// The outline of a document, read in one pass: the raw text of every definition and the
@@ -288,21 +385,6 @@ struct RawSection<'a> {
     d: Vec<&'a RawValue>,
     s: Option<i64>,
     t: Option<i64>,
-}
-
-impl RawSection<'_> {
-    /// [`section`] from the raw definitions.
-    fn entries<T: DeserializeOwned>(
-        self,
-        problems: &mut Vec<Error>,
-        slow: fn(Value) -> Result<T, Error>,
-    ) -> Option<ChangesSection<T>> {
-        Some(ChangesSection {
-            d: raw_entries(&self.d, problems, slow)?,
-            s: self.s.unwrap_or(-1),
-            t: self.t.unwrap_or(-1),
-        })
-    }
 }
 
 /// The keys the outline reads (at either level); any other is skipped.
@@ -408,31 +490,36 @@ impl<'de> Deserialize<'de> for RawSection<'de> {
     }
 }
 
-/// [`entries`] from raw texts; `None` only if a definition's text cannot be read as a
-/// `Value` (which `Checked` rules out).
-fn raw_entries<T: DeserializeOwned>(
-    items: &[&RawValue],
+/// One definition from its raw text; `None` (and a problem naming it) when it is broken.
+fn raw_entry<T: DeserializeOwned>(
+    raw: &RawValue,
     problems: &mut Vec<Error>,
     slow: fn(Value) -> Result<T, Error>,
-) -> Option<Vec<T>> {
-    let mut out = Vec::with_capacity(items.len());
-    for raw in items {
-        let text = raw.get();
-        // An object with a string `name` that deserializes: the common case. (`T` would also
-        // deserialize from an array, which the general path rejects for its missing name.)
-        if text.starts_with('{')
-            && let Ok(v) = T::deserialize(&mut serde_json::Deserializer::from_str(text))
-        {
-            out.push(v);
-            continue;
-        }
-        let value: Value = serde_json::from_str(text).ok()?;
-        match slow(value) {
-            Ok(v) => out.push(v),
-            Err(e) => problems.push(e),
+) -> Option<T> {
+    let text = raw.get();
+    // An object with a string `name` that deserializes: the common case. (`T` would also
+    // deserialize from an array, which the general path rejects for its missing name.)
+    if text.starts_with('{')
+        && let Ok(v) = T::deserialize(&mut serde_json::Deserializer::from_str(text))
+    {
+        return Some(v);
+    }
+    // Read again through a `Value`, for the error the general path gives. (`Checked` has
+    // accepted the whole document, so the text of each definition is a valid `Value`.)
+    let result = serde_json::from_str::<Value>(text)
+        .map_err(|e| Error::InvalidDefinition {
+            flag: "<unnamed>".into(),
+            field: String::new(),
+            message: format!("{e}; definition skipped"),
+        })
+        .and_then(slow);
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(e);
+            None
         }
     }
-    Some(out)
 }
 
 /// A JSON value checked and thrown away: deserializing it accepts exactly the texts
@@ -512,6 +599,16 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path alone: `None` when it leaves the document to the general path.
+    fn parse_raw(text: &str) -> Option<(SplitChanges, Vec<Error>)> {
+        let mut out = SplitChanges::default();
+        let mut problems = Vec::new();
+        let numbers = outline(text)?.deliver(&mut problems, &mut out);
+        (out.flags.s, out.flags.t) = numbers.flags;
+        (out.rule_based_segments.s, out.rule_based_segments.t) = numbers.rule_based;
+        Some((out, problems))
+    }
 
     #[test]
     fn legacy_form() {
