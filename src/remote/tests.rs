@@ -71,6 +71,8 @@ struct Backend {
     /// A fault for every request whose path starts with the prefix, while set.
     sticky: Option<(&'static str, Fault)>,
     gzip: bool,
+    /// Change numbers that never converge: every page answers `till = since + 1`.
+    diverge: bool,
 }
 
 impl Backend {
@@ -106,6 +108,16 @@ impl Backend {
 
     fn respond(&self, path: &str, query: &HashMap<String, String>) -> (u16, String) {
         let num = |k: &str| query.get(k).and_then(|v| v.parse().ok()).unwrap_or(-1);
+        if self.diverge {
+            let since: i64 = num("since");
+            let body = if path == "/api/splitChanges" {
+                json!({"ff": {"d": [], "s": since, "t": since + 1},
+                       "rbs": {"d": [], "s": num("rbSince"), "t": num("rbSince")}})
+            } else {
+                json!({"name": "x", "added": [], "removed": [], "since": since, "till": since + 1})
+            };
+            return (200, body.to_string());
+        }
         if path == "/api/splitChanges" {
             let body = json!({
                 "ff": self.page(&self.flags, num("since")),
@@ -735,6 +747,89 @@ fn one_broken_flag_does_not_poison_the_page() {
             .iter()
             .any(|w| w.starts_with("WARN") && w.contains("\"yes\"") && w.contains(&server.url)),
         "{warnings:?}"
+    );
+    finish(sync, server);
+}
+
+/// A server whose `since` and `till` never converge gets at most `MAX_PAGES_PER_ROUND`
+/// requests a poll period, and one warning naming the URL and the change numbers.
+#[test]
+fn change_numbers_that_never_converge_are_paced() {
+    let server = TestServer::start(Backend {
+        diverge: true,
+        ..Backend::default()
+    });
+    let mut cfg = SyncConfig::for_tests(&server.url, key("diverge"));
+    cfg.features_refresh_rate = Duration::from_secs(3600);
+    cfg.segments_refresh_rate = Duration::from_secs(3600);
+    let (sync, store) = start(cfg);
+    let limit = fetcher::MAX_PAGES_PER_ROUND as usize;
+    assert_eq!(limit, 100);
+    // The first round is cut at the limit, and nothing more is asked until the next poll.
+    assert!(wait_until(READY, || server.count("/api/splitChanges") >= limit));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.count("/api/splitChanges"), limit);
+    // What the pages brought is applied: the client serves it, and is ready.
+    assert_eq!(store.load().change_number(), limit as i64 - 1);
+    sync.readiness().wait(READY).expect("ready");
+    let url = format!("{}/splitChanges", server.url);
+    let warned = || {
+        logs_with(&url)
+            .into_iter()
+            .filter(|l| l.contains("do not converge"))
+            .collect::<Vec<_>>()
+    };
+    let w = warned();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("WARN"), "{w:?}");
+    assert!(
+        w[0].contains(&format!("{url}?s=1.3&since=98&rbSince=-1"))
+            && w[0].contains("from since 98 to till 99")
+            && w[0].contains("after 100 pages"),
+        "{w:?}"
+    );
+    // A poll runs one more round, and says nothing new.
+    sync.sync_now();
+    assert!(wait_until(READY, || server.count("/api/splitChanges") >= 2 * limit));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.count("/api/splitChanges"), 2 * limit);
+    assert_eq!(warned().len(), 1, "{:?}", warned());
+    finish(sync, server);
+}
+
+#[test]
+fn segment_change_numbers_that_never_converge_are_paced() {
+    let mut b = Backend::default();
+    b.push_flag(flag_with(
+        "f",
+        1,
+        false,
+        in_segment("IN_SEGMENT", "loop"),
+        &[],
+    ));
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("segdiverge"));
+    cfg.features_refresh_rate = Duration::from_secs(3600);
+    cfg.segments_refresh_rate = Duration::from_secs(3600);
+    let (sync, _store) = start(cfg);
+    sync.readiness().wait(READY).expect("ready");
+    server.with(|b| b.diverge = true);
+    let limit = fetcher::MAX_PAGES_PER_ROUND as usize;
+    let before = server.count("/api/segmentChanges/loop");
+    sync.sync_now();
+    assert!(wait_until(READY, || server
+        .count("/api/segmentChanges/loop")
+        >= before + limit));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.count("/api/segmentChanges/loop"), before + limit);
+    let w: Vec<String> = logs_with(&format!("{}/segmentChanges/loop", server.url))
+        .into_iter()
+        .filter(|l| l.contains("do not converge"))
+        .collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("segment loop") && w[0].contains("after 100 pages"),
+        "{w:?}"
     );
     finish(sync, server);
 }
