@@ -329,8 +329,9 @@ fn keep_last_rollout(changes: &mut SplitChanges) {
     }
 }
 
-/// Reads every `*.json` segmentChanges file of `dir`, sorted by file name.
-pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
+/// Reads every `*.json` segmentChanges file of `dir`, sorted by file name, with the problems
+/// of keys that were skipped (each naming the file, line, segment and field).
+pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentChanges>, Vec<Error>), Error> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -348,23 +349,29 @@ pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
     }
     files.sort();
     let mut out = Vec::with_capacity(files.len());
+    let mut problems = Vec::new();
     for path in files {
         let text = read(&path)?;
-        let parse_err = |line: Option<usize>, message: String| Error::Parse {
-            origin: path.display().to_string(),
-            line,
-            message,
-        };
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| parse_err(Some(e.line()), without_line(e.to_string(), e.line())))?;
-        if value.get("added").is_none() && value.get("removed").is_none() {
-            return Err(parse_err(
-                None,
-                "not a segmentChanges document: no \"added\" or \"removed\" field".into(),
-            ));
+        let origin = path.display().to_string();
+        /// Whether the document has the fields of a segmentChanges document.
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            added: Option<serde::de::IgnoredAny>,
+            removed: Option<serde::de::IgnoredAny>,
         }
-        let mut seg: SegmentChanges =
-            serde_json::from_value(value).map_err(|e| parse_err(None, e.to_string()))?;
+        let (mut seg, more) = SegmentChanges::parse(&text, &origin)?;
+        if let Ok(Fields {
+            added: None,
+            removed: None,
+        }) = serde_json::from_str::<Fields>(&text)
+        {
+            return Err(Error::Parse {
+                origin,
+                line: None,
+                message: "not a segmentChanges document: no \"added\" or \"removed\" field".into(),
+            });
+        }
+        problems.extend(more);
         if seg.name.is_empty() {
             seg.name = path
                 .file_stem()
@@ -374,7 +381,7 @@ pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
         }
         out.push(seg);
     }
-    Ok(out)
+    Ok((out, problems))
 }
 
 /// Parses a flags file and applies the legacy "later line wins" rule.
@@ -402,7 +409,9 @@ pub(crate) fn snapshot(config: &crate::Config) -> Result<(crate::Snapshot, Vec<E
     }
     let mut snap = crate::Snapshot::new();
     if let Some(dir) = config.segment_directory() {
-        for seg in load_segments(dir)? {
+        let (segments, more) = load_segments(dir)?;
+        problems.extend(more);
+        for seg in segments {
             snap = snap.apply_segment_changes(&seg);
         }
     }
@@ -464,6 +473,35 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "cannot parse f.yaml at line 2: did not find expected ',' or '}' (column 1), while parsing a flow mapping at line 1 column 6"
+        );
+    }
+
+    #[test]
+    fn a_number_out_of_range_skips_only_its_flag_or_key() {
+        let text = "{\"ff\": {\"d\": [\n  {\"name\": \"ok\"},\n  {\"name\": \"bad\", \"seed\": 1e400}\n]}}";
+        let (c, problems) = parse_flags(text, Format::Json, "f.json").unwrap();
+        let names: Vec<&str> = c.flags.d.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["ok"]);
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "flag 'bad': field 'seed': number out of range: 1e400 at line 3 column 31; \
+              definition skipped"
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("beta.json"),
+            "{\"added\": [\"a\", 1e400, \"b\"], \"since\": -1, \"till\": 1}",
+        )
+        .unwrap();
+        let (segments, problems) = load_segments(dir.path()).unwrap();
+        assert_eq!(segments[0].name, "beta");
+        assert_eq!(segments[0].added, ["a", "b"]);
+        let p = problems[0].to_string();
+        assert!(
+            p.contains("beta.json at line 1: field 'added[1]': 1e400 is not a string key"),
+            "{p}"
         );
     }
 

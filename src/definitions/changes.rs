@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::flag::FeatureFlag;
 use super::segment::RuleBasedSegment;
 use crate::error::Error;
+use crate::text::Lines;
 
 /// One section (`ff` or `rbs`) of a spec 1.3 splitChanges document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,10 +46,14 @@ impl SplitChanges {
     ///
     /// `origin` names the document in errors (a path or URL). Definitions that do not have the
     /// expected shape are skipped and returned as errors in the second element, each naming the
-    /// flag and the field.
+    /// flag and the field; so are definitions holding something no JSON value can (a number
+    /// out of range such as `1e400`, a lone surrogate escape, a nesting deeper than 128), even
+    /// in a field nobody reads, and those errors also give the line and column in the
+    /// document.
     ///
     /// # Errors
-    /// [`Error::Parse`] when the text is not JSON or not a splitChanges document at all.
+    /// [`Error::Parse`] when the text is not JSON or not a splitChanges document at all (also
+    /// for a number out of range outside the definitions).
     ///
     /// # Examples
     /// ```
@@ -170,7 +175,7 @@ pub(crate) fn read_definitions(
     sink: &mut impl DefinitionSink,
 ) -> Result<ChangeNumbers, Error> {
     if let Some(outline) = outline(text) {
-        return Ok(outline.deliver(problems, sink));
+        return Ok(outline.deliver(text, problems, sink));
     }
     // Not a well-formed document: the general path gives the error it always has.
     let (changes, more) = SplitChanges::parse_through_value(text, origin)?;
@@ -299,10 +304,18 @@ fn rbs_entry(v: Value) -> Result<RuleBasedSegment, Error> {
 // Building a `Value` of a large document (a map and a string allocated for every object and
 // string in it) costs more than everything else in loading. The fast path below only splits
 // the document into the raw text of each definition and deserializes each definition
-// straight from its text. It gives the same result as the `Value` path whenever it gives one:
-// - `Checked` first accepts exactly the texts `serde_json::from_str::<Value>` accepts (the
-//   same deserializer calls, nothing kept), so a document the `Value` path rejects, for
-//   instance for a number out of range in a field nobody reads, is rejected the same way;
+// straight from its text. It gives the same result as the `Value` path whenever that path
+// accepts the document, and is more forgiving in one way only: what the `Value` path rejects
+// the whole document for, when it lies inside one definition, only skips that definition.
+// - The outline (the raw texts, the change numbers) reads the document's syntax through
+//   (brackets, strings, numbers of any size), so a truncated or malformed document fails it;
+//   everything outside the definitions is checked with `Checked`, which accepts exactly the
+//   texts `serde_json::from_str::<Value>` accepts (the same deserializer calls, nothing
+//   kept), so a number out of range there rejects the document as it always did.
+// - The text of each definition is checked with `Checked` too: a definition holding a number
+//   out of range (`1e400`), a lone surrogate escape or a nesting too deep, even in a field
+//   nobody reads, is skipped with a problem naming it, the field, and the line and column
+//   in the document. (The `Value` path rejects the whole document for it.)
 // - every shape the `Value` path reports as an error (a section that is not an object, `d`
 //   not an array, `s`/`t` not integers) makes the fast path give up, and the `Value` path
 //   then reports it with its usual message;
@@ -316,7 +329,6 @@ fn rbs_entry(v: Value) -> Result<RuleBasedSegment, Error> {
 /// The outline of a well-formed splitChanges document; `None` when the general path must
 /// decide (it then reports the error, or reads the document the `Value` way).
 fn outline(text: &str) -> Option<Outline<'_>> {
-    serde_json::from_str::<Checked>(text).ok()?;
     let outline: Outline<'_> = serde_json::from_str(text).ok()?;
     if outline.ff.is_none() && outline.splits.is_none() {
         return None;
@@ -325,8 +337,14 @@ fn outline(text: &str) -> Option<Outline<'_>> {
 }
 
 impl Outline<'_> {
-    /// Deserializes every definition into `sink` (flags, then rule-based segments).
-    fn deliver(self, problems: &mut Vec<Error>, sink: &mut impl DefinitionSink) -> ChangeNumbers {
+    /// Deserializes every definition into `sink` (flags, then rule-based segments); `text` is
+    /// the document, to say where a broken definition is.
+    fn deliver(
+        self,
+        text: &str,
+        problems: &mut Vec<Error>,
+        sink: &mut impl DefinitionSink,
+    ) -> ChangeNumbers {
         // The change numbers of an absent section, as in `ChangesSection::default()` (what
         // the general path leaves there).
         const ABSENT: (i64, i64) = (0, 0);
@@ -350,13 +368,14 @@ impl Outline<'_> {
                 (splits.unwrap_or_default(), Vec::new(), numbers)
             }
         };
+        let mut lines = Lines::new(text);
         for raw in ff {
-            if let Some(f) = raw_entry(raw, problems, flag_entry) {
+            if let Some(f) = raw_entry(raw, &mut lines, problems, flag_entry) {
                 sink.flag(f);
             }
         }
         for raw in rbs {
-            if let Some(r) = raw_entry(raw, problems, rbs_entry) {
+            if let Some(r) = raw_entry(raw, &mut lines, problems, rbs_entry) {
                 sink.rule_based_segment(r);
             }
         }
@@ -448,7 +467,7 @@ impl<'de> Deserialize<'de> for Outline<'de> {
                         OutlineKey::Since => out.since = map.next_value()?,
                         OutlineKey::Till => out.till = map.next_value()?,
                         _ => {
-                            map.next_value::<de::IgnoredAny>()?;
+                            map.next_value::<Checked>()?;
                         }
                     }
                 }
@@ -479,7 +498,7 @@ impl<'de> Deserialize<'de> for RawSection<'de> {
                         OutlineKey::S => out.s = map.next_value()?,
                         OutlineKey::T => out.t = map.next_value()?,
                         _ => {
-                            map.next_value::<de::IgnoredAny>()?;
+                            map.next_value::<Checked>()?;
                         }
                     }
                 }
@@ -493,10 +512,15 @@ impl<'de> Deserialize<'de> for RawSection<'de> {
 /// One definition from its raw text; `None` (and a problem naming it) when it is broken.
 fn raw_entry<T: DeserializeOwned>(
     raw: &RawValue,
+    lines: &mut Lines<'_>,
     problems: &mut Vec<Error>,
     slow: fn(Value) -> Result<T, Error>,
 ) -> Option<T> {
     let text = raw.get();
+    if serde_json::from_str::<Checked>(text).is_err() {
+        problems.push(unreadable(text, lines));
+        return None;
+    }
     // An object with a string `name` that deserializes: the common case. (`T` would also
     // deserialize from an array, which the general path rejects for its missing name.)
     if text.starts_with('{')
@@ -505,7 +529,7 @@ fn raw_entry<T: DeserializeOwned>(
         return Some(v);
     }
     // Read again through a `Value`, for the error the general path gives. (`Checked` has
-    // accepted the whole document, so the text of each definition is a valid `Value`.)
+    // accepted the text, so it is a valid `Value`.)
     let result = serde_json::from_str::<Value>(text)
         .map_err(|e| Error::InvalidDefinition {
             flag: "<unnamed>".into(),
@@ -520,6 +544,69 @@ fn raw_entry<T: DeserializeOwned>(
             None
         }
     }
+}
+
+/// The problem of a definition whose text holds something a JSON value cannot (a number out
+/// of range, a lone surrogate escape, a nesting too deep): its name when it has one, the
+/// field, and where in the document.
+fn unreadable(text: &str, lines: &mut Lines<'_>) -> Error {
+    /// The name alone; every other field is skipped unread.
+    #[derive(Deserialize)]
+    struct NameOnly {
+        name: Option<String>,
+    }
+    let flag = serde_json::from_str::<NameOnly>(text)
+        .ok()
+        .and_then(|n| n.name)
+        .unwrap_or_else(|| "<unnamed>".to_string());
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Err(e) = serde_path_to_error::deserialize::<_, Checked>(&mut de) else {
+        // Only called once `Checked` has failed on the same text.
+        return Error::InvalidDefinition {
+            flag,
+            field: String::new(),
+            message: "cannot be read; definition skipped".into(),
+        };
+    };
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    let (line, column) = lines.position_in(text, inner.line(), inner.column());
+    let message = inner.to_string();
+    let what = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message.as_str(),
+    };
+    // A number out of range is shown (the error points at its last character).
+    let number = match what {
+        "number out of range" => number_ending_at(text, inner.line(), inner.column()),
+        _ => None,
+    };
+    let what = match number {
+        Some(n) => format!("{what}: {n}"),
+        None => what.to_string(),
+    };
+    Error::InvalidDefinition {
+        flag,
+        field,
+        message: format!("{what} at line {line} column {column}; definition skipped"),
+    }
+}
+
+/// The JSON number whose last character is at `(line, column)` of `text` (1-based, the
+/// column in bytes), if there is one there.
+fn number_ending_at(text: &str, line: usize, column: usize) -> Option<&str> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let end = (line_start + column).min(text.len());
+    let head = text.get(..end)?;
+    let start = head
+        .rfind(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E'))
+        .map_or(0, |i| i + 1);
+    let number = &head[start..];
+    number.bytes().any(|b| b.is_ascii_digit()).then_some(number)
 }
 
 /// A JSON value checked and thrown away: deserializing it accepts exactly the texts
@@ -604,7 +691,7 @@ mod tests {
     fn parse_raw(text: &str) -> Option<(SplitChanges, Vec<Error>)> {
         let mut out = SplitChanges::default();
         let mut problems = Vec::new();
-        let numbers = outline(text)?.deliver(&mut problems, &mut out);
+        let numbers = outline(text)?.deliver(text, &mut problems, &mut out);
         (out.flags.s, out.flags.t) = numbers.flags;
         (out.rule_based_segments.s, out.rule_based_segments.t) = numbers.rule_based;
         Some((out, problems))
@@ -695,9 +782,10 @@ mod tests {
             "{\"ff\":{\"d\":[]},\"rbs\":[]}",
             "{\"splits\":{}}",
             "{\"splits\":[],\"till\":\"9\"}",
-            // Rejected by `Value` though nobody reads the field: still rejected.
-            "{\"ff\":{\"d\":[{\"name\":\"f\",\"orgId\":1e999}]}}",
-            "{\"ff\":{\"d\":[{\"name\":\"f\",\"orgId\":\"\\ud800\"}]}}",
+            // Outside the definitions, what `Value` rejects is still rejected.
+            "{\"ff\":{\"d\":[{\"name\":\"f\"}]},\"orgId\":1e999}",
+            "{\"ff\":{\"d\":[{\"name\":\"f\"}],\"x\":\"\\ud800\"}}",
+            "{\"ff\":{\"d\":[],\"t\":1e999}}",
             "{\"ff\":{\"d\":[]}} x",
             // Arrays where objects are expected (a derived struct would accept them).
             "{\"ff\":[[],1,2]}",
@@ -715,12 +803,68 @@ mod tests {
             assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}");
         }
         let deep = format!(
-            "{{\"ff\":{{\"d\":[{{\"name\":\"f\",\"x\":{}{}}}]}}}}",
+            "{{\"ff\":{{\"d\":[]}},\"x\":{}{}}}",
             "[".repeat(200),
             "]".repeat(200)
         );
         assert!(parse_raw(&deep).is_none());
         assert!(SplitChanges::parse(&deep, "o").is_err());
+    }
+
+    /// What no JSON value can hold (a number out of range, a lone surrogate, a nesting too
+    /// deep) inside one definition skips that definition only, naming it, the field and the
+    /// place in the document; the `Value` path rejected the whole document.
+    #[test]
+    fn an_unreadable_value_skips_only_its_definition() {
+        let ok = r#"{"name":"ok","defaultTreatment":"off"}"#;
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let doc = format!(
+            "{{\"ff\":{{\"d\":[{ok},\n\
+             {{\"name\":\"big\",\"conditions\":[{{\"matcherGroup\":{{\"matchers\":[\
+             {{\"matcherType\":\"BETWEEN\",\"betweenMatcherData\":{{\"start\":1e400,\"end\":2}}}}]}}}}]}},\n\
+             {{\"name\":\"unread\",\"orgId\":-1e400}},\n\
+             {{\"name\":\"surrogate\",\"configurations\":{{\"on\":\"\\ud800\"}}}},\n\
+             {{\"name\":\"deep\",\"x\":{deep}}}, {{\"orgId\":1e999}}, 1e999],\n\
+             \"s\":1,\"t\":2}},\"rbs\":{{\"d\":[{{\"name\":\"r\",\"excluded\":{{\"keys\":[1E+999]}}}},\
+             {{\"name\":\"r2\"}}],\"s\":-1,\"t\":3}}}}"
+        );
+        let (changes, problems) = SplitChanges::parse(&doc, "doc.json").unwrap();
+        let names: Vec<&str> = changes.flags.d.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["ok"]);
+        assert_eq!((changes.flags.s, changes.flags.t), (1, 2));
+        let rbs: Vec<&str> = changes
+            .rule_based_segments
+            .d
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(rbs, ["r2"]);
+        let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "flag 'big': field 'conditions[0].matcherGroup.matchers[0].betweenMatcherData.start': \
+                 number out of range: 1e400 at line 2 column 117; definition skipped",
+                "flag 'unread': field 'orgId': number out of range: -1e400 at line 3 column 31; \
+                 definition skipped",
+                "flag 'surrogate': field 'configurations.on': unexpected end of hex escape \
+                 at line 4 column 51; definition skipped",
+                "flag 'deep': field 'x[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]': \
+                 recursion limit exceeded at line 5 column 146; definition skipped",
+                "flag '<unnamed>': field 'orgId': number out of range: 1e999 at line 5 column 436; \
+                 definition skipped",
+                "flag '<unnamed>': field '.': number out of range: 1e999 at line 5 column 444; \
+                 definition skipped",
+                "flag 'r': field 'excluded.keys[0]': number out of range: 1E+999 at line 6 column 63; \
+                 definition skipped",
+            ]
+        );
+        // The same through a snapshot.
+        let (snapshot, problems) = crate::Snapshot::from_json(&doc, "doc.json").unwrap();
+        assert_eq!(snapshot.flag_names(), ["ok"]);
+        assert_eq!(problems.len(), 7);
+        assert_eq!(snapshot.change_number(), 2);
+        assert_eq!(snapshot.rule_based_change_number(), 3);
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::definitions::{SegmentChanges, SplitChanges};
 use crate::error::Error;
-use crate::text::without_line;
 
 use super::config::SyncConfig;
 use crate::backoff::parse_retry_after;
@@ -223,23 +222,20 @@ impl SdkApi {
         Ok((changes, problems, url))
     }
 
-    /// Fetches one page of a segment's changes.
+    /// Fetches one page of a segment's changes. Keys that are not strings are returned as
+    /// problems beside it (each naming the URL, line and field); the page is rejected whole
+    /// when it is not a segmentChanges document.
     pub(crate) fn fetch_segment_changes(
         &self,
         name: &str,
         since: i64,
-    ) -> Result<SegmentChanges, FetchError> {
+    ) -> Result<(SegmentChanges, Vec<Error>), FetchError> {
         let url = self.segment_changes_url(name, since);
         let body = self.get(&url)?;
-        let mut changes: SegmentChanges = serde_json::from_str(&body).map_err(|e| {
-            FetchError::Malformed(Error::Parse {
-                origin: url.clone(),
-                line: Some(e.line()),
-                message: without_line(e.to_string(), e.line()),
-            })
-        })?;
+        let (mut changes, problems) =
+            SegmentChanges::parse(&body, &url).map_err(FetchError::Malformed)?;
         changes.name = name.to_string();
-        Ok(changes)
+        Ok((changes, problems))
     }
 
     /// One GET: the body as text, decompressed when gzip.

@@ -181,8 +181,11 @@ impl SegmentFetcher {
             }
             let stored = self.store.load().segment_change_number(name);
             let since = stored.unwrap_or(-1);
-            let changes = self.api.fetch_segment_changes(name, since)?;
+            let (changes, problems) = self.api.fetch_segment_changes(name, since)?;
             pages += 1;
+            for p in &problems {
+                log::warn!("{p}");
+            }
             let has_keys = !changes.added.is_empty() || !changes.removed.is_empty();
             let advances = changes.till > since;
             if has_keys || advances || stored.is_none() {

@@ -834,6 +834,73 @@ fn segment_change_numbers_that_never_converge_are_paced() {
     finish(sync, server);
 }
 
+/// A number no JSON value can hold (`1e400`) skips only the flag, rule-based segment or
+/// segment key that holds it; it used to reject the whole page.
+#[test]
+fn a_number_out_of_range_skips_only_what_holds_it() {
+    let ok1 = flag_with("ok1", 1, false, in_segment("IN_SEGMENT", "s"), &[]);
+    let ok2 = flag_with(
+        "ok2",
+        3,
+        false,
+        in_segment("IN_RULE_BASED_SEGMENT", "r"),
+        &[],
+    );
+    let bad = r#"{"name":"bad","changeNumber":2,"trafficAllocation":1e400}"#;
+    let page = format!(
+        r#"{{"ff":{{"d":[{ok1},{bad},{ok2}],"s":-1,"t":3}},"rbs":{{"d":[{},{}],"s":-1,"t":7}}}}"#,
+        rule_based("r", 7, "s"),
+        r#"{"name":"r_bad","changeNumber":6,"excluded":{"keys":[-1E+999]}}"#,
+    );
+    let segment = r#"{"name":"s","added":["k",1e400,"j"],"removed":[],"since":-1,"till":5}"#;
+    let b = Backend {
+        faults: VecDeque::from([
+            ("/api/splitChanges", Fault::Body(page)),
+            ("/api/segmentChanges/s", Fault::Body(segment.to_string())),
+        ]),
+        ..Backend::default()
+    };
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("range"));
+    cfg.features_refresh_rate = Duration::from_secs(3600);
+    cfg.segments_refresh_rate = Duration::from_secs(3600);
+    let (sync, store) = start(cfg);
+    sync.readiness().wait(READY).expect("ready");
+    assert_eq!(store.load().flag_names(), vec!["ok1", "ok2"]);
+    assert_eq!(store.load().change_number(), 3);
+    assert_eq!(store.load().rule_based_change_number(), 7);
+    assert_eq!(store.load().segment_change_number("s"), Some(5));
+    assert_eq!(treatment(&store, "k", "ok1"), "on");
+    assert_eq!(treatment(&store, "j", "ok2"), "on");
+    assert_eq!(treatment(&store, "x", "ok1"), "off");
+    let warned = |needle: &str| {
+        logs_with(needle)
+            .into_iter()
+            .filter(|w| w.starts_with("WARN") && w.contains(&server.url))
+            .collect::<Vec<_>>()
+    };
+    let w = warned("flag 'bad'");
+    assert!(
+        w.iter().any(|w| w
+            .contains("field 'trafficAllocation': number out of range: 1e400 at line 1 column")),
+        "{w:?}"
+    );
+    let w = warned("flag 'r_bad'");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("field 'excluded.keys[0]': number out of range: -1E+999")),
+        "{w:?}"
+    );
+    let w = warned("segment 's': field 'added[1]'");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("1e400 is not a string key")
+                && w.contains("/segmentChanges/s?since=-1")),
+        "{w:?}"
+    );
+    finish(sync, server);
+}
+
 #[test]
 fn a_rejected_sdk_key_fails_readiness_and_stops() {
     let server = TestServer::start(Backend {
