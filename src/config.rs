@@ -50,6 +50,13 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// room for several times that while bounding what a broken or hostile server can make the
 /// SDK hold.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
+/// Default first retry delay ceiling of [`crate::ClientBuilder::sync_backoff`]: 1 second.
+pub const DEFAULT_SYNC_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Default longest retry delay of [`crate::ClientBuilder::sync_backoff`]: 60 seconds.
+pub const DEFAULT_SYNC_BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Shortest accepted base of [`crate::ClientBuilder::sync_backoff`] while the minimum rates
+/// are enforced: 100 milliseconds.
+pub const MIN_SYNC_BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Events also flush when this many bytes are queued: 5 MB.
 pub const EVENTS_FLUSH_BYTES: usize = 5 * 1024 * 1024;
 /// Default of [`crate::ClientBuilder::max_retained_items`]: 30,000 items a queue.
@@ -89,6 +96,7 @@ pub struct Config {
     pub(crate) segments_refresh_rate: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_response_bytes: u64,
+    pub(crate) sync_backoff: (Duration, Duration),
     pub(crate) enforce_minimum_rates: bool,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
     pub(crate) default_rule_label: bool,
@@ -218,6 +226,12 @@ impl Config {
     pub fn max_response_bytes(&self) -> u64 {
         self.max_response_bytes
     }
+
+    /// The base and cap of the retry delays after failed synchronization requests
+    /// ([`crate::ClientBuilder::sync_backoff`]).
+    pub fn sync_backoff(&self) -> (Duration, Duration) {
+        self.sync_backoff
+    }
 }
 
 /// The options as given to the builder, before validation.
@@ -249,6 +263,7 @@ pub(crate) struct Options {
     pub(crate) segments_refresh_rate: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) max_response_bytes: Option<u64>,
+    pub(crate) sync_backoff: Option<(Duration, Duration)>,
     pub(crate) enforce_minimum_rates: Option<bool>,
     pub(crate) impression_listeners: Vec<Arc<dyn ImpressionListener>>,
     pub(crate) default_rule_label: Option<bool>,
@@ -291,6 +306,36 @@ fn size(option: &'static str, value: Option<usize>, default: usize) -> Result<us
         }),
         n => Ok(n),
     }
+}
+
+/// The sync backoff's `(base, cap)`: `cap >= base > 0`, and `base` at least
+/// [`MIN_SYNC_BACKOFF_BASE`] when minimums are enforced.
+fn sync_backoff(
+    value: Option<(Duration, Duration)>,
+    enforce: bool,
+) -> Result<(Duration, Duration), Error> {
+    let (base, cap) = value.unwrap_or((DEFAULT_SYNC_BACKOFF_BASE, DEFAULT_SYNC_BACKOFF_CAP));
+    let err = |message: String| {
+        Err(Error::Config {
+            option: "sync_backoff",
+            message,
+        })
+    };
+    if base.is_zero() {
+        return err("the base must be greater than zero".into());
+    }
+    if enforce && base < MIN_SYNC_BACKOFF_BASE {
+        return err(format!(
+            "the base must be at least {MIN_SYNC_BACKOFF_BASE:?} (unless enforce_minimum_rates is \
+             off), got {base:?}"
+        ));
+    }
+    if cap < base {
+        return err(format!(
+            "the cap must be at least the base ({base:?}), got {cap:?}"
+        ));
+    }
+    Ok((base, cap))
 }
 
 fn url(option: &'static str, value: Option<String>) -> Result<Option<String>, Error> {
@@ -465,6 +510,7 @@ impl Options {
                 }
                 other => other.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
             },
+            sync_backoff: sync_backoff(self.sync_backoff, enforce)?,
             enforce_minimum_rates: enforce,
             impression_listeners: self.impression_listeners,
             default_rule_label: self.default_rule_label.unwrap_or(false),
@@ -530,6 +576,58 @@ mod tests {
                 assert_eq!(message, "must be at least 1");
             }
             other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sync_backoff_has_defaults_and_is_checked() {
+        let c = config("key", None, None);
+        assert_eq!(
+            c.sync_backoff(),
+            (Duration::from_secs(1), Duration::from_secs(60))
+        );
+        let set = |base: u64, cap: u64, enforce: bool| {
+            Options {
+                sync_backoff: Some((Duration::from_millis(base), Duration::from_millis(cap))),
+                enforce_minimum_rates: Some(enforce),
+                ..Options::default()
+            }
+            .validate("key", false)
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            set(250, 5_000, true).map(|c| c.sync_backoff()).ok(),
+            Some((ms(250), ms(5_000)))
+        );
+        assert_eq!(
+            set(100, 100, true).map(|c| c.sync_backoff()).ok(),
+            Some((ms(100), ms(100)))
+        );
+        assert_eq!(
+            set(5, 20, false).map(|c| c.sync_backoff()).ok(),
+            Some((ms(5), ms(20)))
+        );
+        for (base, cap, enforce, message) in [
+            (0, 10, false, "the base must be greater than zero"),
+            (
+                99,
+                1_000,
+                true,
+                "the base must be at least 100ms (unless enforce_minimum_rates is off), got 99ms",
+            ),
+            (
+                2_000,
+                1_000,
+                true,
+                "the cap must be at least the base (2s), got 1s",
+            ),
+        ] {
+            match set(base, cap, enforce) {
+                Err(Error::Config { option, message: m }) => {
+                    assert_eq!((option, m.as_str()), ("sync_backoff", message));
+                }
+                other => panic!("expected a configuration error, got {other:?}"),
+            }
         }
     }
 

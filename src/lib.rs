@@ -101,7 +101,8 @@
 //!   ([`defaults::TELEMETRY_URL`]). Point them at a Split proxy or a test server as needed;
 //!   nothing else is ever contacted.
 //! - **Polling**: flags every [`ClientBuilder::features_refresh_rate`] (60 s), segments every
-//!   [`ClientBuilder::segments_refresh_rate`] (60 s), with backoff while the API fails;
+//!   [`ClientBuilder::segments_refresh_rate`] (60 s), with backoff while the API fails
+//!   ([`ClientBuilder::sync_backoff`]: within 1 s, doubling up to 60 s);
 //!   [`Client::sync_now`] polls at once. [`ClientBuilder::flag_sets_filter`] loads only some
 //!   flag sets. An answer larger than [`ClientBuilder::max_response_bytes`] (128 MiB after
 //!   decompression) is refused while it is read, so it never costs more memory than that.

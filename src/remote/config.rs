@@ -258,6 +258,8 @@ mod tests {
             c.max_response_bytes,
             crate::config::DEFAULT_MAX_RESPONSE_BYTES
         );
+        assert_eq!(c.backoff_base, crate::config::DEFAULT_SYNC_BACKOFF_BASE);
+        assert_eq!(c.backoff_cap, crate::config::DEFAULT_SYNC_BACKOFF_CAP);
     }
 
     #[test]

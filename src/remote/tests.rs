@@ -633,6 +633,34 @@ fn server_errors_are_retried_until_recovery() {
     finish(sync, server);
 }
 
+/// The backoff sets how fast failed requests are retried: requests to a failing server in
+/// one second, with a small backoff and with the default one.
+#[test]
+fn a_small_backoff_retries_faster() {
+    let requests_in_a_second = |base: Duration, cap: Duration| {
+        let server = TestServer::start(Backend {
+            sticky: Some(("/api/splitChanges", Fault::Status(503, None))),
+            ..Backend::default()
+        });
+        let mut cfg = SyncConfig::for_tests(&server.url, key("backoff"));
+        cfg.features_refresh_rate = Duration::from_secs(3600);
+        (cfg.backoff_base, cfg.backoff_cap) = (base, cap);
+        let (sync, _store) = start(cfg);
+        std::thread::sleep(Duration::from_secs(1));
+        let n = server.count("/api/splitChanges");
+        finish(sync, server);
+        n
+    };
+    let ms = Duration::from_millis;
+    let fast = requests_in_a_second(ms(2), ms(10));
+    let default = requests_in_a_second(DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP);
+    // Retries within at most 10 ms: well over 20 in a second. The default draws its delays
+    // from [0, 1 s], [0, 2 s], [0, 4 s], ...: seven requests in a second take six delays
+    // summing under a second, about one chance in 24 million (five: one in 1,500).
+    assert!(fast >= 20, "{fast} requests with a 10 ms cap");
+    assert!(default <= 6, "{default} requests with the default backoff");
+}
+
 #[test]
 fn a_hanging_server_is_given_up_and_does_not_block_stop() {
     let mut b = Backend::default();
