@@ -128,7 +128,8 @@
 //! (splitChanges), `.yaml`/`.yml` (`- flag: {treatment, keys, config}`), or legacy lines
 //! `flag treatment`. Segments come from [`ClientBuilder::segment_directory`].
 //! [`ClientBuilder::localhost_refresh_rate`] reloads on change. Nothing is sent anywhere
-//! unless [`ClientBuilder::events_url`] is set.
+//! unless [`ClientBuilder::events_url`] is set. Files are UTF-8; a leading byte-order mark
+//! is ignored.
 //!
 //! # Impressions, listeners and integrations
 //!

@@ -21,6 +21,9 @@
 //! `control`, traffic allocation 100, murmur3 bucketing and change number 0.
 //!
 //! Segments: every `*.json` file of the segment directory is a segmentChanges document.
+//!
+//! Every file is read as UTF-8, without a leading byte-order mark (some editors write one);
+//! a UTF-16 file is refused naming its encoding.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,10 +57,50 @@ impl Format {
     }
 }
 
+/// The UTF-8 byte-order mark some editors (Notepad, Excel exports) put at the start of a
+/// file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The text of a localhost file (flags or segment), without a leading UTF-8 byte-order
+/// mark: read as part of the text, it would rename the first flag of a legacy file and
+/// make a JSON file invalid.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::Parse`] naming the line when it is
+/// not UTF-8 (UTF-16, which a byte-order mark tells, is named as such).
 fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let mut bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    let not_utf8 = |line: Option<usize>, message: String| Error::Parse {
+        origin: path.display().to_string(),
+        line,
+        message,
+    };
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return Err(not_utf8(
+            None,
+            "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8".into(),
+        ));
+    }
+    if bytes.starts_with(UTF8_BOM) {
+        bytes.drain(..UTF8_BOM.len());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let valid = &bytes[..at];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        not_utf8(
+            Some(line),
+            format!(
+                "not UTF-8: byte {:#04x} (column {}); save the file as UTF-8",
+                bytes.get(at).copied().unwrap_or_default(),
+                at - line_start + 1
+            ),
+        )
     })
 }
 
@@ -502,6 +545,79 @@ mod tests {
         assert!(
             p.contains("beta.json at line 1: field 'added[1]': 1e400 is not a string key"),
             "{p}"
+        );
+    }
+
+    /// A file that starts with a UTF-8 byte-order mark reads as if it had none, in every
+    /// format and in the segment directory.
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = "\u{feff}";
+        let cases = [
+            ("flags.split", format!("{bom}first on\nsecond off\n")),
+            (
+                "flags.yaml",
+                format!(
+                    "{bom}- first:\n    treatment: \"on\"\n- second:\n    treatment: \"off\"\n"
+                ),
+            ),
+            (
+                "flags.json",
+                format!(
+                    "{bom}{{\"ff\":{{\"d\":[{{\"name\":\"first\"}},{{\"name\":\"second\"}}],\"s\":-1,\"t\":1}}}}"
+                ),
+            ),
+            (
+                "legacy.json",
+                format!("{bom}{{\"splits\":[{{\"name\":\"first\"}},{{\"name\":\"second\"}}]}}"),
+            ),
+        ];
+        for (file, text) in cases {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            let (changes, problems) = load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(problems.is_empty(), "{file}: {problems:?}");
+            let names: Vec<&str> = changes.flags.d.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(names, ["first", "second"], "{file}");
+        }
+        let segments = dir.path().join("segments");
+        std::fs::create_dir(&segments).unwrap();
+        std::fs::write(
+            segments.join("beta.json"),
+            format!("{bom}{{\"added\":[\"ann\"],\"removed\":[],\"since\":-1,\"till\":1}}"),
+        )
+        .unwrap();
+        let (segs, problems) = load_segments(&segments).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            (segs[0].name.as_str(), segs[0].added.as_slice()),
+            ("beta", &["ann".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let utf16 = dir.path().join("flags.split");
+        let mut bytes = vec![0xFF, 0xFE];
+        for unit in "first on\n".encode_utf16() {
+            bytes.extend(unit.to_le_bytes());
+        }
+        std::fs::write(&utf16, bytes).unwrap();
+        let e = load(&utf16).unwrap_err().to_string();
+        assert!(
+            e.ends_with("flags.split: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"),
+            "{e}"
+        );
+        let latin1 = dir.path().join("flags.yaml");
+        std::fs::write(&latin1, b"- caf\xE9:\n    treatment: on\n- b\xE9:\n").unwrap();
+        let e = load(&latin1).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "flags.yaml at line 1: not UTF-8: byte 0xe9 (column 6); save the file as UTF-8"
+            ),
+            "{e}"
         );
     }
 
