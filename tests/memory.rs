@@ -217,7 +217,8 @@ fn a_gzip_bomb_from_the_events_endpoint_is_not_held() {
 
 /// `Snapshot::from_json` compiles each definition as soon as it is read: beyond the compiled
 /// snapshot it keeps, it holds little (it used to hold every definition parsed, about 3.6
-/// times the document's size, before compiling the first).
+/// times the document's size, before compiling the first), and the snapshot is smaller
+/// than the text's double.
 #[test]
 fn from_json_holds_little_beyond_the_compiled_snapshot() {
     let _serial = one_at_a_time();
@@ -248,5 +249,7 @@ fn from_json_holds_little_beyond_the_compiled_snapshot() {
         mib(heap),
         mib(kept)
     );
-    assert!(heap <= 3 * size, "peak {:.1} MiB", mib(heap));
+    // The compiled snapshot itself: 1.79 times the text (2.02 while whitelists were hash sets
+    // of boxed strings).
+    assert!(heap <= 2 * size, "peak {:.1} MiB", mib(heap));
 }
