@@ -346,6 +346,35 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest answer the SDK API may send (`splitChanges`, `segmentChanges`), in bytes,
+    /// counted after decompression. Reading stops there: a larger answer is refused without
+    /// being held (nothing of it is applied, the last good definitions stay), logged as an
+    /// error and reported by [`Client::block_until_ready`] naming the URL and the limit, and
+    /// asked again at the next poll. A compressed answer that would expand further never
+    /// costs more memory than this. Default: 128 MiB
+    /// ([`defaults::MAX_RESPONSE_BYTES`](crate::defaults::MAX_RESPONSE_BYTES)); at least 1.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.options.max_response_bytes = Some(bytes);
+        self
+    }
+
+    /// The retry delays of synchronization after a failed request (network, timeout, 5xx,
+    /// 408, 429, a malformed answer): the first retry comes within `base`, each further one
+    /// within twice the previous bound, never beyond `cap` (full jitter: a random delay up
+    /// to the bound, so that many clients do not retry at once); a server's `Retry-After`
+    /// replaces the delay (up to an hour). Flags and segments back off separately; a
+    /// success starts over.
+    /// The last good definitions are served meanwhile.
+    ///
+    /// Default: 1 s and 60 s ([`defaults::SYNC_BACKOFF_BASE`](crate::defaults::SYNC_BACKOFF_BASE),
+    /// [`defaults::SYNC_BACKOFF_CAP`](crate::defaults::SYNC_BACKOFF_CAP)). `cap` must be at
+    /// least `base`, and `base` more than zero, at least 100 ms unless
+    /// [`enforce_minimum_rates`](Self::enforce_minimum_rates) is off.
+    pub fn sync_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.options.sync_backoff = Some((base, cap));
+        self
+    }
+
     /// Whether the minimum refresh rates are enforced. Turn off only for tests against a
     /// local server or a proxy you run. Default: true.
     pub fn enforce_minimum_rates(mut self, enforce: bool) -> Self {

@@ -45,6 +45,18 @@ pub const DEFAULT_BULK_SIZE: usize = 5_000;
 pub const DEFAULT_DEDUPE_CACHE_SIZE: usize = 500_000;
 /// Default of [`crate::ClientBuilder::request_timeout`]: 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`crate::ClientBuilder::max_response_bytes`]: 128 MiB, counted after
+/// decompression. The definitions of a large organisation are tens of megabytes; this leaves
+/// room for several times that while bounding what a broken or hostile server can make the
+/// SDK hold.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
+/// Default first retry delay ceiling of [`crate::ClientBuilder::sync_backoff`]: 1 second.
+pub const DEFAULT_SYNC_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Default longest retry delay of [`crate::ClientBuilder::sync_backoff`]: 60 seconds.
+pub const DEFAULT_SYNC_BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Shortest accepted base of [`crate::ClientBuilder::sync_backoff`] while the minimum rates
+/// are enforced: 100 milliseconds.
+pub const MIN_SYNC_BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Events also flush when this many bytes are queued: 5 MB.
 pub const EVENTS_FLUSH_BYTES: usize = 5 * 1024 * 1024;
 /// Default of [`crate::ClientBuilder::auth_url`]: `https://auth.split.io/api`.
@@ -87,6 +99,8 @@ pub struct Config {
     pub(crate) features_refresh_rate: Duration,
     pub(crate) segments_refresh_rate: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) max_response_bytes: u64,
+    pub(crate) sync_backoff: (Duration, Duration),
     pub(crate) enforce_minimum_rates: bool,
     pub(crate) streaming_enabled: bool,
     pub(crate) auth_url: String,
@@ -213,6 +227,18 @@ impl Config {
     pub fn segments_refresh_rate(&self) -> Duration {
         self.segments_refresh_rate
     }
+
+    /// The largest answer accepted from the SDK API, in bytes after decompression
+    /// ([`crate::ClientBuilder::max_response_bytes`]).
+    pub fn max_response_bytes(&self) -> u64 {
+        self.max_response_bytes
+    }
+
+    /// The base and cap of the retry delays after failed synchronization requests
+    /// ([`crate::ClientBuilder::sync_backoff`]).
+    pub fn sync_backoff(&self) -> (Duration, Duration) {
+        self.sync_backoff
+    }
 }
 
 /// The options as given to the builder, before validation.
@@ -243,6 +269,8 @@ pub(crate) struct Options {
     pub(crate) features_refresh_rate: Option<Duration>,
     pub(crate) segments_refresh_rate: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
+    pub(crate) max_response_bytes: Option<u64>,
+    pub(crate) sync_backoff: Option<(Duration, Duration)>,
     pub(crate) enforce_minimum_rates: Option<bool>,
     pub(crate) streaming_enabled: Option<bool>,
     pub(crate) auth_url: Option<String>,
@@ -288,6 +316,36 @@ fn size(option: &'static str, value: Option<usize>, default: usize) -> Result<us
         }),
         n => Ok(n),
     }
+}
+
+/// The sync backoff's `(base, cap)`: `cap >= base > 0`, and `base` at least
+/// [`MIN_SYNC_BACKOFF_BASE`] when minimums are enforced.
+fn sync_backoff(
+    value: Option<(Duration, Duration)>,
+    enforce: bool,
+) -> Result<(Duration, Duration), Error> {
+    let (base, cap) = value.unwrap_or((DEFAULT_SYNC_BACKOFF_BASE, DEFAULT_SYNC_BACKOFF_CAP));
+    let err = |message: String| {
+        Err(Error::Config {
+            option: "sync_backoff",
+            message,
+        })
+    };
+    if base.is_zero() {
+        return err("the base must be greater than zero".into());
+    }
+    if enforce && base < MIN_SYNC_BACKOFF_BASE {
+        return err(format!(
+            "the base must be at least {MIN_SYNC_BACKOFF_BASE:?} (unless enforce_minimum_rates is \
+             off), got {base:?}"
+        ));
+    }
+    if cap < base {
+        return err(format!(
+            "the cap must be at least the base ({base:?}), got {cap:?}"
+        ));
+    }
+    Ok((base, cap))
 }
 
 fn url(option: &'static str, value: Option<String>) -> Result<Option<String>, Error> {
@@ -453,6 +511,16 @@ impl Options {
                 Duration::from_millis(1),
                 enforce,
             )?,
+            max_response_bytes: match self.max_response_bytes {
+                Some(0) => {
+                    return Err(Error::Config {
+                        option: "max_response_bytes",
+                        message: "must be at least 1".into(),
+                    });
+                }
+                other => other.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            },
+            sync_backoff: sync_backoff(self.sync_backoff, enforce)?,
             enforce_minimum_rates: enforce,
             streaming_enabled: self.streaming_enabled.unwrap_or(true),
             auth_url: url("auth_url", self.auth_url)?.unwrap_or_else(|| DEFAULT_AUTH_URL.into()),
@@ -499,6 +567,81 @@ mod tests {
         match options.validate(sdk_key, true) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn max_response_bytes_has_a_default_and_is_at_least_one() {
+        assert_eq!(
+            config("key", None, None).max_response_bytes(),
+            128 * 1024 * 1024
+        );
+        let set = |n| {
+            Options {
+                max_response_bytes: Some(n),
+                ..Options::default()
+            }
+            .validate("key", false)
+        };
+        assert_eq!(set(1).map(|c| c.max_response_bytes()).ok(), Some(1));
+        match set(0) {
+            Err(Error::Config { option, message }) => {
+                assert_eq!(option, "max_response_bytes");
+                assert_eq!(message, "must be at least 1");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sync_backoff_has_defaults_and_is_checked() {
+        let c = config("key", None, None);
+        assert_eq!(
+            c.sync_backoff(),
+            (Duration::from_secs(1), Duration::from_secs(60))
+        );
+        let set = |base: u64, cap: u64, enforce: bool| {
+            Options {
+                sync_backoff: Some((Duration::from_millis(base), Duration::from_millis(cap))),
+                enforce_minimum_rates: Some(enforce),
+                ..Options::default()
+            }
+            .validate("key", false)
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            set(250, 5_000, true).map(|c| c.sync_backoff()).ok(),
+            Some((ms(250), ms(5_000)))
+        );
+        assert_eq!(
+            set(100, 100, true).map(|c| c.sync_backoff()).ok(),
+            Some((ms(100), ms(100)))
+        );
+        assert_eq!(
+            set(5, 20, false).map(|c| c.sync_backoff()).ok(),
+            Some((ms(5), ms(20)))
+        );
+        for (base, cap, enforce, message) in [
+            (0, 10, false, "the base must be greater than zero"),
+            (
+                99,
+                1_000,
+                true,
+                "the base must be at least 100ms (unless enforce_minimum_rates is off), got 99ms",
+            ),
+            (
+                2_000,
+                1_000,
+                true,
+                "the cap must be at least the base (2s), got 1s",
+            ),
+        ] {
+            match set(base, cap, enforce) {
+                Err(Error::Config { option, message: m }) => {
+                    assert_eq!((option, m.as_str()), ("sync_backoff", message));
+                }
+                other => panic!("expected a configuration error, got {other:?}"),
+            }
         }
     }
 

@@ -107,9 +107,11 @@
 //!   within a quarter second, then with backoff. [`ClientBuilder::streaming_enabled`]`(false)`
 //!   polls only.
 //! - **Polling**: flags every [`ClientBuilder::features_refresh_rate`] (60 s), segments every
-//!   [`ClientBuilder::segments_refresh_rate`] (60 s), with backoff while the API fails;
+//!   [`ClientBuilder::segments_refresh_rate`] (60 s), with backoff while the API fails
+//!   ([`ClientBuilder::sync_backoff`]: within 1 s, doubling up to 60 s);
 //!   [`Client::sync_now`] polls at once. [`ClientBuilder::flag_sets_filter`] loads only some
-//!   flag sets.
+//!   flag sets. An answer larger than [`ClientBuilder::max_response_bytes`] (128 MiB after
+//!   decompression) is refused while it is read, so it never costs more memory than that.
 //! - **Change notifications**: [`Client::updates`] hands out a channel that says when the
 //!   client is ready and which flags (and segments) every change touched, kills included.
 //! - **Readiness**: [`Client::block_until_ready`] waits for flags and the segments they use;
@@ -134,7 +136,8 @@
 //! (splitChanges), `.yaml`/`.yml` (`- flag: {treatment, keys, config}`), or legacy lines
 //! `flag treatment`. Segments come from [`ClientBuilder::segment_directory`].
 //! [`ClientBuilder::localhost_refresh_rate`] reloads on change. Nothing is sent anywhere
-//! unless [`ClientBuilder::events_url`] is set.
+//! unless [`ClientBuilder::events_url`] is set. Files are UTF-8; a leading byte-order mark
+//! is ignored.
 //!
 //! # Impressions, listeners and integrations
 //!

@@ -21,6 +21,9 @@
 //! `control`, traffic allocation 100, murmur3 bucketing and change number 0.
 //!
 //! Segments: every `*.json` file of the segment directory is a segmentChanges document.
+//!
+//! Every file is read as UTF-8, without a leading byte-order mark (some editors write one);
+//! a UTF-16 file is refused naming its encoding.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,10 +57,50 @@ impl Format {
     }
 }
 
+/// The UTF-8 byte-order mark some editors (Notepad, Excel exports) put at the start of a
+/// file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The text of a localhost file (flags or segment), without a leading UTF-8 byte-order
+/// mark: read as part of the text, it would rename the first flag of a legacy file and
+/// make a JSON file invalid.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::Parse`] naming the line when it is
+/// not UTF-8 (UTF-16, which a byte-order mark tells, is named as such).
 fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let mut bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    let not_utf8 = |line: Option<usize>, message: String| Error::Parse {
+        origin: path.display().to_string(),
+        line,
+        message,
+    };
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return Err(not_utf8(
+            None,
+            "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8".into(),
+        ));
+    }
+    if bytes.starts_with(UTF8_BOM) {
+        bytes.drain(..UTF8_BOM.len());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let valid = &bytes[..at];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        not_utf8(
+            Some(line),
+            format!(
+                "not UTF-8: byte {:#04x} (column {}); save the file as UTF-8",
+                bytes.get(at).copied().unwrap_or_default(),
+                at - line_start + 1
+            ),
+        )
     })
 }
 
@@ -329,8 +372,9 @@ fn keep_last_rollout(changes: &mut SplitChanges) {
     }
 }
 
-/// Reads every `*.json` segmentChanges file of `dir`, sorted by file name.
-pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
+/// Reads every `*.json` segmentChanges file of `dir`, sorted by file name, with the problems
+/// of keys that were skipped (each naming the file, line, segment and field).
+pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentChanges>, Vec<Error>), Error> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -348,23 +392,29 @@ pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
     }
     files.sort();
     let mut out = Vec::with_capacity(files.len());
+    let mut problems = Vec::new();
     for path in files {
         let text = read(&path)?;
-        let parse_err = |line: Option<usize>, message: String| Error::Parse {
-            origin: path.display().to_string(),
-            line,
-            message,
-        };
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| parse_err(Some(e.line()), without_line(e.to_string(), e.line())))?;
-        if value.get("added").is_none() && value.get("removed").is_none() {
-            return Err(parse_err(
-                None,
-                "not a segmentChanges document: no \"added\" or \"removed\" field".into(),
-            ));
+        let origin = path.display().to_string();
+        /// Whether the document has the fields of a segmentChanges document.
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            added: Option<serde::de::IgnoredAny>,
+            removed: Option<serde::de::IgnoredAny>,
         }
-        let mut seg: SegmentChanges =
-            serde_json::from_value(value).map_err(|e| parse_err(None, e.to_string()))?;
+        let (mut seg, more) = SegmentChanges::parse(&text, &origin)?;
+        if let Ok(Fields {
+            added: None,
+            removed: None,
+        }) = serde_json::from_str::<Fields>(&text)
+        {
+            return Err(Error::Parse {
+                origin,
+                line: None,
+                message: "not a segmentChanges document: no \"added\" or \"removed\" field".into(),
+            });
+        }
+        problems.extend(more);
         if seg.name.is_empty() {
             seg.name = path
                 .file_stem()
@@ -374,7 +424,7 @@ pub(crate) fn load_segments(dir: &Path) -> Result<Vec<SegmentChanges>, Error> {
         }
         out.push(seg);
     }
-    Ok(out)
+    Ok((out, problems))
 }
 
 /// Parses a flags file and applies the legacy "later line wins" rule.
@@ -402,7 +452,9 @@ pub(crate) fn snapshot(config: &crate::Config) -> Result<(crate::Snapshot, Vec<E
     }
     let mut snap = crate::Snapshot::new();
     if let Some(dir) = config.segment_directory() {
-        for seg in load_segments(dir)? {
+        let (segments, more) = load_segments(dir)?;
+        problems.extend(more);
+        for seg in segments {
             snap = snap.apply_segment_changes(&seg);
         }
     }
@@ -464,6 +516,108 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "cannot parse f.yaml at line 2: did not find expected ',' or '}' (column 1), while parsing a flow mapping at line 1 column 6"
+        );
+    }
+
+    #[test]
+    fn a_number_out_of_range_skips_only_its_flag_or_key() {
+        let text = "{\"ff\": {\"d\": [\n  {\"name\": \"ok\"},\n  {\"name\": \"bad\", \"seed\": 1e400}\n]}}";
+        let (c, problems) = parse_flags(text, Format::Json, "f.json").unwrap();
+        let names: Vec<&str> = c.flags.d.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["ok"]);
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "flag 'bad': field 'seed': number out of range: 1e400 at line 3 column 31; \
+              definition skipped"
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("beta.json"),
+            "{\"added\": [\"a\", 1e400, \"b\"], \"since\": -1, \"till\": 1}",
+        )
+        .unwrap();
+        let (segments, problems) = load_segments(dir.path()).unwrap();
+        assert_eq!(segments[0].name, "beta");
+        assert_eq!(segments[0].added, ["a", "b"]);
+        let p = problems[0].to_string();
+        assert!(
+            p.contains("beta.json at line 1: field 'added[1]': 1e400 is not a string key"),
+            "{p}"
+        );
+    }
+
+    /// A file that starts with a UTF-8 byte-order mark reads as if it had none, in every
+    /// format and in the segment directory.
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = "\u{feff}";
+        let cases = [
+            ("flags.split", format!("{bom}first on\nsecond off\n")),
+            (
+                "flags.yaml",
+                format!(
+                    "{bom}- first:\n    treatment: \"on\"\n- second:\n    treatment: \"off\"\n"
+                ),
+            ),
+            (
+                "flags.json",
+                format!(
+                    "{bom}{{\"ff\":{{\"d\":[{{\"name\":\"first\"}},{{\"name\":\"second\"}}],\"s\":-1,\"t\":1}}}}"
+                ),
+            ),
+            (
+                "legacy.json",
+                format!("{bom}{{\"splits\":[{{\"name\":\"first\"}},{{\"name\":\"second\"}}]}}"),
+            ),
+        ];
+        for (file, text) in cases {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            let (changes, problems) = load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(problems.is_empty(), "{file}: {problems:?}");
+            let names: Vec<&str> = changes.flags.d.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(names, ["first", "second"], "{file}");
+        }
+        let segments = dir.path().join("segments");
+        std::fs::create_dir(&segments).unwrap();
+        std::fs::write(
+            segments.join("beta.json"),
+            format!("{bom}{{\"added\":[\"ann\"],\"removed\":[],\"since\":-1,\"till\":1}}"),
+        )
+        .unwrap();
+        let (segs, problems) = load_segments(&segments).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            (segs[0].name.as_str(), segs[0].added.as_slice()),
+            ("beta", &["ann".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let utf16 = dir.path().join("flags.split");
+        let mut bytes = vec![0xFF, 0xFE];
+        for unit in "first on\n".encode_utf16() {
+            bytes.extend(unit.to_le_bytes());
+        }
+        std::fs::write(&utf16, bytes).unwrap();
+        let e = load(&utf16).unwrap_err().to_string();
+        assert!(
+            e.ends_with("flags.split: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"),
+            "{e}"
+        );
+        let latin1 = dir.path().join("flags.yaml");
+        std::fs::write(&latin1, b"- caf\xE9:\n    treatment: on\n- b\xE9:\n").unwrap();
+        let e = load(&latin1).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "flags.yaml at line 1: not UTF-8: byte 0xe9 (column 6); save the file as UTF-8"
+            ),
+            "{e}"
         );
     }
 

@@ -130,6 +130,53 @@ pub(crate) fn without_line(message: String, line: usize) -> String {
     )
 }
 
+/// Line numbers of a document, counted forward from the last position asked: parts of it
+/// (definitions, keys) asked about in document order cost one reading of the document in
+/// all, however many there are.
+pub(crate) struct Lines<'a> {
+    text: &'a str,
+    /// A byte offset, the line it is on (1-based) and the offset where that line starts.
+    at: usize,
+    line: usize,
+    line_start: usize,
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn new(text: &'a str) -> Lines<'a> {
+        Lines {
+            text,
+            at: 0,
+            line: 1,
+            line_start: 0,
+        }
+    }
+
+    /// Line and column in the document of the position `(line, column)` (as serde_json
+    /// counts them: 1-based, a column in bytes) of the definition text `part`, a slice of the
+    /// document.
+    pub(crate) fn position_in(&mut self, part: &str, line: usize, column: usize) -> (usize, usize) {
+        let offset = (part.as_ptr() as usize)
+            .saturating_sub(self.text.as_ptr() as usize)
+            .min(self.text.len());
+        if offset < self.at {
+            *self = Lines::new(self.text);
+        }
+        let bytes = &self.text.as_bytes()[self.at..offset];
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                self.line += 1;
+                self.line_start = self.at + i + 1;
+            }
+        }
+        self.at = offset;
+        if line <= 1 {
+            (self.line, offset - self.line_start + column)
+        } else {
+            (self.line + line - 1, column)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

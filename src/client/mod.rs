@@ -250,6 +250,8 @@ impl Client {
                 sync.features_refresh_rate = config.features_refresh_rate;
                 sync.segments_refresh_rate = config.segments_refresh_rate;
                 sync.request_timeout = config.request_timeout;
+                sync.max_response_bytes = config.max_response_bytes;
+                (sync.backoff_base, sync.backoff_cap) = config.sync_backoff;
                 sync.flag_sets_filter = config.flag_sets_filter.clone();
                 sync.machine_ip = meta.ip.clone();
                 sync.machine_name = meta.name.clone();

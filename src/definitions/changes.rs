@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::flag::FeatureFlag;
 use super::segment::RuleBasedSegment;
 use crate::error::Error;
+use crate::text::Lines;
 
 /// One section (`ff` or `rbs`) of a spec 1.3 splitChanges document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,10 +46,14 @@ impl SplitChanges {
     ///
     /// `origin` names the document in errors (a path or URL). Definitions that do not have the
     /// expected shape are skipped and returned as errors in the second element, each naming the
-    /// flag and the field.
+    /// flag and the field; so are definitions holding something no JSON value can (a number
+    /// out of range such as `1e400`, a lone surrogate escape, a nesting deeper than 128), even
+    /// in a field nobody reads, and those errors also give the line and column in the
+    /// document.
     ///
     /// # Errors
-    /// [`Error::Parse`] when the text is not JSON or not a splitChanges document at all.
+    /// [`Error::Parse`] when the text is not JSON or not a splitChanges document at all (also
+    /// for a number out of range outside the definitions).
     ///
     /// # Examples
     /// ```
@@ -63,11 +68,14 @@ impl SplitChanges {
     /// # Ok::<(), splitkit::Error>(())
     /// ```
     pub fn parse(text: &str, origin: &str) -> Result<(SplitChanges, Vec<Error>), Error> {
-        match parse_raw(text) {
-            Some(parsed) => Ok(parsed),
-            // Not a well-formed document: the general path gives the error it always has.
-            None => Self::parse_through_value(text, origin),
-        }
+        let mut out = SplitChanges::default();
+        let mut problems = Vec::new();
+        let numbers = read_definitions(text, origin, &mut problems, &mut out)?;
+        out.flags.s = numbers.flags.0;
+        out.flags.t = numbers.flags.1;
+        out.rule_based_segments.s = numbers.rule_based.0;
+        out.rule_based_segments.t = numbers.rule_based.1;
+        Ok((out, problems))
     }
 
     /// [`SplitChanges::parse`] through a `serde_json::Value` of the whole document.
@@ -119,6 +127,70 @@ impl SplitChanges {
         }
         Ok((out, problems))
     }
+}
+
+/// The change numbers (`s`, `t`) of both sections of a splitChanges document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChangeNumbers {
+    /// `ff.s` and `ff.t` (or `since` and `till`).
+    pub(crate) flags: (i64, i64),
+    /// `rbs.s` and `rbs.t` (`-1` when absent).
+    pub(crate) rule_based: (i64, i64),
+}
+
+/// Receives the definitions of a document one at a time, as they are read, so that whoever
+/// consumes them (the snapshot compiler) never needs all of them at once.
+pub(crate) trait DefinitionSink {
+    /// A well-formed flag, in document order.
+    fn flag(&mut self, flag: FeatureFlag);
+    /// A well-formed rule-based segment, in document order, after every flag.
+    fn rule_based_segment(&mut self, segment: RuleBasedSegment);
+}
+
+impl DefinitionSink for SplitChanges {
+    fn flag(&mut self, flag: FeatureFlag) {
+        self.flags.d.push(flag);
+    }
+
+    fn rule_based_segment(&mut self, segment: RuleBasedSegment) {
+        self.rule_based_segments.d.push(segment);
+    }
+}
+
+/// Reads a splitChanges document, handing each well-formed definition to `sink` (flags
+/// first, then rule-based segments) and adding a problem naming each broken one to
+/// `problems`, as [`SplitChanges::parse`] does.
+///
+/// Nothing reaches `sink` unless the whole text is a splitChanges document: it is read once
+/// through (its outline: the raw text of each definition and the change numbers) before the
+/// first definition is deserialized, so a truncated or malformed document is an error with
+/// nothing delivered.
+///
+/// # Errors
+/// [`Error::Parse`] when the text is not JSON or not a splitChanges document at all.
+pub(crate) fn read_definitions(
+    text: &str,
+    origin: &str,
+    problems: &mut Vec<Error>,
+    sink: &mut impl DefinitionSink,
+) -> Result<ChangeNumbers, Error> {
+    if let Some(outline) = outline(text) {
+        return Ok(outline.deliver(text, problems, sink));
+    }
+    // Not a well-formed document: the general path gives the error it always has.
+    let (changes, more) = SplitChanges::parse_through_value(text, origin)?;
+    problems.extend(more);
+    let numbers = ChangeNumbers {
+        flags: (changes.flags.s, changes.flags.t),
+        rule_based: (changes.rule_based_segments.s, changes.rule_based_segments.t),
+    };
+    for f in changes.flags.d {
+        sink.flag(f);
+    }
+    for r in changes.rule_based_segments.d {
+        sink.rule_based_segment(r);
+    }
+    Ok(numbers)
 }
 
 fn number_field(
@@ -232,10 +304,18 @@ fn rbs_entry(v: Value) -> Result<RuleBasedSegment, Error> {
 // Building a `Value` of a large document (a map and a string allocated for every object and
 // string in it) costs more than everything else in loading. The fast path below only splits
 // the document into the raw text of each definition and deserializes each definition
-// straight from its text. It gives the same result as the `Value` path whenever it gives one:
-// - `Checked` first accepts exactly the texts `serde_json::from_str::<Value>` accepts (the
-//   same deserializer calls, nothing kept), so a document the `Value` path rejects, for
-//   instance for a number out of range in a field nobody reads, is rejected the same way;
+// straight from its text. It gives the same result as the `Value` path whenever that path
+// accepts the document, and is more forgiving in one way only: what the `Value` path rejects
+// the whole document for, when it lies inside one definition, only skips that definition.
+// - The outline (the raw texts, the change numbers) reads the document's syntax through
+//   (brackets, strings, numbers of any size), so a truncated or malformed document fails it;
+//   everything outside the definitions is checked with `Checked`, which accepts exactly the
+//   texts `serde_json::from_str::<Value>` accepts (the same deserializer calls, nothing
+//   kept), so a number out of range there rejects the document as it always did.
+// - The text of each definition is checked with `Checked` too: a definition holding a number
+//   out of range (`1e400`), a lone surrogate escape or a nesting too deep, even in a field
+//   nobody reads, is skipped with a problem naming it, the field, and the line and column
+//   in the document. (The `Value` path rejects the whole document for it.)
 // - every shape the `Value` path reports as an error (a section that is not an object, `d`
 //   not an array, `s`/`t` not integers) makes the fast path give up, and the `Value` path
 //   then reports it with its usual message;
@@ -246,25 +326,61 @@ fn rbs_entry(v: Value) -> Result<RuleBasedSegment, Error> {
 //   except that text with a duplicated field is an error (the `Value` keeps the last one),
 //   which the second reading handles too.
 
-/// Reads a well-formed splitChanges document; `None` when the general path must decide.
-fn parse_raw(text: &str) -> Option<(SplitChanges, Vec<Error>)> {
-    serde_json::from_str::<Checked>(text).ok()?;
+/// The outline of a well-formed splitChanges document; `None` when the general path must
+/// decide (it then reports the error, or reads the document the `Value` way).
+fn outline(text: &str) -> Option<Outline<'_>> {
     let outline: Outline<'_> = serde_json::from_str(text).ok()?;
-    let mut problems = Vec::new();
-    let mut out = SplitChanges::default();
-    if let Some(ff) = outline.ff {
-        out.flags = ff.entries(&mut problems, flag_entry)?;
-        if let Some(rbs) = outline.rbs {
-            out.rule_based_segments = rbs.entries(&mut problems, rbs_entry)?;
-        }
-    } else if let Some(splits) = outline.splits {
-        out.flags.d = raw_entries(&splits, &mut problems, flag_entry)?;
-        out.flags.s = outline.since.unwrap_or(-1);
-        out.flags.t = outline.till.unwrap_or(-1);
-    } else {
+    if outline.ff.is_none() && outline.splits.is_none() {
         return None;
     }
-    Some((out, problems))
+    Some(outline)
+}
+
+impl Outline<'_> {
+    /// Deserializes every definition into `sink` (flags, then rule-based segments); `text` is
+    /// the document, to say where a broken definition is.
+    fn deliver(
+        self,
+        text: &str,
+        problems: &mut Vec<Error>,
+        sink: &mut impl DefinitionSink,
+    ) -> ChangeNumbers {
+        // The change numbers of an absent section, as in `ChangesSection::default()` (what
+        // the general path leaves there).
+        const ABSENT: (i64, i64) = (0, 0);
+        let (ff, rbs, numbers) = match (self.ff, self.splits) {
+            (Some(ff), _) => {
+                let (rbs, rule_based) = match self.rbs {
+                    Some(r) => (r.d, (r.s.unwrap_or(-1), r.t.unwrap_or(-1))),
+                    None => (Vec::new(), ABSENT),
+                };
+                let numbers = ChangeNumbers {
+                    flags: (ff.s.unwrap_or(-1), ff.t.unwrap_or(-1)),
+                    rule_based,
+                };
+                (ff.d, rbs, numbers)
+            }
+            (None, splits) => {
+                let numbers = ChangeNumbers {
+                    flags: (self.since.unwrap_or(-1), self.till.unwrap_or(-1)),
+                    rule_based: ABSENT,
+                };
+                (splits.unwrap_or_default(), Vec::new(), numbers)
+            }
+        };
+        let mut lines = Lines::new(text);
+        for raw in ff {
+            if let Some(f) = raw_entry(raw, &mut lines, problems, flag_entry) {
+                sink.flag(f);
+            }
+        }
+        for raw in rbs {
+            if let Some(r) = raw_entry(raw, &mut lines, problems, rbs_entry) {
+                sink.rule_based_segment(r);
+            }
+        }
+        numbers
+    }
 }
 
 /// The outline of a document, read in one pass: the raw text of every definition and the
@@ -288,21 +404,6 @@ struct RawSection<'a> {
     d: Vec<&'a RawValue>,
     s: Option<i64>,
     t: Option<i64>,
-}
-
-impl RawSection<'_> {
-    /// [`section`] from the raw definitions.
-    fn entries<T: DeserializeOwned>(
-        self,
-        problems: &mut Vec<Error>,
-        slow: fn(Value) -> Result<T, Error>,
-    ) -> Option<ChangesSection<T>> {
-        Some(ChangesSection {
-            d: raw_entries(&self.d, problems, slow)?,
-            s: self.s.unwrap_or(-1),
-            t: self.t.unwrap_or(-1),
-        })
-    }
 }
 
 /// The keys the outline reads (at either level); any other is skipped.
@@ -366,7 +467,7 @@ impl<'de> Deserialize<'de> for Outline<'de> {
                         OutlineKey::Since => out.since = map.next_value()?,
                         OutlineKey::Till => out.till = map.next_value()?,
                         _ => {
-                            map.next_value::<de::IgnoredAny>()?;
+                            map.next_value::<Checked>()?;
                         }
                     }
                 }
@@ -397,7 +498,7 @@ impl<'de> Deserialize<'de> for RawSection<'de> {
                         OutlineKey::S => out.s = map.next_value()?,
                         OutlineKey::T => out.t = map.next_value()?,
                         _ => {
-                            map.next_value::<de::IgnoredAny>()?;
+                            map.next_value::<Checked>()?;
                         }
                     }
                 }
@@ -408,31 +509,104 @@ impl<'de> Deserialize<'de> for RawSection<'de> {
     }
 }
 
-/// [`entries`] from raw texts; `None` only if a definition's text cannot be read as a
-/// `Value` (which `Checked` rules out).
-fn raw_entries<T: DeserializeOwned>(
-    items: &[&RawValue],
+/// One definition from its raw text; `None` (and a problem naming it) when it is broken.
+fn raw_entry<T: DeserializeOwned>(
+    raw: &RawValue,
+    lines: &mut Lines<'_>,
     problems: &mut Vec<Error>,
     slow: fn(Value) -> Result<T, Error>,
-) -> Option<Vec<T>> {
-    let mut out = Vec::with_capacity(items.len());
-    for raw in items {
-        let text = raw.get();
-        // An object with a string `name` that deserializes: the common case. (`T` would also
-        // deserialize from an array, which the general path rejects for its missing name.)
-        if text.starts_with('{')
-            && let Ok(v) = T::deserialize(&mut serde_json::Deserializer::from_str(text))
-        {
-            out.push(v);
-            continue;
-        }
-        let value: Value = serde_json::from_str(text).ok()?;
-        match slow(value) {
-            Ok(v) => out.push(v),
-            Err(e) => problems.push(e),
+) -> Option<T> {
+    let text = raw.get();
+    if serde_json::from_str::<Checked>(text).is_err() {
+        problems.push(unreadable(text, lines));
+        return None;
+    }
+    // An object with a string `name` that deserializes: the common case. (`T` would also
+    // deserialize from an array, which the general path rejects for its missing name.)
+    if text.starts_with('{')
+        && let Ok(v) = T::deserialize(&mut serde_json::Deserializer::from_str(text))
+    {
+        return Some(v);
+    }
+    // Read again through a `Value`, for the error the general path gives. (`Checked` has
+    // accepted the text, so it is a valid `Value`.)
+    let result = serde_json::from_str::<Value>(text)
+        .map_err(|e| Error::InvalidDefinition {
+            flag: "<unnamed>".into(),
+            field: String::new(),
+            message: format!("{e}; definition skipped"),
+        })
+        .and_then(slow);
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(e);
+            None
         }
     }
-    Some(out)
+}
+
+/// The problem of a definition whose text holds something a JSON value cannot (a number out
+/// of range, a lone surrogate escape, a nesting too deep): its name when it has one, the
+/// field, and where in the document.
+fn unreadable(text: &str, lines: &mut Lines<'_>) -> Error {
+    /// The name alone; every other field is skipped unread.
+    #[derive(Deserialize)]
+    struct NameOnly {
+        name: Option<String>,
+    }
+    let flag = serde_json::from_str::<NameOnly>(text)
+        .ok()
+        .and_then(|n| n.name)
+        .unwrap_or_else(|| "<unnamed>".to_string());
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Err(e) = serde_path_to_error::deserialize::<_, Checked>(&mut de) else {
+        // Only called once `Checked` has failed on the same text.
+        return Error::InvalidDefinition {
+            flag,
+            field: String::new(),
+            message: "cannot be read; definition skipped".into(),
+        };
+    };
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    let (line, column) = lines.position_in(text, inner.line(), inner.column());
+    let message = inner.to_string();
+    let what = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message.as_str(),
+    };
+    // A number out of range is shown (the error points at its last character).
+    let number = match what {
+        "number out of range" => number_ending_at(text, inner.line(), inner.column()),
+        _ => None,
+    };
+    let what = match number {
+        Some(n) => format!("{what}: {n}"),
+        None => what.to_string(),
+    };
+    Error::InvalidDefinition {
+        flag,
+        field,
+        message: format!("{what} at line {line} column {column}; definition skipped"),
+    }
+}
+
+/// The JSON number whose last character is at `(line, column)` of `text` (1-based, the
+/// column in bytes), if there is one there.
+fn number_ending_at(text: &str, line: usize, column: usize) -> Option<&str> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let end = (line_start + column).min(text.len());
+    let head = text.get(..end)?;
+    let start = head
+        .rfind(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E'))
+        .map_or(0, |i| i + 1);
+    let number = &head[start..];
+    number.bytes().any(|b| b.is_ascii_digit()).then_some(number)
 }
 
 /// A JSON value checked and thrown away: deserializing it accepts exactly the texts
@@ -512,6 +686,16 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path alone: `None` when it leaves the document to the general path.
+    fn parse_raw(text: &str) -> Option<(SplitChanges, Vec<Error>)> {
+        let mut out = SplitChanges::default();
+        let mut problems = Vec::new();
+        let numbers = outline(text)?.deliver(text, &mut problems, &mut out);
+        (out.flags.s, out.flags.t) = numbers.flags;
+        (out.rule_based_segments.s, out.rule_based_segments.t) = numbers.rule_based;
+        Some((out, problems))
+    }
 
     #[test]
     fn legacy_form() {
@@ -598,9 +782,10 @@ mod tests {
             "{\"ff\":{\"d\":[]},\"rbs\":[]}",
             "{\"splits\":{}}",
             "{\"splits\":[],\"till\":\"9\"}",
-            // Rejected by `Value` though nobody reads the field: still rejected.
-            "{\"ff\":{\"d\":[{\"name\":\"f\",\"orgId\":1e999}]}}",
-            "{\"ff\":{\"d\":[{\"name\":\"f\",\"orgId\":\"\\ud800\"}]}}",
+            // Outside the definitions, what `Value` rejects is still rejected.
+            "{\"ff\":{\"d\":[{\"name\":\"f\"}]},\"orgId\":1e999}",
+            "{\"ff\":{\"d\":[{\"name\":\"f\"}],\"x\":\"\\ud800\"}}",
+            "{\"ff\":{\"d\":[],\"t\":1e999}}",
             "{\"ff\":{\"d\":[]}} x",
             // Arrays where objects are expected (a derived struct would accept them).
             "{\"ff\":[[],1,2]}",
@@ -618,12 +803,68 @@ mod tests {
             assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}");
         }
         let deep = format!(
-            "{{\"ff\":{{\"d\":[{{\"name\":\"f\",\"x\":{}{}}}]}}}}",
+            "{{\"ff\":{{\"d\":[]}},\"x\":{}{}}}",
             "[".repeat(200),
             "]".repeat(200)
         );
         assert!(parse_raw(&deep).is_none());
         assert!(SplitChanges::parse(&deep, "o").is_err());
+    }
+
+    /// What no JSON value can hold (a number out of range, a lone surrogate, a nesting too
+    /// deep) inside one definition skips that definition only, naming it, the field and the
+    /// place in the document; the `Value` path rejected the whole document.
+    #[test]
+    fn an_unreadable_value_skips_only_its_definition() {
+        let ok = r#"{"name":"ok","defaultTreatment":"off"}"#;
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let doc = format!(
+            "{{\"ff\":{{\"d\":[{ok},\n\
+             {{\"name\":\"big\",\"conditions\":[{{\"matcherGroup\":{{\"matchers\":[\
+             {{\"matcherType\":\"BETWEEN\",\"betweenMatcherData\":{{\"start\":1e400,\"end\":2}}}}]}}}}]}},\n\
+             {{\"name\":\"unread\",\"orgId\":-1e400}},\n\
+             {{\"name\":\"surrogate\",\"configurations\":{{\"on\":\"\\ud800\"}}}},\n\
+             {{\"name\":\"deep\",\"x\":{deep}}}, {{\"orgId\":1e999}}, 1e999],\n\
+             \"s\":1,\"t\":2}},\"rbs\":{{\"d\":[{{\"name\":\"r\",\"excluded\":{{\"keys\":[1E+999]}}}},\
+             {{\"name\":\"r2\"}}],\"s\":-1,\"t\":3}}}}"
+        );
+        let (changes, problems) = SplitChanges::parse(&doc, "doc.json").unwrap();
+        let names: Vec<&str> = changes.flags.d.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["ok"]);
+        assert_eq!((changes.flags.s, changes.flags.t), (1, 2));
+        let rbs: Vec<&str> = changes
+            .rule_based_segments
+            .d
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(rbs, ["r2"]);
+        let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "flag 'big': field 'conditions[0].matcherGroup.matchers[0].betweenMatcherData.start': \
+                 number out of range: 1e400 at line 2 column 117; definition skipped",
+                "flag 'unread': field 'orgId': number out of range: -1e400 at line 3 column 31; \
+                 definition skipped",
+                "flag 'surrogate': field 'configurations.on': unexpected end of hex escape \
+                 at line 4 column 51; definition skipped",
+                "flag 'deep': field 'x[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]': \
+                 recursion limit exceeded at line 5 column 146; definition skipped",
+                "flag '<unnamed>': field 'orgId': number out of range: 1e999 at line 5 column 436; \
+                 definition skipped",
+                "flag '<unnamed>': field '.': number out of range: 1e999 at line 5 column 444; \
+                 definition skipped",
+                "flag 'r': field 'excluded.keys[0]': number out of range: 1E+999 at line 6 column 63; \
+                 definition skipped",
+            ]
+        );
+        // The same through a snapshot.
+        let (snapshot, problems) = crate::Snapshot::from_json(&doc, "doc.json").unwrap();
+        assert_eq!(snapshot.flag_names(), ["ok"]);
+        assert_eq!(problems.len(), 7);
+        assert_eq!(snapshot.change_number(), 2);
+        assert_eq!(snapshot.rule_based_change_number(), 3);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! official SDKs tolerate being absent or `null` is optional here too, and unknown extra fields
 //! are ignored, so real payloads (with `orgId`, `environment`, ...) load unchanged.
 
-mod changes;
+pub(crate) mod changes;
 mod flag;
 mod segment;
 

@@ -452,13 +452,18 @@ impl HttpTransport {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(crate::backoff::parse_retry_after);
-        // Read (and discard) a small body so the connection goes back to the pool.
-        if let Err(e) = response
+        // Read (and discard) a small body so the connection goes back to the pool. ureq's
+        // `limit` counts the bytes on the wire and ureq decompresses a gzip body itself, so
+        // the decompressed bytes are bounded too, and never kept.
+        let reader = response
             .body_mut()
             .with_config()
             .limit(MAX_RESPONSE_BODY)
-            .read_to_vec()
-        {
+            .reader();
+        if let Err(e) = std::io::copy(
+            &mut std::io::Read::take(reader, MAX_RESPONSE_BODY),
+            &mut std::io::sink(),
+        ) {
             log::debug!("ignoring unreadable response body from {url}: {e}");
         }
         Ok(Response {

@@ -23,27 +23,26 @@ const SMALL_SET: usize = 8;
 #[derive(Debug)]
 pub(crate) enum StrSet {
     Small(Box<[Box<str>]>),
-    Large(FastSet<Box<str>>),
+    Large(PackedSet),
 }
 
 impl StrSet {
     fn new(items: &[String]) -> StrSet {
-        if items.len() <= SMALL_SET {
-            let mut uniq: Vec<Box<str>> = Vec::with_capacity(items.len());
-            for i in items {
-                if !uniq.iter().any(|u| **u == **i) {
-                    uniq.push(i.as_str().into());
-                }
+        if items.len() > SMALL_SET
+            && let Some(set) = PackedSet::new(items)
+            && set.len() > SMALL_SET
+        {
+            return StrSet::Large(set);
+        }
+        // Few strings (or many duplicates): a list, scanned. Membership does not depend on
+        // the order.
+        let mut uniq: Vec<Box<str>> = Vec::with_capacity(items.len().min(SMALL_SET));
+        for i in items {
+            if !uniq.iter().any(|u| **u == **i) {
+                uniq.push(i.as_str().into());
             }
-            return StrSet::Small(uniq.into_boxed_slice());
         }
-        let mut set = FastSet::with_capacity_and_hasher(items.len(), FastHasher::default());
-        set.extend(items.iter().map(|i| Box::<str>::from(i.as_str())));
-        if set.len() <= SMALL_SET {
-            // Many duplicates. Membership does not depend on the order.
-            return StrSet::Small(set.into_iter().collect());
-        }
-        StrSet::Large(set)
+        StrSet::Small(uniq.into_boxed_slice())
     }
 
     #[inline]
@@ -58,9 +57,143 @@ impl StrSet {
     pub(crate) fn all(&self, mut f: impl FnMut(&str) -> bool) -> bool {
         match self {
             StrSet::Small(items) => items.iter().all(|s| f(s)),
-            StrSet::Large(set) => set.iter().all(|s| f(s)),
+            StrSet::Large(set) => set.iter().all(f),
         }
     }
+}
+
+/// A set of many strings held compactly: their text end to end in one allocation, and an
+/// open-addressing table (linear probing, at most half full) of their positions, each slot
+/// tagged with 8 bits of its member's hash so that a probe rarely reads a member that does
+/// not match. A member costs its bytes plus 12 to 20 bytes, where a hash set of boxed
+/// strings costs about 50 more (a box, an allocation of at least 32 bytes, a bucket):
+/// whitelists are most of a large document's compiled size.
+#[derive(Debug)]
+pub(crate) struct PackedSet {
+    /// The members, end to end.
+    text: Box<str>,
+    /// Where each member ends in `text` (it starts where the previous one ends).
+    ends: Box<[u32]>,
+    /// A power of two of slots: 0 is empty, else the top 8 bits of the member's hash above
+    /// its index plus one (24 bits).
+    slots: Box<[u32]>,
+    hasher: FastHasher,
+}
+
+/// Most members of a [`PackedSet`] (indexes take 24 bits of a slot).
+const MAX_PACKED: usize = (1 << 24) - 2;
+
+impl PackedSet {
+    /// The set of `items` (duplicates kept once); `None` when their text exceeds 4 GiB or
+    /// they are more than [`MAX_PACKED`].
+    fn new(items: &[String]) -> Option<PackedSet> {
+        if items.len() > MAX_PACKED {
+            return None;
+        }
+        let total: usize = items.iter().map(String::len).sum();
+        u32::try_from(total).ok()?;
+        let capacity = items
+            .len()
+            .checked_mul(2)?
+            .max(2)
+            .checked_next_power_of_two()?;
+        let mut set = PackedSet {
+            text: Box::default(),
+            ends: Box::default(),
+            slots: vec![0; capacity].into_boxed_slice(),
+            hasher: FastHasher::default(),
+        };
+        let mut text = String::with_capacity(total);
+        let mut ends: Vec<u32> = Vec::with_capacity(items.len());
+        for item in items {
+            let (mut slot, tag) = set.probe_start(item);
+            let mut duplicate = false;
+            while let Some(&n) = set.slots.get(slot)
+                && n != 0
+            {
+                if n >> 24 == tag {
+                    let m = ((n & 0x00FF_FFFF) as usize).wrapping_sub(1);
+                    if member_of(&text, &ends, m) == item.as_bytes() {
+                        duplicate = true;
+                        break;
+                    }
+                }
+                slot = (slot + 1) & (set.slots.len() - 1);
+            }
+            if duplicate {
+                continue;
+            }
+            text.push_str(item);
+            let index = u32::try_from(ends.len()).ok()?;
+            ends.push(u32::try_from(text.len()).ok()?);
+            if let Some(s) = set.slots.get_mut(slot) {
+                *s = (tag << 24) | (index + 1);
+            }
+        }
+        set.text = text.into_boxed_str();
+        set.ends = ends.into_boxed_slice();
+        Some(set)
+    }
+
+    /// The first slot to probe for `s`, and its tag.
+    #[inline]
+    fn probe_start(&self, s: &str) -> (usize, u32) {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, s);
+        // The table has a power of two of slots: the low bits of the hash pick one, the top
+        // 8 bits are the tag.
+        (
+            (hash as usize) & (self.slots.len() - 1),
+            (hash >> 56) as u32,
+        )
+    }
+
+    /// Number of members.
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    #[inline]
+    fn contains(&self, s: &str) -> bool {
+        let mask = self.slots.len() - 1;
+        let (mut slot, tag) = self.probe_start(s);
+        // At most half the slots are taken, so an empty one ends every probe.
+        while let Some(&n) = self.slots.get(slot)
+            && n != 0
+        {
+            if n >> 24 == tag
+                && member_of(
+                    &self.text,
+                    &self.ends,
+                    ((n & 0x00FF_FFFF) as usize).wrapping_sub(1),
+                ) == s.as_bytes()
+            {
+                return true;
+            }
+            slot = (slot + 1) & mask;
+        }
+        false
+    }
+
+    /// The members, in the order first seen.
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let member = self.text.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            member
+        })
+    }
+}
+
+/// The bytes of member `i` of a packed set's `text` and `ends`.
+#[inline]
+fn member_of<'a>(text: &'a str, ends: &[u32], i: usize) -> &'a [u8] {
+    let start = match i.checked_sub(1) {
+        Some(p) => ends.get(p).map_or(0, |e| *e as usize),
+        None => 0,
+    };
+    let end = ends.get(i).map_or(0, |e| *e as usize);
+    text.as_bytes().get(start..end).unwrap_or_default()
 }
 
 /// How a `DATETIME` value is truncated before comparing.
@@ -914,5 +1047,69 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("NEW_THING"), "{msg}");
+    }
+
+    #[test]
+    fn large_string_sets_are_packed_and_exact() {
+        let items: Vec<String> = (0..1000)
+            .map(|i| format!("user_{i}"))
+            .chain([
+                "".into(),
+                "é ü 日本".into(),
+                "user_7".into(),
+                "user_7".into(),
+            ])
+            .collect();
+        let StrSet::Large(set) = StrSet::new(&items) else {
+            panic!("a list of 1,004 strings is packed");
+        };
+        assert_eq!(set.len(), 1002, "duplicates kept once");
+        assert!(set.slots.len() >= 2 * set.len() && set.slots.len().is_power_of_two());
+        assert_eq!(&*set.text, items[..1002].concat());
+        for i in &items {
+            assert!(set.contains(i), "{i:?}");
+        }
+        for absent in [
+            "user_1000",
+            "user_",
+            "user_10000",
+            "USER_1",
+            "user_1 ",
+            "日本",
+        ] {
+            assert!(!set.contains(absent), "{absent:?}");
+        }
+        let members: Vec<&str> = set.iter().collect();
+        assert_eq!(
+            members,
+            items[..1002].iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        // Many duplicates of few strings: a list.
+        let few: Vec<String> = (0..100).map(|i| format!("k{}", i % 3)).collect();
+        assert!(matches!(StrSet::new(&few), StrSet::Small(s) if s.len() == 3));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn string_sets_answer_as_a_hash_set(
+            items in proptest::collection::vec("[a-c]{0,3}", 0..60),
+            queries in proptest::collection::vec("[a-c]{0,3}", 0..30),
+        ) {
+            let set = StrSet::new(&items);
+            let oracle: std::collections::HashSet<&str> =
+                items.iter().map(String::as_str).collect();
+            for q in queries.iter().chain(&items) {
+                proptest::prop_assert_eq!(set.contains(q), oracle.contains(q.as_str()), "{}", q);
+            }
+            let mut seen = Vec::new();
+            set.all(|m| {
+                seen.push(m.to_string());
+                true
+            });
+            proptest::prop_assert_eq!(seen.len(), oracle.len());
+            for m in &seen {
+                proptest::prop_assert!(oracle.contains(m.as_str()));
+            }
+        }
     }
 }

@@ -3,12 +3,11 @@
 //! parameters (SPLIT_SEMANTICS.md §1.1, §1.4, §5.2).
 
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read};
 use std::time::Duration;
 
 use crate::definitions::{SegmentChanges, SplitChanges};
 use crate::error::Error;
-use crate::text::without_line;
 
 use super::config::SyncConfig;
 use crate::backoff::parse_retry_after;
@@ -17,8 +16,8 @@ use crate::backoff::parse_retry_after;
 pub(crate) const SPEC_VERSION: &str = "1.3";
 /// The `SplitSDKVersion` header value.
 pub(crate) const SDK_VERSION: &str = concat!("rust-", env!("CARGO_PKG_VERSION"));
-/// Largest accepted response body (after decompression): 128 MiB.
-pub(crate) const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
+/// Bytes read from a body at a time.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a request failed. Messages name the URL and never contain the SDK key.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +65,18 @@ pub(crate) enum FetchError {
         url: String,
         /// The status code.
         status: u16,
+    },
+    /// The body is larger than `max_response_bytes` (counted after decompression); reading
+    /// stopped there and nothing of it was applied.
+    #[error(
+        "the answer of {url} is larger than {} (max_response_bytes, counted after decompression); nothing applied",
+        crate::text::count(*limit, "byte", "bytes")
+    )]
+    TooLarge {
+        /// The request URL.
+        url: String,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// The body could not be read or is not the expected document; nothing of it was applied.
     #[error("malformed response, nothing applied: {0}")]
@@ -123,6 +134,8 @@ pub(crate) struct SdkApi {
     base_url: String,
     headers: Vec<(&'static str, String)>,
     timeout: Duration,
+    /// Largest body accepted, after decompression.
+    max_body: u64,
 }
 
 impl fmt::Debug for SdkApi {
@@ -130,6 +143,7 @@ impl fmt::Debug for SdkApi {
         f.debug_struct("SdkApi")
             .field("base_url", &self.base_url)
             .field("timeout", &self.timeout)
+            .field("max_body", &self.max_body)
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +174,7 @@ impl SdkApi {
             base_url: config.base_url().to_string(),
             headers,
             timeout: config.request_timeout,
+            max_body: config.max_response_bytes,
         }
     }
 
@@ -222,24 +237,21 @@ impl SdkApi {
         Ok((changes, problems, url))
     }
 
-    /// Fetches one page of a segment's changes.
+    /// Fetches one page of a segment's changes. Keys that are not strings are returned as
+    /// problems beside it (each naming the URL, line and field); the page is rejected whole
+    /// when it is not a segmentChanges document.
     pub(crate) fn fetch_segment_changes(
         &self,
         name: &str,
         since: i64,
         till: Option<i64>,
-    ) -> Result<SegmentChanges, FetchError> {
+    ) -> Result<(SegmentChanges, Vec<Error>), FetchError> {
         let url = self.segment_changes_url(name, since, till);
         let body = self.get(&url)?;
-        let mut changes: SegmentChanges = serde_json::from_str(&body).map_err(|e| {
-            FetchError::Malformed(Error::Parse {
-                origin: url.clone(),
-                line: Some(e.line()),
-                message: without_line(e.to_string(), e.line()),
-            })
-        })?;
+        let (mut changes, problems) =
+            SegmentChanges::parse(&body, &url).map_err(FetchError::Malformed)?;
         changes.name = name.to_string();
-        Ok(changes)
+        Ok((changes, problems))
     }
 
     /// The streaming credential: `GET {auth}/v2/auth?s=1.3` (the SDK key as bearer, the SDK
@@ -334,18 +346,28 @@ impl SdkApi {
                 _ => FetchError::Rejected { url, status },
             });
         }
+        // With its `gzip` feature (on by default) ureq decompresses a `Content-Encoding: gzip`
+        // body itself and removes the header; its `limit` counts the bytes on the wire, so the
+        // decompressed size is bounded here, while reading.
         let gzip_header = response
             .headers()
             .get("content-encoding")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-        let bytes = response
+        let length = response.body().content_length();
+        let mut reader = response
             .body_mut()
             .with_config()
-            .limit(MAX_BODY_BYTES)
-            .read_to_vec()
-            .map_err(|e| self.classify(url, e))?;
-        decode_body(bytes, gzip_header, url)
+            .limit(self.max_body)
+            .reader();
+        let too_large = || FetchError::TooLarge {
+            url: url.to_string(),
+            limit: self.max_body,
+        };
+        let bytes = read_bounded(&mut reader, self.max_body, length)
+            .map_err(|e| self.classify(url, ureq::Error::from(e)))?
+            .ok_or_else(too_large)?;
+        decode_body(bytes, gzip_header, url, self.max_body)
     }
 
     fn classify(&self, url: &str, e: ureq::Error) -> FetchError {
@@ -387,10 +409,11 @@ impl SdkApi {
                     },
                 }
             }
-            ureq::Error::BodyExceedsLimit(limit) => FetchError::Malformed(Error::Parse {
+            ureq::Error::BodyExceedsLimit(limit) => FetchError::TooLarge { url, limit },
+            ureq::Error::Decompress(encoding, e) => FetchError::Malformed(Error::Parse {
                 origin: url,
                 line: None,
-                message: format!("response body larger than {limit} bytes"),
+                message: format!("cannot decompress the {encoding} body: {e}"),
             }),
             e @ (ureq::Error::BadUri(_)
             | ureq::Error::Http(_)
@@ -408,12 +431,57 @@ impl SdkApi {
     }
 }
 
+/// Reads `reader` to its end into a buffer of at most `limit` bytes; `Ok(None)` as soon as
+/// the body turns out to be larger (at once when its announced `length` is).
+///
+/// The buffer grows by doubling, but never past `limit`: a body of `limit` bytes is held in
+/// `limit` bytes, not in up to twice as many as `read_to_end` would reserve, and a larger one
+/// is never held at all beyond `limit` bytes and one chunk.
+pub(crate) fn read_bounded(
+    reader: &mut impl Read,
+    limit: u64,
+    length: Option<u64>,
+) -> io::Result<Option<Vec<u8>>> {
+    if length.is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let initial = length
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
+        .min(limit);
+    let mut out = Vec::with_capacity(initial);
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(Some(out)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n > limit - out.len() {
+            return Ok(None);
+        }
+        if out.capacity() - out.len() < n {
+            let target = (out.len() + n)
+                .max(out.capacity().saturating_mul(2))
+                .max(READ_CHUNK)
+                .min(limit);
+            out.reserve_exact(target - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// The body as text: gunzipped when the server said `Content-Encoding: gzip` and the HTTP
-/// client did not already decompress it (or when it starts with the gzip magic bytes).
+/// client did not already decompress it, or when it starts with the gzip magic bytes (a
+/// server that compressed twice, or without saying so). Decompression stops beyond `limit`
+/// bytes.
 pub(crate) fn decode_body(
     bytes: Vec<u8>,
     gzip_header: bool,
     url: &str,
+    limit: u64,
 ) -> Result<String, FetchError> {
     let malformed = |message: String| {
         FetchError::Malformed(Error::Parse {
@@ -423,17 +491,13 @@ pub(crate) fn decode_body(
         })
     };
     let bytes = if gzip_header || bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes.as_slice())
-            .take(MAX_BODY_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| malformed(format!("cannot decompress the gzip body: {e}")))?;
-        if out.len() as u64 > MAX_BODY_BYTES {
-            return Err(malformed(format!(
-                "response body larger than {MAX_BODY_BYTES} bytes"
-            )));
-        }
-        out
+        let mut decoder = flate2::read::MultiGzDecoder::new(bytes.as_slice());
+        read_bounded(&mut decoder, limit, None)
+            .map_err(|e| malformed(format!("cannot decompress the gzip body: {e}")))?
+            .ok_or_else(|| FetchError::TooLarge {
+                url: url.to_string(),
+                limit,
+            })?
     } else {
         bytes
     };
@@ -515,16 +579,71 @@ mod tests {
     #[test]
     fn bodies_plain_or_gzip() {
         let json = r#"{"ff":{"d":[],"s":1,"t":1}}"#;
-        assert_eq!(decode_body(json.into(), false, "u").unwrap(), json);
+        let limit = 1 << 20;
+        assert_eq!(decode_body(json.into(), false, "u", limit).unwrap(), json);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(json.as_bytes()).unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(decode_body(gz.clone(), true, "u").unwrap(), json);
-        assert_eq!(decode_body(gz, false, "u").unwrap(), json);
-        let e = decode_body(b"not gzip".to_vec(), true, "http://x/y").unwrap_err();
+        assert_eq!(decode_body(gz.clone(), true, "u", limit).unwrap(), json);
+        assert_eq!(decode_body(gz, false, "u", limit).unwrap(), json);
+        let e = decode_body(b"not gzip".to_vec(), true, "http://x/y", limit).unwrap_err();
         assert!(matches!(e, FetchError::Malformed(_)));
         assert!(e.to_string().contains("http://x/y"), "{e}");
-        assert!(decode_body(vec![0xff, 0xfe], false, "u").is_err());
+        assert!(decode_body(vec![0xff, 0xfe], false, "u", limit).is_err());
+    }
+
+    /// A body of gzip members of zeros: `members` MiB once decompressed, about a thousandth
+    /// of that compressed.
+    fn gzip_bomb(members: usize) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b' '; 1 << 20]).unwrap();
+        let member = gz.finish().unwrap();
+        member.repeat(members)
+    }
+
+    #[test]
+    fn a_body_is_held_in_at_most_the_limit() {
+        // Exactly at the limit: accepted, in a buffer no larger than the limit.
+        for (len, limit) in [(0, 10), (10, 10), (100_000, 100_000), (100_001, 1 << 20)] {
+            let body = vec![b'x'; len];
+            let out = read_bounded(&mut body.as_slice(), limit, None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(out.len(), len);
+            assert!(
+                out.capacity() as u64 <= limit,
+                "{} > {limit}",
+                out.capacity()
+            );
+        }
+        // One byte more: refused, whatever the announced length.
+        let body = vec![b'x'; 100_001];
+        assert!(
+            read_bounded(&mut body.as_slice(), 100_000, None)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            read_bounded(&mut [].as_slice(), 100_000, Some(100_001))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        // 8 MiB once decompressed, about 8 KiB sent.
+        let bomb = gzip_bomb(8);
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        let e = decode_body(bomb, false, "http://h/api/splitChanges", 1 << 20).unwrap_err();
+        assert!(matches!(e, FetchError::TooLarge { limit, .. } if limit == 1 << 20));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("http://h/api/splitChanges") && msg.contains("1,048,576 bytes"),
+            "{msg}"
+        );
+        assert!(msg.contains("max_response_bytes"), "{msg}");
+        assert!(!e.is_transient() && !e.is_fatal());
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub(crate) const MIN_SEGMENTS_REFRESH_RATE: Duration = Duration::from_secs(30);
 /// Default limit of one HTTP request, from connecting to the end of the body: 30 seconds
 /// (Go's `HTTPTimeout`).
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default largest response body, counted after decompression: 128 MiB. A splitChanges
+/// document of every flag of a large organisation is tens of megabytes; this leaves room for
+/// several times that, while bounding what a broken or hostile server can make the SDK hold.
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
 /// Default first retry delay ceiling after a transient failure: 1 second.
 pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Default largest retry delay after transient failures: 60 seconds.
@@ -41,6 +45,8 @@ pub(crate) struct SyncConfig {
     pub(crate) segments_refresh_rate: Duration,
     /// Limit of one HTTP request, end to end (connect, headers and body).
     pub(crate) request_timeout: Duration,
+    /// Largest response body accepted, counted after decompression.
+    pub(crate) max_response_bytes: u64,
     /// Ceiling of the first retry delay after a transient failure; doubles with each failure.
     pub(crate) backoff_base: Duration,
     /// Largest retry delay after transient failures.
@@ -80,6 +86,7 @@ impl fmt::Debug for SyncConfig {
             .field("features_refresh_rate", &self.features_refresh_rate)
             .field("segments_refresh_rate", &self.segments_refresh_rate)
             .field("request_timeout", &self.request_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("backoff_base", &self.backoff_base)
             .field("backoff_cap", &self.backoff_cap)
             .field("flag_sets_filter", &self.flag_sets_filter)
@@ -98,6 +105,7 @@ impl SyncConfig {
             features_refresh_rate: DEFAULT_FEATURES_REFRESH_RATE,
             segments_refresh_rate: DEFAULT_SEGMENTS_REFRESH_RATE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_cap: DEFAULT_BACKOFF_CAP,
             flag_sets_filter: Vec::new(),
@@ -181,6 +189,9 @@ impl SyncConfig {
         if self.request_timeout.is_zero() {
             return err("request_timeout", "must not be zero".into());
         }
+        if self.max_response_bytes == 0 {
+            return err("max_response_bytes", "must be at least 1".into());
+        }
         if self.backoff_base.is_zero() {
             return err("backoff_base", "must not be zero".into());
         }
@@ -263,6 +274,13 @@ mod tests {
         assert_eq!(c.sdk_url, "https://sdk.split.io/api");
         assert_eq!(c.features_refresh_rate, Duration::from_secs(60));
         assert_eq!(c.segments_refresh_rate, Duration::from_secs(60));
+        assert_eq!(c.max_response_bytes, 128 * 1024 * 1024);
+        assert_eq!(
+            c.max_response_bytes,
+            crate::config::DEFAULT_MAX_RESPONSE_BYTES
+        );
+        assert_eq!(c.backoff_base, crate::config::DEFAULT_SYNC_BACKOFF_BASE);
+        assert_eq!(c.backoff_cap, crate::config::DEFAULT_SYNC_BACKOFF_CAP);
     }
 
     #[test]
@@ -302,6 +320,9 @@ mod tests {
         c.request_timeout = Duration::ZERO;
         assert_eq!(option_of(c.validate()), "request_timeout");
         c.request_timeout = Duration::from_secs(1);
+        c.max_response_bytes = 0;
+        assert_eq!(option_of(c.validate()), "max_response_bytes");
+        c.max_response_bytes = 1;
         c.backoff_cap = Duration::from_millis(1);
         assert_eq!(option_of(c.validate()), "backoff_cap");
         c.backoff_cap = DEFAULT_BACKOFF_CAP;

@@ -1,7 +1,16 @@
 //! Fetch-until loops: request pages from the current change number until the server says
 //! there is nothing newer (`since == till`), applying each page whole in one snapshot swap.
+//!
+//! A round ends early when a page does not advance the change number, and after
+//! [`MAX_PAGES_PER_ROUND`] pages: a server whose change numbers never converge is asked
+//! again a poll period later, and is warned about once (naming the URL and the change
+//! numbers) until they converge.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
 
 use crate::definitions::SplitChanges;
 use crate::storage::Store;
@@ -9,9 +18,12 @@ use crate::storage::Store;
 use super::api::{FetchError, SdkApi};
 use crate::text::count;
 
-/// Most pages fetched in one round; the rest is fetched on the next round. Guards against a
-/// server whose change numbers never converge.
-pub(crate) const MAX_PAGES_PER_ROUND: u32 = 10_000;
+/// Most pages fetched in one round (of flags, or of one segment); the rest is fetched on the
+/// next round, a poll period later. Guards against a server whose change numbers never
+/// converge (`since` moves on with every page but never reaches `till`): such a server gets
+/// at most this many requests a period, not as many as the loopback can carry. Split's API
+/// sends everything since -1 in one page or a few, so 100 is far more than a real load needs.
+pub(crate) const MAX_PAGES_PER_ROUND: u32 = 100;
 
 /// What a round of flag fetches did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,12 +53,20 @@ pub(crate) struct SplitFetcher {
     api: Arc<SdkApi>,
     store: Arc<Store>,
     sets: Vec<String>,
+    /// Set once a round was cut short at [`MAX_PAGES_PER_ROUND`] and warned about; cleared
+    /// when a round ends with `since == till` (so the warning is given once an episode).
+    cut_short: Arc<AtomicBool>,
 }
 
 impl SplitFetcher {
     /// A fetcher restricted to the flag sets `sets` (sanitized; empty for every flag).
     pub(crate) fn new(api: Arc<SdkApi>, store: Arc<Store>, sets: Vec<String>) -> SplitFetcher {
-        SplitFetcher { api, store, sets }
+        SplitFetcher {
+            api,
+            store,
+            sets,
+            cut_short: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Fetches pages from the stored change numbers until both sections say `since == till`,
@@ -102,15 +122,28 @@ impl SplitFetcher {
             }
             let done = changes.flags.s == changes.flags.t
                 && changes.rule_based_segments.s == changes.rule_based_segments.t;
+            if done {
+                self.cut_short.store(false, Ordering::Relaxed);
+            }
             if done || !advances {
                 return Ok(round);
             }
             if round.pages >= MAX_PAGES_PER_ROUND {
-                log::warn!(
-                    "{}: still no since == till after {}; continuing on the next poll",
-                    self.api.base_url(),
+                let message = format!(
+                    "{url}: the change numbers do not converge: the last page went from since \
+                     {} to till {} (rule-based segments {} to {}), still no since == till after \
+                     {}; stopped until the next poll",
+                    changes.flags.s,
+                    changes.flags.t,
+                    changes.rule_based_segments.s,
+                    changes.rule_based_segments.t,
                     count(round.pages, "page", "pages")
                 );
+                if self.cut_short.swap(true, Ordering::Relaxed) {
+                    log::debug!("{message}");
+                } else {
+                    log::warn!("{message} (said once until they converge)");
+                }
                 return Ok(round);
             }
         }
@@ -136,12 +169,18 @@ pub(crate) fn drop_flags_outside(changes: &mut SplitChanges, sets: &[String]) {
 pub(crate) struct SegmentFetcher {
     api: Arc<SdkApi>,
     store: Arc<Store>,
+    /// Segments whose last round was cut short at [`MAX_PAGES_PER_ROUND`] and warned about.
+    cut_short: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl SegmentFetcher {
     /// A segment fetcher.
     pub(crate) fn new(api: Arc<SdkApi>, store: Arc<Store>) -> SegmentFetcher {
-        SegmentFetcher { api, store }
+        SegmentFetcher {
+            api,
+            store,
+            cut_short: Arc::default(),
+        }
     }
 
     /// Fetches pages of segment `name` from its stored change number until `since == till`,
@@ -160,8 +199,11 @@ impl SegmentFetcher {
             }
             let stored = self.store.load().segment_change_number(name);
             let since = stored.unwrap_or(-1);
-            let changes = self.api.fetch_segment_changes(name, since, till)?;
+            let (changes, problems) = self.api.fetch_segment_changes(name, since, till)?;
             pages += 1;
+            for p in &problems {
+                log::warn!("{p}");
+            }
             let has_keys = !changes.added.is_empty() || !changes.removed.is_empty();
             let advances = changes.till > since;
             if has_keys || advances || stored.is_none() {
@@ -173,14 +215,27 @@ impl SegmentFetcher {
                     changes.till
                 );
             }
+            if changes.since == changes.till {
+                self.cut_short.lock().remove(name);
+            }
             if changes.since == changes.till || !advances {
                 return Ok(Some(pages));
             }
             if pages >= MAX_PAGES_PER_ROUND {
-                log::warn!(
-                    "segment {name}: still no since == till after {}; continuing on the next poll",
+                let message = format!(
+                    "{}: segment {name}: the change numbers do not converge: the last page went \
+                     from since {} to till {}, still no since == till after {}; stopped until \
+                     the next poll",
+                    self.api.segment_changes_url(name, since, till),
+                    changes.since,
+                    changes.till,
                     count(pages, "page", "pages")
                 );
+                if self.cut_short.lock().insert(name.to_string()) {
+                    log::warn!("{message} (said once until they converge)");
+                } else {
+                    log::debug!("{message}");
+                }
                 return Ok(Some(pages));
             }
         }

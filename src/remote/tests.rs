@@ -49,6 +49,8 @@ fn assert_no_key_logged() {
 enum Fault {
     Status(u16, Option<&'static str>),
     Body(String),
+    /// These bytes, sent as they are with `Content-Encoding: gzip`.
+    Gzipped(Arc<Vec<u8>>),
     Hang,
 }
 
@@ -69,6 +71,8 @@ struct Backend {
     /// A fault for every request whose path starts with the prefix, while set.
     sticky: Option<(&'static str, Fault)>,
     gzip: bool,
+    /// Change numbers that never converge: every page answers `till = since + 1`.
+    diverge: bool,
 }
 
 impl Backend {
@@ -104,6 +108,16 @@ impl Backend {
 
     fn respond(&self, path: &str, query: &HashMap<String, String>) -> (u16, String) {
         let num = |k: &str| query.get(k).and_then(|v| v.parse().ok()).unwrap_or(-1);
+        if self.diverge {
+            let since: i64 = num("since");
+            let body = if path == "/api/splitChanges" {
+                json!({"ff": {"d": [], "s": since, "t": since + 1},
+                       "rbs": {"d": [], "s": num("rbSince"), "t": num("rbSince")}})
+            } else {
+                json!({"name": "x", "added": [], "removed": [], "since": since, "till": since + 1})
+            };
+            return (200, body.to_string());
+        }
         if path == "/api/splitChanges" {
             let body = json!({
                 "ff": self.page(&self.flags, num("since")),
@@ -264,17 +278,24 @@ fn serve(
             };
             (fault, b.respond(&path, &params), b.gzip)
         };
+        let header = |k: &str, v: &str| {
+            tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("valid header")
+        };
         let (status, body, retry_after) = match fault {
             Some(Fault::Hang) => {
                 parked.push(request);
                 continue;
             }
+            Some(Fault::Gzipped(bytes)) => {
+                let response = tiny_http::Response::from_data(bytes.as_slice())
+                    .with_header(header("Content-Type", "application/json"))
+                    .with_header(header("Content-Encoding", "gzip"));
+                let _ = request.respond(response);
+                continue;
+            }
             Some(Fault::Status(code, retry_after)) => (code, "failure".to_string(), retry_after),
             Some(Fault::Body(body)) => (200, body, None),
             None => (answer.0, answer.1, None),
-        };
-        let header = |k: &str, v: &str| {
-            tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("valid header")
         };
         let data = if gzip {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -612,6 +633,34 @@ fn server_errors_are_retried_until_recovery() {
     finish(sync, server);
 }
 
+/// The backoff sets how fast failed requests are retried: requests to a failing server in
+/// one second, with a small backoff and with the default one.
+#[test]
+fn a_small_backoff_retries_faster() {
+    let requests_in_a_second = |base: Duration, cap: Duration| {
+        let server = TestServer::start(Backend {
+            sticky: Some(("/api/splitChanges", Fault::Status(503, None))),
+            ..Backend::default()
+        });
+        let mut cfg = SyncConfig::for_tests(&server.url, key("backoff"));
+        cfg.features_refresh_rate = Duration::from_secs(3600);
+        (cfg.backoff_base, cfg.backoff_cap) = (base, cap);
+        let (sync, _store) = start(cfg);
+        std::thread::sleep(Duration::from_secs(1));
+        let n = server.count("/api/splitChanges");
+        finish(sync, server);
+        n
+    };
+    let ms = Duration::from_millis;
+    let fast = requests_in_a_second(ms(2), ms(10));
+    let default = requests_in_a_second(DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP);
+    // Retries within at most 10 ms: well over 20 in a second. The default draws its delays
+    // from [0, 1 s], [0, 2 s], [0, 4 s], ...: seven requests in a second take six delays
+    // summing under a second, about one chance in 24 million (five: one in 1,500).
+    assert!(fast >= 20, "{fast} requests with a 10 ms cap");
+    assert!(default <= 6, "{default} requests with the default backoff");
+}
+
 #[test]
 fn a_hanging_server_is_given_up_and_does_not_block_stop() {
     let mut b = Backend::default();
@@ -730,6 +779,156 @@ fn one_broken_flag_does_not_poison_the_page() {
     finish(sync, server);
 }
 
+/// A server whose `since` and `till` never converge gets at most `MAX_PAGES_PER_ROUND`
+/// requests a poll period, and one warning naming the URL and the change numbers.
+#[test]
+fn change_numbers_that_never_converge_are_paced() {
+    let server = TestServer::start(Backend {
+        diverge: true,
+        ..Backend::default()
+    });
+    let mut cfg = SyncConfig::for_tests(&server.url, key("diverge"));
+    cfg.features_refresh_rate = Duration::from_secs(3600);
+    cfg.segments_refresh_rate = Duration::from_secs(3600);
+    let (sync, store) = start(cfg);
+    let limit = fetcher::MAX_PAGES_PER_ROUND as usize;
+    assert_eq!(limit, 100);
+    // The first round is cut at the limit, and nothing more is asked until the next poll.
+    assert!(wait_until(READY, || server.count("/api/splitChanges") >= limit));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.count("/api/splitChanges"), limit);
+    // What the pages brought is applied: the client serves it, and is ready.
+    assert_eq!(store.load().change_number(), limit as i64 - 1);
+    sync.readiness().wait(READY).expect("ready");
+    let url = format!("{}/splitChanges", server.url);
+    let warned = || {
+        logs_with(&url)
+            .into_iter()
+            .filter(|l| l.contains("do not converge"))
+            .collect::<Vec<_>>()
+    };
+    let w = warned();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("WARN"), "{w:?}");
+    assert!(
+        w[0].contains(&format!("{url}?s=1.3&since=98&rbSince=-1"))
+            && w[0].contains("from since 98 to till 99")
+            && w[0].contains("after 100 pages"),
+        "{w:?}"
+    );
+    // A poll runs one more round, and says nothing new.
+    sync.sync_now();
+    assert!(wait_until(READY, || server.count("/api/splitChanges") >= 2 * limit));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.count("/api/splitChanges"), 2 * limit);
+    assert_eq!(warned().len(), 1, "{:?}", warned());
+    finish(sync, server);
+}
+
+#[test]
+fn segment_change_numbers_that_never_converge_are_paced() {
+    let mut b = Backend::default();
+    b.push_flag(flag_with(
+        "f",
+        1,
+        false,
+        in_segment("IN_SEGMENT", "loop"),
+        &[],
+    ));
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("segdiverge"));
+    cfg.features_refresh_rate = Duration::from_secs(3600);
+    cfg.segments_refresh_rate = Duration::from_secs(3600);
+    let (sync, _store) = start(cfg);
+    sync.readiness().wait(READY).expect("ready");
+    server.with(|b| b.diverge = true);
+    let limit = fetcher::MAX_PAGES_PER_ROUND as usize;
+    let before = server.count("/api/segmentChanges/loop");
+    sync.sync_now();
+    assert!(wait_until(READY, || server
+        .count("/api/segmentChanges/loop")
+        >= before + limit));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.count("/api/segmentChanges/loop"), before + limit);
+    let w: Vec<String> = logs_with(&format!("{}/segmentChanges/loop", server.url))
+        .into_iter()
+        .filter(|l| l.contains("do not converge"))
+        .collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("segment loop") && w[0].contains("after 100 pages"),
+        "{w:?}"
+    );
+    finish(sync, server);
+}
+
+/// A number no JSON value can hold (`1e400`) skips only the flag, rule-based segment or
+/// segment key that holds it; it used to reject the whole page.
+#[test]
+fn a_number_out_of_range_skips_only_what_holds_it() {
+    let ok1 = flag_with("ok1", 1, false, in_segment("IN_SEGMENT", "s"), &[]);
+    let ok2 = flag_with(
+        "ok2",
+        3,
+        false,
+        in_segment("IN_RULE_BASED_SEGMENT", "r"),
+        &[],
+    );
+    let bad = r#"{"name":"bad","changeNumber":2,"trafficAllocation":1e400}"#;
+    let page = format!(
+        r#"{{"ff":{{"d":[{ok1},{bad},{ok2}],"s":-1,"t":3}},"rbs":{{"d":[{},{}],"s":-1,"t":7}}}}"#,
+        rule_based("r", 7, "s"),
+        r#"{"name":"r_bad","changeNumber":6,"excluded":{"keys":[-1E+999]}}"#,
+    );
+    let segment = r#"{"name":"s","added":["k",1e400,"j"],"removed":[],"since":-1,"till":5}"#;
+    let b = Backend {
+        faults: VecDeque::from([
+            ("/api/splitChanges", Fault::Body(page)),
+            ("/api/segmentChanges/s", Fault::Body(segment.to_string())),
+        ]),
+        ..Backend::default()
+    };
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("range"));
+    cfg.features_refresh_rate = Duration::from_secs(3600);
+    cfg.segments_refresh_rate = Duration::from_secs(3600);
+    let (sync, store) = start(cfg);
+    sync.readiness().wait(READY).expect("ready");
+    assert_eq!(store.load().flag_names(), vec!["ok1", "ok2"]);
+    assert_eq!(store.load().change_number(), 3);
+    assert_eq!(store.load().rule_based_change_number(), 7);
+    assert_eq!(store.load().segment_change_number("s"), Some(5));
+    assert_eq!(treatment(&store, "k", "ok1"), "on");
+    assert_eq!(treatment(&store, "j", "ok2"), "on");
+    assert_eq!(treatment(&store, "x", "ok1"), "off");
+    let warned = |needle: &str| {
+        logs_with(needle)
+            .into_iter()
+            .filter(|w| w.starts_with("WARN") && w.contains(&server.url))
+            .collect::<Vec<_>>()
+    };
+    let w = warned("flag 'bad'");
+    assert!(
+        w.iter().any(|w| w
+            .contains("field 'trafficAllocation': number out of range: 1e400 at line 1 column")),
+        "{w:?}"
+    );
+    let w = warned("flag 'r_bad'");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("field 'excluded.keys[0]': number out of range: -1E+999")),
+        "{w:?}"
+    );
+    let w = warned("segment 's': field 'added[1]'");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("1e400 is not a string key")
+                && w.contains("/segmentChanges/s?since=-1")),
+        "{w:?}"
+    );
+    finish(sync, server);
+}
+
 #[test]
 fn a_rejected_sdk_key_fails_readiness_and_stops() {
     let server = TestServer::start(Backend {
@@ -796,6 +995,66 @@ fn gzip_responses_are_accepted() {
     sync.readiness().wait(READY).expect("ready");
     assert_eq!(treatment(&store, "k", "z"), "on");
     assert_eq!(treatment(&store, "j", "z"), "off");
+    finish(sync, server);
+}
+
+/// `n` gzip members of 1 MiB of spaces each: `n` MiB once decompressed, about `n` KiB sent.
+fn gzip_bomb(n: usize) -> Arc<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; 1 << 20]).expect("gzip");
+    Arc::new(gz.finish().expect("gzip").repeat(n))
+}
+
+#[test]
+fn a_gzip_answer_larger_than_max_response_bytes_is_refused() {
+    let mut b = Backend::default();
+    b.push_flag(flag("f", 1, false));
+    b.sticky = Some(("/api/splitChanges", Fault::Gzipped(gzip_bomb(8))));
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("bomb"));
+    cfg.max_response_bytes = 1 << 20;
+    let (sync, store) = start(cfg);
+    // Refused at once, not retried with backoff: the readiness says why.
+    let e = sync.readiness().wait(READY).unwrap_err().to_string();
+    assert!(e.contains("synchronization failed"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "the answer of {}/splitChanges?s=1.3&since=-1&rbSince=-1 is larger than 1,048,576 bytes",
+            server.url
+        )),
+        "{e}"
+    );
+    assert!(e.contains("max_response_bytes"), "{e}");
+    assert!(store.load().is_empty());
+    assert!(
+        logs_with("max_response_bytes")
+            .iter()
+            .any(|l| l.starts_with("ERROR") && l.contains(&server.url)),
+        "{:?}",
+        logs_with("max_response_bytes")
+    );
+    // A body within the limit loads on the next poll.
+    server.with(|b| b.sticky = None);
+    assert!(
+        wait_until(READY, || sync.is_ready()),
+        "ready once the answer fits"
+    );
+    assert_eq!(treatment(&store, "k", "f"), "on");
+    finish(sync, server);
+}
+
+#[test]
+fn a_plain_answer_larger_than_max_response_bytes_is_refused() {
+    let mut b = Backend::default();
+    b.push_flag(flag("f", 1, false));
+    b.push_segment("s", 1, &["k"], &[]);
+    let server = TestServer::start(b);
+    let mut cfg = SyncConfig::for_tests(&server.url, key("plainbig"));
+    // The flags page is about 400 bytes.
+    cfg.max_response_bytes = 100;
+    let (sync, _store) = start(cfg);
+    let e = sync.readiness().wait(READY).unwrap_err().to_string();
+    assert!(e.contains("is larger than 100 bytes"), "{e}");
     finish(sync, server);
 }
 

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::definitions::{SegmentChanges, SplitChanges};
+use crate::definitions::changes::{DefinitionSink, read_definitions};
+use crate::definitions::{FeatureFlag, RuleBasedSegment, SegmentChanges, SplitChanges};
 use crate::engine::compile::{
     CompiledFlag, CompiledRuleBasedSegment, compile_flag, compile_rule_based_segment,
 };
@@ -51,6 +52,64 @@ pub struct Snapshot {
     pub(crate) sets: BTreeMap<String, Vec<Arc<str>>>,
 }
 
+/// A snapshot being built from definitions given one at a time: what applying a page does.
+struct Update {
+    next: Snapshot,
+    /// Compilation problems, in the order of the definitions.
+    problems: Vec<Error>,
+}
+
+impl Update {
+    fn new(base: Snapshot) -> Update {
+        Update {
+            next: base,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Adds or replaces an `ACTIVE` flag, removes an `ARCHIVED` one.
+    fn add_flag(&mut self, f: &FeatureFlag) {
+        if f.status.as_deref() == Some("ARCHIVED") {
+            self.next.flags.remove(&f.name);
+            return;
+        }
+        let (compiled, p) = compile_flag(f);
+        self.problems.extend(p);
+        self.next.flags.insert(f.name.clone(), Arc::new(compiled));
+    }
+
+    /// Adds or replaces an `ACTIVE` rule-based segment, removes an `ARCHIVED` one.
+    fn add_rule_based_segment(&mut self, r: &RuleBasedSegment) {
+        if r.status.as_deref() == Some("ARCHIVED") {
+            self.next.rule_based.remove(&r.name);
+            return;
+        }
+        let (compiled, p) = compile_rule_based_segment(r);
+        self.problems.extend(p);
+        self.next
+            .rule_based
+            .insert(r.name.clone(), Arc::new(compiled));
+    }
+
+    /// The snapshot, with its change numbers advanced to the page's.
+    fn finish(mut self, flags_till: i64, rule_based_till: i64) -> (Snapshot, Vec<Error>) {
+        self.next.flags_till = self.next.flags_till.max(flags_till);
+        self.next.rule_based_till = self.next.rule_based_till.max(rule_based_till);
+        self.next.reindex_sets();
+        (self.next, self.problems)
+    }
+}
+
+impl DefinitionSink for Update {
+    fn flag(&mut self, flag: FeatureFlag) {
+        self.add_flag(&flag);
+    }
+
+    fn rule_based_segment(&mut self, segment: RuleBasedSegment) {
+        self.add_rule_based_segment(&segment);
+    }
+}
+
 /// A read-only view of one loaded flag, for inspection (the manager API).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -92,11 +151,18 @@ impl Snapshot {
     /// Broken definitions are skipped and returned as problems, each naming the flag and the
     /// field; the rest loads.
     ///
+    /// Each definition is compiled as soon as it is read and its parsed form dropped, so
+    /// loading never holds the whole document in parsed form (as
+    /// [`SplitChanges::parse`] followed by [`Snapshot::apply_changes`] does): the peak memory
+    /// is about the text plus the compiled snapshot.
+    ///
     /// # Errors
     /// [`Error::Parse`] when `text` is not a splitChanges document at all.
     pub fn from_json(text: &str, origin: &str) -> Result<(Snapshot, Vec<Error>), Error> {
-        let (changes, mut problems) = SplitChanges::parse(text, origin)?;
-        let (snapshot, more) = Snapshot::new().apply_changes(&changes);
+        let mut problems = Vec::new();
+        let mut update = Update::new(Snapshot::new());
+        let numbers = read_definitions(text, origin, &mut problems, &mut update)?;
+        let (snapshot, more) = update.finish(numbers.flags.1, numbers.rule_based.1);
         problems.extend(more);
         Ok((snapshot, problems))
     }
@@ -104,31 +170,15 @@ impl Snapshot {
     /// A new snapshot with a splitChanges page applied: `ACTIVE` definitions are added or
     /// replaced, `ARCHIVED` ones removed, change numbers advanced. Segments are kept.
     pub fn apply_changes(&self, changes: &SplitChanges) -> (Snapshot, Vec<Error>) {
-        let mut next = self.clone();
-        let mut problems = Vec::new();
-        next.flags.reserve(changes.flags.d.len());
+        let mut update = Update::new(self.clone());
+        update.next.flags.reserve(changes.flags.d.len());
         for f in &changes.flags.d {
-            if f.status.as_deref() == Some("ARCHIVED") {
-                next.flags.remove(&f.name);
-                continue;
-            }
-            let (compiled, p) = compile_flag(f);
-            problems.extend(p);
-            next.flags.insert(f.name.clone(), Arc::new(compiled));
+            update.add_flag(f);
         }
         for r in &changes.rule_based_segments.d {
-            if r.status.as_deref() == Some("ARCHIVED") {
-                next.rule_based.remove(&r.name);
-                continue;
-            }
-            let (compiled, p) = compile_rule_based_segment(r);
-            problems.extend(p);
-            next.rule_based.insert(r.name.clone(), Arc::new(compiled));
+            update.add_rule_based_segment(r);
         }
-        next.flags_till = next.flags_till.max(changes.flags.t);
-        next.rule_based_till = next.rule_based_till.max(changes.rule_based_segments.t);
-        next.reindex_sets();
-        (next, problems)
+        update.finish(changes.flags.t, changes.rule_based_segments.t)
     }
 
     /// A new snapshot with flag `name` killed (every key gets `default_treatment`) at

@@ -500,6 +500,48 @@ fn missing_and_malformed_files_fail_build_naming_file_and_line() {
     assert!(e.to_string().contains("beta.json"), "{e}");
 }
 
+/// A UTF-8 byte-order mark at the start of a localhost file (as Notepad writes) is not part
+/// of the text: it used to rename the first flag of a `.split` file and make a JSON file
+/// invalid.
+#[test]
+fn a_byte_order_mark_is_ignored_in_localhost_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bom = "\u{feff}";
+    let segments = dir.path().join("segments");
+    std::fs::create_dir(&segments).expect("mkdir");
+    write(
+        &segments.join("beta.json"),
+        &format!(r#"{bom}{{"added": ["ann"], "removed": [], "since": -1, "till": 1}}"#),
+    );
+    let json = format!(
+        r#"{bom}{{"ff": {{"d": [{{"name": "first", "defaultTreatment": "off", "conditions": [
+            {{"conditionType": "ROLLOUT", "matcherGroup": {{"combiner": "AND", "matchers": [
+              {{"matcherType": "IN_SEGMENT", "userDefinedSegmentMatcherData": {{"segmentName": "beta"}}}}]}},
+             "partitions": [{{"treatment": "on", "size": 100}}], "label": "in beta"}}]}}],
+           "s": -1, "t": 1}}}}"#
+    );
+    let files = [
+        ("flags.split", format!("{bom}first on\nsecond off\n"), "on"),
+        (
+            "flags.yaml",
+            format!("{bom}- first:\n    treatment: \"on\"\n    keys: [\"ann\"]\n"),
+            "on",
+        ),
+        ("flags.json", json, "on"),
+    ];
+    for (name, text, treatment) in files {
+        let file = dir.path().join(name);
+        write(&file, &text);
+        let c = ClientBuilder::new("localhost")
+            .split_file(&file)
+            .segment_directory(&segments)
+            .build()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.manager().flag_names()[0], "first", "{name}");
+        assert_eq!(c.get_treatment("ann", "first", None), treatment, "{name}");
+    }
+}
+
 #[test]
 fn a_broken_flag_is_skipped_with_a_warning_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");

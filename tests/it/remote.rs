@@ -401,3 +401,36 @@ fn update_latency_with_a_50_ms_refresh_rate() {
     );
     assert!(flag_ms[4] < 2000.0 && segment_ms < 2000.0);
 }
+
+#[test]
+fn max_response_bytes_and_sync_backoff_reach_the_synchronizer() {
+    let server = Server::start();
+    let backend = SdkBackend::new();
+    backend.push_flag(flag("f", 10, &["a"], None, "off"));
+    backend.install(&server, "/sdk");
+    let client = remote(&server, "small-answers")
+        .max_response_bytes(10)
+        .build()
+        .expect("client");
+    let e = client
+        .block_until_ready(Duration::from_secs(5))
+        .expect_err("an answer over 10 bytes is refused");
+    assert!(e.to_string().contains("larger than 10 bytes"), "{e}");
+    client.destroy(Duration::from_secs(2));
+
+    let failing = Server::start();
+    failing.route("/sdk/splitChanges", |_| Reply::status(503));
+    let client = remote(&failing, "fast-retries")
+        .sync_backoff(Duration::from_millis(2), Duration::from_millis(10))
+        .build()
+        .expect("client");
+    assert!(
+        eventually(Duration::from_secs(5), || failing
+            .requests_to("/sdk/splitChanges")
+            .len()
+            >= 20),
+        "retried every few milliseconds: {}",
+        failing.requests_to("/sdk/splitChanges").len()
+    );
+    client.destroy(Duration::from_secs(2));
+}

@@ -1,0 +1,255 @@
+//! Peak memory of what a server or a document can make the SDK hold: a counting global
+//! allocator measures the most heap bytes live at once while a test runs.
+//!
+//! This is its own test binary (the allocator is global to the binary), and its tests run
+//! one at a time (a lock), since the count covers every thread: the synchronizer and the
+//! delivery workers allocate on threads of their own. Each test also prints the peak resident
+//! memory (Linux `VmHWM`, reset through `/proc/self/clear_refs`) for comparison.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use splitkit::{Attributes, Snapshot};
+
+#[path = "support/documents.rs"]
+mod documents;
+
+#[path = "it/server.rs"]
+#[expect(dead_code, reason = "shared with tests/it, which uses all of it")]
+mod server;
+
+use server::{Reply, Server, localhost, remote};
+
+struct Counting;
+
+/// Heap bytes live now, and the most live since the last [`measure`] began.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(n: usize) {
+    let now = LIVE.fetch_add(n, Ordering::Relaxed) + n;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+fn shrank(n: usize) {
+    LIVE.fetch_sub(n, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; the counting has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                grew(new_size - layout.size());
+            } else {
+                shrank(layout.size() - new_size);
+            }
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        shrank(layout.size());
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const MIB: usize = 1024 * 1024;
+
+/// Serializes the tests of this binary.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// What `f` returns, the most heap bytes live at once while it ran beyond those live when it
+/// began, and the same for resident memory (`None` where it cannot be measured).
+fn measure<R>(f: impl FnOnce() -> R) -> (R, usize, Option<usize>) {
+    let rss_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let rss_before = status_bytes("VmRSS");
+    let start = LIVE.load(Ordering::Relaxed);
+    PEAK.store(start, Ordering::Relaxed);
+    let r = f();
+    let heap = PEAK.load(Ordering::Relaxed).saturating_sub(start);
+    let rss = match (rss_reset, rss_before, status_bytes("VmHWM")) {
+        (true, Some(before), Some(peak)) => Some(peak.saturating_sub(before)),
+        _ => None,
+    };
+    (r, heap, rss)
+}
+
+fn mib(n: usize) -> f64 {
+    n as f64 / MIB as f64
+}
+
+/// A gzip body of `n` members of 1 MiB of spaces each: `n` MiB once decompressed, about a
+/// thousandth of that on the wire.
+fn gzip_bomb(n: usize) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; MIB]).expect("gzip");
+    gz.finish().expect("gzip").repeat(n)
+}
+
+/// Peak heap and resident memory of a remote client on `server` (SDK API under `/sdk`) from
+/// its start until it is ready or refused, and what `block_until_ready` said.
+fn first_load(server: &Server) -> (Result<(), splitkit::Error>, usize, Option<usize>) {
+    measure(|| {
+        let client = remote(server, "memory").build().expect("client");
+        let outcome = client.block_until_ready(Duration::from_secs(60));
+        client.destroy(Duration::from_secs(5));
+        outcome
+    })
+}
+
+/// A splitChanges answer of 192 MiB once decompressed (about 190 KiB sent) is refused at the
+/// default `max_response_bytes` (128 MiB) without holding more than that: ureq's own limit
+/// counts the compressed bytes, so the decompressed body used to be read whole, into a buffer
+/// that doubled up to 256 MiB.
+#[test]
+fn a_gzip_bomb_holds_at_most_max_response_bytes() {
+    let _serial = one_at_a_time();
+    // What a client costs anyway: the same start against an empty document.
+    let plain = Server::start();
+    plain.route("/sdk/splitChanges", |_| {
+        Reply::json(&serde_json::json!({"ff": {"d": [], "s": -1, "t": -1},
+                                        "rbs": {"d": [], "s": -1, "t": -1}}))
+    });
+    let (outcome, base_heap, base_rss) = first_load(&plain);
+    outcome.expect("ready on an empty document");
+
+    let bomb = gzip_bomb(192);
+    let sent = bomb.len();
+    assert!(sent < 256 * 1024, "{sent}");
+    let server = Server::start();
+    server.route("/sdk/splitChanges", move |_| {
+        Reply::ok()
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .body(bomb.clone())
+    });
+    let (outcome, heap, rss) = first_load(&server);
+    let shown = |r: Option<usize>| r.map_or("unknown".into(), |r| format!("{:.1} MiB", mib(r)));
+    eprintln!(
+        "gzip bomb of {} KiB (192 MiB decompressed): peak heap +{:.1} MiB, peak RSS +{} \
+         (a client on an empty document: +{:.1} MiB, +{})",
+        sent / 1024,
+        mib(heap),
+        shown(rss),
+        mib(base_heap),
+        shown(base_rss),
+    );
+    let e = outcome.expect_err("a refused answer").to_string();
+    assert!(
+        e.contains("max_response_bytes") && e.contains(&server.url("/sdk/splitChanges")),
+        "{e}"
+    );
+    assert!(e.contains("larger than 134,217,728 bytes"), "{e}");
+    let extra = heap.saturating_sub(base_heap);
+    assert!(
+        extra <= 128 * MIB + MIB,
+        "the answer took {:.1} MiB of heap beyond the client's own",
+        mib(extra)
+    );
+}
+
+/// An events endpoint answering with 64 MiB once decompressed (64 KiB sent): the answer is
+/// read and dropped without being held.
+#[test]
+fn a_gzip_bomb_from_the_events_endpoint_is_not_held() {
+    let _serial = one_at_a_time();
+    let bomb = gzip_bomb(64);
+    let server = Server::start();
+    server.route("/events", move |_| {
+        Reply::ok()
+            .header("Content-Encoding", "gzip")
+            .body(bomb.clone())
+    });
+    let client = localhost(&server).build().expect("client");
+    let (delivered, heap, rss) = measure(|| {
+        client.get_treatment("user-1", "new_checkout", Some(&Attributes::new()));
+        client.flush(Duration::from_secs(30))
+    });
+    eprintln!(
+        "events answer of 64 MiB decompressed: peak heap +{:.1} MiB, peak RSS +{}",
+        mib(heap),
+        rss.map_or("unknown".into(), |r| format!("{:.1} MiB", mib(r)))
+    );
+    assert!(delivered, "the impressions were delivered");
+    assert!(!server.requests_to("/events").is_empty());
+    assert!(heap < 8 * MIB, "peak heap {:.1} MiB", mib(heap));
+    client.destroy(Duration::from_secs(5));
+}
+
+/// `Snapshot::from_json` compiles each definition as soon as it is read: beyond the compiled
+/// snapshot it keeps, it holds little (it used to hold every definition parsed, about 3.6
+/// times the document's size, before compiling the first), and the snapshot is smaller
+/// than the text's double.
+#[test]
+fn from_json_holds_little_beyond_the_compiled_snapshot() {
+    let _serial = one_at_a_time();
+    let (text, flags) = documents::document(8_000_000, 400);
+    let start = LIVE.load(Ordering::Relaxed);
+    let ((snapshot, problems), heap, rss) =
+        measure(|| Snapshot::from_json(&text, "memory").expect("parses"));
+    let kept = LIVE.load(Ordering::Relaxed).saturating_sub(start);
+    let size = text.len();
+    eprintln!(
+        "from_json of {:.1} MiB ({flags} flags): peak heap +{:.1} MiB ({:.2} of the size), \
+         snapshot {:.1} MiB, peak RSS +{}",
+        mib(size),
+        mib(heap),
+        heap as f64 / size as f64,
+        mib(kept),
+        rss.map_or("unknown".into(), |r| format!("{:.1} MiB", mib(r)))
+    );
+    assert!(
+        problems.is_empty(),
+        "{:?}",
+        &problems[..problems.len().min(3)]
+    );
+    assert_eq!(snapshot.len(), flags);
+    assert!(
+        heap <= kept + size / 4,
+        "peak {:.1} MiB for a snapshot of {:.1} MiB",
+        mib(heap),
+        mib(kept)
+    );
+    // The compiled snapshot itself: 1.79 times the text (2.02 while whitelists were hash sets
+    // of boxed strings).
+    assert!(heap <= 2 * size, "peak {:.1} MiB", mib(heap));
+}
