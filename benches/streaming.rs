@@ -169,6 +169,17 @@ fn percentiles(name: &str, samples: &mut [Duration]) {
     );
 }
 
+/// `iters` changes made by `step`, each latency kept in `samples`; their total.
+fn timed(iters: u64, samples: &mut Vec<Duration>, mut step: impl FnMut() -> Duration) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let d = step();
+        samples.push(d);
+        total += d;
+    }
+    total
+}
+
 fn bench_push(c: &mut Criterion) {
     let mut b = Backend::start();
     let (mut kills, mut fetches, mut inlines, mut segments, mut reconnects) =
@@ -189,26 +200,10 @@ fn bench_push(c: &mut Criterion) {
         })
     });
     g.bench_function("inline_update", |bn| {
-        bn.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let d = b.inline();
-                inlines.push(d);
-                total += d;
-            }
-            total
-        })
+        bn.iter_custom(|iters| timed(iters, &mut inlines, || b.inline()))
     });
     g.bench_function("segment_update", |bn| {
-        bn.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let d = b.segment();
-                segments.push(d);
-                total += d;
-            }
-            total
-        })
+        bn.iter_custom(|iters| timed(iters, &mut segments, || b.segment()))
     });
     g.finish();
     for _ in 0..20 {

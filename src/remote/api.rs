@@ -504,8 +504,9 @@ pub(crate) fn decode_body(
     String::from_utf8(bytes).map_err(|e| malformed(format!("body is not UTF-8: {e}")))
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_path_segment(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters (a path segment, or a
+/// query value).
+pub(crate) fn encode_path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -5,6 +5,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Deserialize;
 
+pub(crate) use crate::remote::api::encode_path_segment as percent_encode;
+
 /// What `GET {auth_url}/v2/auth?s=1.3` answers.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AuthResponse {
@@ -103,19 +105,6 @@ impl Token {
             .collect::<Vec<_>>()
             .join(",")
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
