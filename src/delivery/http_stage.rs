@@ -135,6 +135,24 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
         self.retry_at.is_some_and(|at| at > now)
     }
 
+    /// While someone waits (a flush caller, shutdown), a backoff wait longer than
+    /// [`URGENT_RETRY_WAIT`] is cut to it (a server's `Retry-After` is left as it is).
+    fn cut_wait(&mut self, ctx: &Ctx, now: Instant) {
+        if ctx.urgent(now)
+            && !self.server_wait
+            && let Some(at) = self.retry_at
+        {
+            self.retry_at = Some(at.min(now + URGENT_RETRY_WAIT));
+        }
+    }
+
+    /// Adds an item of estimated `size` to the open batch; true when that filled it.
+    fn push_open(&mut self, item: T, size: usize) -> bool {
+        self.open.push(item);
+        self.open_bytes = self.open_bytes.saturating_add(size);
+        self.open.len() >= self.batch_max_items || self.open_bytes >= self.batch_max_bytes
+    }
+
     /// Moves the open batch to the pending queue.
     fn seal(&mut self, ctx: &mut Ctx) {
         if self.open.is_empty() {
@@ -213,22 +231,16 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
             recovered.spooled(claimed.items);
             return true;
         }
-        self.body.clear();
-        let encoded = catch_unwind(AssertUnwindSafe(|| {
-            self.batcher.encode(&batch.items, &mut self.body)
-        }));
-        let written = match encoded {
-            Ok(Ok(())) => spool
+        let written = encode(&self.batcher, &batch.items, &mut self.body).and_then(|()| {
+            spool
                 .write(
                     self.endpoint.path(),
                     self.endpoint.headers(),
                     batch.count as u64,
                     &self.body,
                 )
-                .map_err(|e| e.to_string()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the batch encoder panicked".into()),
-        };
+                .map_err(|e| e.to_string())
+        });
         match written {
             Ok(()) => {
                 ctx.spooled(batch.count);
@@ -378,31 +390,14 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
         let (body, headers): (&[u8], &[(String, String)]) = match &head.spooled {
             Some(claimed) => (&claimed.body, &claimed.headers),
             None => {
-                self.body.clear();
-                let body = &mut self.body;
-                let batcher = &self.batcher;
-                match catch_unwind(AssertUnwindSafe(|| batcher.encode(&head.items, body))) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        log::warn!(
-                            "{}: dropping {} for {}: {e}: {}",
-                            ctx.name,
-                            text::count(head.count, "item", "items"),
-                            self.endpoint.path(),
-                            std::error::Error::source(&e)
-                                .map_or_else(String::new, |s| s.to_string())
-                        );
-                        return Outcome::Rejected;
-                    }
-                    Err(_) => {
-                        log::error!(
-                            "{}: batch encoder panicked; dropping {} for {}",
-                            ctx.name,
-                            text::count(head.count, "item", "items"),
-                            self.endpoint.path()
-                        );
-                        return Outcome::Rejected;
-                    }
+                if let Err(why) = encode(&self.batcher, &head.items, &mut self.body) {
+                    log::warn!(
+                        "{}: dropping {} for {}: {why}",
+                        ctx.name,
+                        text::count(head.count, "item", "items"),
+                        self.endpoint.path(),
+                    );
+                    return Outcome::Rejected;
                 }
                 (&self.body, self.endpoint.headers())
             }
@@ -455,6 +450,20 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
             // Due at once: the first turn of the worker sends them.
             self.retry_at = Some(Instant::now());
         }
+    }
+}
+
+/// Encodes `items` into `body` (cleared first); `Err` says why it could not be: the
+/// encoder's error with its cause, or the encoder's panic.
+fn encode<T, B: Batcher<T>>(batcher: &B, items: &[T], body: &mut Vec<u8>) -> Result<(), String> {
+    body.clear();
+    match catch_unwind(AssertUnwindSafe(|| batcher.encode(items, body))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        }),
+        Err(_) => Err("the batch encoder panicked".into()),
     }
 }
 
@@ -517,9 +526,7 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
         if !self.open.is_empty() && self.open_bytes.saturating_add(size) > self.batch_max_bytes {
             self.seal(ctx);
         }
-        self.open.push(item);
-        self.open_bytes = self.open_bytes.saturating_add(size);
-        if self.open.len() >= self.batch_max_items || self.open_bytes >= self.batch_max_bytes {
+        if self.push_open(item, size) {
             self.seal(ctx);
         }
     }
@@ -532,13 +539,7 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
 
     fn flush(&mut self, ctx: &mut Ctx) {
         let now = Instant::now();
-        // Someone waits: a long backoff wait (not the server's) is cut short.
-        if ctx.urgent(now)
-            && !self.server_wait
-            && let Some(at) = self.retry_at
-        {
-            self.retry_at = Some(at.min(now + URGENT_RETRY_WAIT));
-        }
+        self.cut_wait(ctx, now);
         if self.waiting(now) {
             return;
         }
@@ -562,6 +563,9 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
             deadline
         };
         ctx.deadline = Some(last_send);
+        // A wait begun before shutdown is cut short; the ones scheduled from here on are
+        // short already (`schedule_retry`).
+        self.cut_wait(ctx, Instant::now());
         // A retry the server put off past the deadline still gets one last attempt.
         let mut last_chance = true;
         loop {
@@ -571,14 +575,8 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
                 break;
             }
             match self.retry_at {
-                // Nothing new can arrive: wait for the retry, bounded by what time is left
-                // (and by the urgent wait, unless the server asked for this one).
+                // Nothing new can arrive: wait for the retry, bounded by what time is left.
                 Some(at) if at > now => {
-                    let at = if self.server_wait {
-                        at
-                    } else {
-                        at.min(now + URGENT_RETRY_WAIT)
-                    };
                     if at < last_send {
                         std::thread::sleep(at - now);
                         self.send_pending(ctx, true);
@@ -628,9 +626,7 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
             // Kept for `finish` to write to the spool.
             let size = catch_unwind(AssertUnwindSafe(|| self.batcher.estimate_size(&item)))
                 .unwrap_or(FALLBACK_ITEM_SIZE);
-            self.open.push(item);
-            self.open_bytes = self.open_bytes.saturating_add(size);
-            if self.open.len() >= self.batch_max_items || self.open_bytes >= self.batch_max_bytes {
+            if self.push_open(item, size) {
                 // Sealed without the retention check: shutdown spools everything anyway.
                 self.seal_open();
             }

@@ -260,28 +260,26 @@ impl Spool {
                     aside.display()
                 );
                 let _ = fs::rename(file, &aside);
-                let size = text.len() as u64;
-                let _ = self
-                    .used
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
-                        Some(u.saturating_sub(size))
-                    });
+                self.forget(text.len() as u64);
                 None
             }
         }
+    }
+
+    /// `size` bytes left the spool (removed, or set aside as damaged).
+    fn forget(&self, size: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                Some(u.saturating_sub(size))
+            });
     }
 
     /// Removes a delivered (or given up) batch, then releases its lock.
     pub(crate) fn remove(&self, claimed: Claimed) {
         let size = fs::metadata(&claimed.path).map_or(0, |m| m.len());
         match fs::remove_file(&claimed.path) {
-            Ok(()) => {
-                let _ = self
-                    .used
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
-                        Some(u.saturating_sub(size))
-                    });
-            }
+            Ok(()) => self.forget(size),
             Err(e) => log::warn!(
                 "spool file {} was delivered but cannot be removed ({e}); it may be sent again",
                 claimed.path.display()

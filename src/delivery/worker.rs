@@ -682,9 +682,9 @@ struct Core<T, C> {
     ctx: Ctx,
     /// Items taken off the queue so far.
     taken: u64,
-    /// Flush callers, each waiting (until its deadline) for the first `target` items to be
-    /// resolved.
-    waiters: VecDeque<(u64, Sender<()>, Instant)>,
+    /// Flush callers, each waiting for the first `target` items to be resolved (how long
+    /// the latest of them waits is [`Ctx::flush_until`]).
+    waiters: VecDeque<(u64, Sender<()>)>,
     flush_interval: Duration,
     default_shutdown: Duration,
 }
@@ -806,7 +806,7 @@ impl<T, C: Consumer<T>> Core<T, C> {
             }
             Msg::Flush(flush) => {
                 let (reply, until) = *flush;
-                self.waiters.push_back((self.taken, reply, until));
+                self.waiters.push_back((self.taken, reply));
                 self.ctx.flush_until = self.ctx.flush_until.max(Some(until));
                 self.consumer.flush(&mut self.ctx);
             }
@@ -824,11 +824,11 @@ impl<T, C: Consumer<T>> Core<T, C> {
     }
 
     fn answer_waiters(&mut self) {
-        while let Some((target, _, _)) = self.waiters.front() {
+        while let Some((target, _)) = self.waiters.front() {
             if *target > self.ctx.resolved {
                 break;
             }
-            if let Some((_, reply, _)) = self.waiters.pop_front() {
+            if let Some((_, reply)) = self.waiters.pop_front() {
                 // The caller may have timed out and gone: nothing to tell then.
                 let _ = reply.send(());
             }
@@ -856,7 +856,7 @@ impl<T, C: Consumer<T>> Core<T, C> {
         self.consumer.finish(&mut self.ctx, deadline);
         self.answer_waiters();
         // Everything is resolved now; answer anyone left regardless.
-        for (_, reply, _) in self.waiters.drain(..) {
+        for (_, reply) in self.waiters.drain(..) {
             let _ = reply.send(());
         }
     }
