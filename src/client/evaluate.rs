@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Client, InFlight};
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::{CONTROL, Evaluation, Names};
-use crate::engine::labels::{DEFAULT_RULE, Label};
+use crate::engine::labels::{DEFAULT_RULE, Label, default_rule_name};
 use crate::impressions::{ImpressionFields, now_ms};
 use crate::properties::EvaluationOptions;
 use crate::storage::Snapshot;
@@ -289,7 +289,7 @@ impl Client {
         let inner = &self.inner;
         let (label, label_name) = match o.label.as_deref() {
             Some(Label::NoRuleMatched) if inner.config.default_rule_label => {
-                (Some(DEFAULT_RULE), inner.default_rule_name)
+                (Some(DEFAULT_RULE), Some(default_rule_name()))
             }
             label => (label.map(Label::as_str), o.names.label),
         };

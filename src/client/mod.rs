@@ -20,12 +20,10 @@ use crate::delivery::{
     Endpoint, HttpConfig, HttpTransport, JsonBatcher, Retention, Spool, Transport, Worker,
     WorkerConfig,
 };
-use crate::engine::labels::DEFAULT_RULE;
 use crate::error::Error;
 use crate::events::{Event, build_event};
 use crate::fallback::Fallbacks;
 use crate::impressions::{Recorder, RecorderConfig, SdkMetadata, now_ms};
-use crate::intern::{Name, intern};
 use crate::localhost;
 use crate::metadata::{Metadata, SDK_VERSION};
 use crate::properties::Properties;
@@ -69,8 +67,6 @@ struct Inner {
     event_counts: EventCounters,
     in_flight: InFlightCounter,
     fallbacks: Fallbacks,
-    /// `default rule`, interned (for [`ClientBuilder::default_rule_label`]).
-    default_rule_name: Option<Name>,
     /// The subscribers of [`Client::updates`].
     updates: Arc<UpdatesHub>,
 }
@@ -340,7 +336,6 @@ impl Client {
                 event_counts: EventCounters::default(),
                 in_flight: InFlightCounter::default(),
                 fallbacks,
-                default_rule_name: intern(DEFAULT_RULE),
                 updates,
             }),
         })

@@ -74,6 +74,12 @@ impl Label {
 /// writes it with [`ClientBuilder::default_rule_label`](crate::ClientBuilder::default_rule_label)).
 pub(crate) const DEFAULT_RULE: &str = "default rule";
 
+/// [`DEFAULT_RULE`] as an interned name (a static: it never takes room in the table).
+pub(crate) fn default_rule_name() -> Name {
+    static DEFAULT_RULE_TEXT: &str = DEFAULT_RULE;
+    Name::from_static(&DEFAULT_RULE_TEXT)
+}
+
 impl Label {
     /// The text an impression carries: the wire string, but `default rule` for
     /// [`Label::NoRuleMatched`] when `default_rule` is set.
