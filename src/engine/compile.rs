@@ -24,18 +24,21 @@ const SMALL_SET: usize = 8;
 pub(crate) enum StrSet {
     Small(Box<[Box<str>]>),
     Large(PackedSet),
+    /// More members (or more text) than a [`PackedSet`] indexes: a hash set.
+    Huge(FastSet<Box<str>>),
 }
 
 impl StrSet {
     fn new(items: &[String]) -> StrSet {
-        if items.len() > SMALL_SET
-            && let Some(set) = PackedSet::new(items)
-            && set.len() > SMALL_SET
-        {
-            return StrSet::Large(set);
+        if items.len() > SMALL_SET {
+            match PackedSet::new(items) {
+                Some(set) if set.len() > SMALL_SET => return StrSet::Large(set),
+                Some(_) => {}
+                None => return StrSet::hashed(items),
+            }
         }
-        // Few strings (or many duplicates): a list, scanned. Membership does not depend on
-        // the order.
+        // Few strings (or many duplicates: at most SMALL_SET distinct ones): a list, scanned.
+        // Membership does not depend on the order.
         let mut uniq: Vec<Box<str>> = Vec::with_capacity(items.len().min(SMALL_SET));
         for i in items {
             if !uniq.iter().any(|u| **u == **i) {
@@ -45,11 +48,17 @@ impl StrSet {
         StrSet::Small(uniq.into_boxed_slice())
     }
 
+    /// A hash set of `items`, for more than a [`PackedSet`] holds.
+    fn hashed(items: &[String]) -> StrSet {
+        StrSet::Huge(items.iter().map(|i| i.as_str().into()).collect())
+    }
+
     #[inline]
     pub(crate) fn contains(&self, s: &str) -> bool {
         match self {
             StrSet::Small(items) => items.iter().any(|i| &**i == s),
             StrSet::Large(set) => set.contains(s),
+            StrSet::Huge(set) => set.contains(s),
         }
     }
 
@@ -58,6 +67,7 @@ impl StrSet {
         match self {
             StrSet::Small(items) => items.iter().all(|s| f(s)),
             StrSet::Large(set) => set.iter().all(f),
+            StrSet::Huge(set) => set.iter().all(|s| f(s)),
         }
     }
 }
@@ -278,6 +288,16 @@ pub(crate) struct CompiledPartition {
     pub(crate) cumulative: i64,
     /// The treatment's configuration, if the flag defines one.
     pub(crate) config: Option<Arc<str>>,
+}
+
+/// The partition a key of `bucket` (1 to 100) lands in: the first whose cumulative size
+/// reaches it; `None` when the sizes do not add up that far.
+#[inline]
+pub(crate) fn partition_at(
+    partitions: &[CompiledPartition],
+    bucket: i64,
+) -> Option<&CompiledPartition> {
+    partitions.iter().find(|p| bucket <= p.cumulative)
 }
 
 /// A compiled targeting rule.
@@ -716,15 +736,13 @@ fn describe_matcher(m: &MatcherDef) -> String {
     }
 }
 
-/// The configurations of a flag: treatment to JSON text (`null` means none; a JSON value
-/// that is not a string is taken as its text).
 /// Whether a rule's partitions give keys of different buckets different treatments: a
 /// percentage split such as 50/50, or a share under 100 that leaves some buckets `control`.
 /// A rule whose buckets all land on one treatment (`on` 100, or `on` 50 + `on` 50) does not
 /// split. Buckets are walked as the evaluator picks partitions, once per compile.
 fn splits_by_bucket(partitions: &[CompiledPartition]) -> bool {
     let treatment_of = |b: i64| -> &str {
-        match partitions.iter().find(|p| b <= p.cumulative) {
+        match partition_at(partitions, b) {
             Some(p) => &p.treatment,
             None => CONTROL,
         }
@@ -733,6 +751,8 @@ fn splits_by_bucket(partitions: &[CompiledPartition]) -> bool {
     (2..=100).any(|b| treatment_of(b) != first)
 }
 
+/// The configurations of a flag: treatment to JSON text (`null` means none; a JSON value
+/// that is not a string is taken as its text).
 fn configurations(f: &FeatureFlag) -> HashMap<Box<str>, Arc<str>> {
     f.configurations
         .as_ref()
@@ -1095,20 +1115,22 @@ mod tests {
             items in proptest::collection::vec("[a-c]{0,3}", 0..60),
             queries in proptest::collection::vec("[a-c]{0,3}", 0..30),
         ) {
-            let set = StrSet::new(&items);
             let oracle: std::collections::HashSet<&str> =
                 items.iter().map(String::as_str).collect();
-            for q in queries.iter().chain(&items) {
-                proptest::prop_assert_eq!(set.contains(q), oracle.contains(q.as_str()), "{}", q);
-            }
-            let mut seen = Vec::new();
-            set.all(|m| {
-                seen.push(m.to_string());
-                true
-            });
-            proptest::prop_assert_eq!(seen.len(), oracle.len());
-            for m in &seen {
-                proptest::prop_assert!(oracle.contains(m.as_str()));
+            // Every form: the one `new` picks, and the hash set of sets too large to pack.
+            for set in [StrSet::new(&items), StrSet::hashed(&items)] {
+                for q in queries.iter().chain(&items) {
+                    proptest::prop_assert_eq!(set.contains(q), oracle.contains(q.as_str()), "{}", q);
+                }
+                let mut seen = Vec::new();
+                set.all(|m| {
+                    seen.push(m.to_string());
+                    true
+                });
+                proptest::prop_assert_eq!(seen.len(), oracle.len());
+                for m in &seen {
+                    proptest::prop_assert!(oracle.contains(m.as_str()));
+                }
             }
         }
     }

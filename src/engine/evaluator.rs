@@ -7,7 +7,9 @@ use super::attributes::{
     AttributeValue, Attributes, Text, set_item, set_items, to_bool, to_number, to_str,
 };
 use super::bucket::bucket;
-use super::compile::{CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, StrSet, Truncate};
+use super::compile::{
+    CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, StrSet, Truncate, partition_at,
+};
 use super::labels::Label;
 use super::semver::Semver;
 use crate::intern::Name;
@@ -344,7 +346,7 @@ impl Snapshot {
                 [p] if p.cumulative == 100 => Some(p),
                 parts => {
                     let b = i64::from(bucket(ctx.bucketing_key, f.seed, f.algo));
-                    parts.iter().find(|p| b <= p.cumulative)
+                    partition_at(parts, b)
                 }
             };
             return Ok(match partition {
