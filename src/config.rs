@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::delivery::WorkerConfig;
 use crate::error::Error;
 use crate::fallback::{self, FallbackTreatment};
 use crate::impressions::{ImpressionListener, ImpressionsMode};
@@ -64,9 +65,9 @@ pub const DEFAULT_AUTH_URL: &str = "https://auth.split.io/api";
 /// Default of [`crate::ClientBuilder::streaming_url`]: `https://streaming.split.io`.
 pub const DEFAULT_STREAMING_URL: &str = "https://streaming.split.io";
 /// Default of [`crate::ClientBuilder::max_retained_items`]: 30,000 items a queue.
-pub const DEFAULT_RETAINED_ITEMS: usize = 30_000;
+pub const DEFAULT_RETAINED_ITEMS: usize = WorkerConfig::DEFAULT_MAX_RETAINED_ITEMS;
 /// Default of [`crate::ClientBuilder::max_retained_bytes`]: 32 MiB a queue.
-pub const DEFAULT_RETAINED_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_RETAINED_BYTES: usize = WorkerConfig::DEFAULT_MAX_RETAINED_BYTES;
 /// Default of [`crate::ClientBuilder::spool_max_bytes`]: 256 MiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -308,14 +309,20 @@ fn rate(
     Ok(v)
 }
 
-fn size(option: &'static str, value: Option<usize>, default: usize) -> Result<usize, Error> {
-    match value.unwrap_or(default) {
-        0 => Err(Error::Config {
+/// A count or a byte size: `value` or `default`, at least 1.
+fn size<T: Copy + PartialEq + From<u8>>(
+    option: &'static str,
+    value: Option<T>,
+    default: T,
+) -> Result<T, Error> {
+    let n = value.unwrap_or(default);
+    if n == T::from(0) {
+        return Err(Error::Config {
             option,
             message: "must be at least 1".into(),
-        }),
-        n => Ok(n),
+        });
     }
+    Ok(n)
 }
 
 /// The sync backoff's `(base, cap)`: `cap >= base > 0`, and `base` at least
@@ -511,15 +518,11 @@ impl Options {
                 Duration::from_millis(1),
                 enforce,
             )?,
-            max_response_bytes: match self.max_response_bytes {
-                Some(0) => {
-                    return Err(Error::Config {
-                        option: "max_response_bytes",
-                        message: "must be at least 1".into(),
-                    });
-                }
-                other => other.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
-            },
+            max_response_bytes: size(
+                "max_response_bytes",
+                self.max_response_bytes,
+                DEFAULT_MAX_RESPONSE_BYTES,
+            )?,
             sync_backoff: sync_backoff(self.sync_backoff, enforce)?,
             enforce_minimum_rates: enforce,
             streaming_enabled: self.streaming_enabled.unwrap_or(true),
@@ -541,15 +544,11 @@ impl Options {
                 DEFAULT_RETAINED_BYTES,
             )?,
             spool_directory: self.spool_directory,
-            spool_max_bytes: match self.spool_max_bytes {
-                Some(0) => {
-                    return Err(Error::Config {
-                        option: "spool_max_bytes",
-                        message: "must be at least 1".into(),
-                    });
-                }
-                other => other.unwrap_or(DEFAULT_SPOOL_MAX_BYTES),
-            },
+            spool_max_bytes: size(
+                "spool_max_bytes",
+                self.spool_max_bytes,
+                DEFAULT_SPOOL_MAX_BYTES,
+            )?,
         })
     }
 }

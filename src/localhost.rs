@@ -403,10 +403,13 @@ pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentChanges>, Vec<Erro
             removed: Option<serde::de::IgnoredAny>,
         }
         let (mut seg, more) = SegmentChanges::parse(&text, &origin)?;
-        if let Ok(Fields {
-            added: None,
-            removed: None,
-        }) = serde_json::from_str::<Fields>(&text)
+        // Keys in either list mean the field is there; only an empty result is read again.
+        if seg.added.is_empty()
+            && seg.removed.is_empty()
+            && let Ok(Fields {
+                added: None,
+                removed: None,
+            }) = serde_json::from_str::<Fields>(&text)
         {
             return Err(Error::Parse {
                 origin,

@@ -39,6 +39,33 @@ pub struct ClientStats {
 /// What [`ImpressionStats`] and [`EventStats`] say about items localhost mode keeps.
 const LOCAL_ONLY: &str = "not sent (localhost mode, no events URL)";
 
+/// ` (3 queue full, 2 rejected)`: the parts whose count is not zero, or nothing.
+fn write_nonzero(f: &mut fmt::Formatter<'_>, parts: &[(u64, &str)]) -> fmt::Result {
+    let mut first = true;
+    for (n, what) in parts.iter().filter(|(n, _)| *n > 0) {
+        f.write_str(if first { " (" } else { ", " })?;
+        write!(f, "{} {what}", thousands(*n))?;
+        first = false;
+    }
+    if !first {
+        f.write_str(")")?;
+    }
+    Ok(())
+}
+
+/// `; 3 not sent (localhost mode, ...)` when localhost mode kept `local_only` items, then
+/// `; delivery: ...` unless those are all there is to say (the queue never saw an item).
+fn write_queue(f: &mut fmt::Formatter<'_>, local_only: u64, queue: &DeliveryStats) -> fmt::Result {
+    if local_only > 0 {
+        write!(f, "; {} {LOCAL_ONLY}", thousands(local_only))?;
+    }
+    if local_only == 0 || *queue != DeliveryStats::default() {
+        f.write_str("; delivery: ")?;
+        write_delivery(f, queue, "sent")?;
+    }
+    Ok(())
+}
+
 /// `sent, dropped (by reason), queued` of one queue, `sent` named by `verb` ("sent", or
 /// "handled" for a listener).
 fn write_delivery(f: &mut fmt::Formatter<'_>, s: &DeliveryStats, verb: &str) -> fmt::Result {
@@ -48,21 +75,15 @@ fn write_delivery(f: &mut fmt::Formatter<'_>, s: &DeliveryStats, verb: &str) -> 
         thousands(s.sent),
         thousands(s.dropped())
     )?;
-    let reasons = [
-        (s.dropped_queue_full, "queue full"),
-        (s.dropped_rejected, "rejected"),
-        (s.dropped_retained_overflow, "over the retention limit"),
-        (s.dropped_shutdown, "shutdown deadline"),
-    ];
-    let mut first = true;
-    for (n, reason) in reasons.iter().filter(|(n, _)| *n > 0) {
-        f.write_str(if first { " (" } else { ", " })?;
-        write!(f, "{} {reason}", thousands(*n))?;
-        first = false;
-    }
-    if !first {
-        f.write_str(")")?;
-    }
+    write_nonzero(
+        f,
+        &[
+            (s.dropped_queue_full, "queue full"),
+            (s.dropped_rejected, "rejected"),
+            (s.dropped_retained_overflow, "over the retention limit"),
+            (s.dropped_shutdown, "shutdown deadline"),
+        ],
+    )?;
     write!(f, ", {} queued", thousands(s.queued_now))?;
     if s.spooled > 0 {
         write!(f, ", {} spooled to disk", thousands(s.spooled))?;
@@ -122,28 +143,15 @@ impl fmt::Display for DeliveryStats {
 impl fmt::Display for ImpressionStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "impressions: {} recorded", thousands(self.recorded))?;
-        let parts = [
-            (self.queue.recorded, "queued for delivery"),
-            (self.deduplicated, "deduplicated"),
-            (self.counted_only, "counted only"),
-        ];
-        let mut first = true;
-        for (n, what) in parts.iter().filter(|(n, _)| *n > 0) {
-            f.write_str(if first { " (" } else { ", " })?;
-            write!(f, "{} {what}", thousands(*n))?;
-            first = false;
-        }
-        if !first {
-            f.write_str(")")?;
-        }
-        let local_only = self.local_only > 0 && self.queue == DeliveryStats::default();
-        if self.local_only > 0 {
-            write!(f, "; {} {LOCAL_ONLY}", thousands(self.local_only))?;
-        }
-        if !local_only {
-            f.write_str("; delivery: ")?;
-            write_delivery(f, &self.queue, "sent")?;
-        }
+        write_nonzero(
+            f,
+            &[
+                (self.queue.recorded, "queued for delivery"),
+                (self.deduplicated, "deduplicated"),
+                (self.counted_only, "counted only"),
+            ],
+        )?;
+        write_queue(f, self.local_only, &self.queue)?;
         for (name, s) in [
             ("impression counts", &self.counts),
             ("unique keys", &self.unique_keys),
@@ -170,14 +178,7 @@ impl fmt::Display for EventStats {
         if self.rejected > 0 {
             write!(f, ", {} rejected", thousands(self.rejected))?;
         }
-        if self.local_only > 0 {
-            write!(f, "; {} {LOCAL_ONLY}", thousands(self.local_only))?;
-        }
-        if self.local_only == 0 || self.queue != DeliveryStats::default() {
-            f.write_str("; delivery: ")?;
-            write_delivery(f, &self.queue, "sent")?;
-        }
-        Ok(())
+        write_queue(f, self.local_only, &self.queue)
     }
 }
 
