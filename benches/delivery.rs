@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use splitkit::{Client, Properties};
 
+#[path = "../tests/it/server.rs"]
+#[expect(dead_code, reason = "shared with tests/it, which uses all of it")]
+mod server;
 #[path = "../tests/support/sink.rs"]
 mod sink;
+use server::dead_port;
 use sink::Sink;
 
 /// Events tracked per end-to-end iteration.
@@ -112,14 +116,6 @@ fn bench_flush(c: &mut Criterion) {
 
 /// Impressions evaluated per spool iteration.
 const SPOOL_IMPRESSIONS: u64 = 100_000;
-
-/// A loopback port nobody listens on: connections are refused.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(9)
-}
 
 fn bench_spool(c: &mut Criterion) {
     let keys = keys(4096);

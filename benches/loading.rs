@@ -25,6 +25,8 @@ use splitkit::Snapshot;
 
 #[path = "../tests/support/documents.rs"]
 mod documents;
+#[path = "../tests/support/rss.rs"]
+mod rss;
 use documents::document;
 
 /// Size of the generated document in megabytes (10^6 bytes).
@@ -33,14 +35,6 @@ fn target_bytes() -> usize {
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(95_000_000, |mb| (mb * 1e6) as usize)
-}
-
-/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
-fn status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// The documents measured and timed: name and the most keys a whitelist holds.
@@ -59,16 +53,10 @@ fn measure_child(name: &str) {
     };
     let (text, flags) = document(target_bytes(), max_keys);
     let mb = |b: u64| b as f64 / 1e6;
-    // "5" resets VmHWM to the current RSS (Linux 4.0+).
-    if std::fs::write("/proc/self/clear_refs", "5").is_err() {
+    let ((snapshot, problems), measured) =
+        rss::peak_rss(|| Snapshot::from_json(&text, "bench").expect("parses"));
+    let Some((before, peak)) = measured else {
         eprintln!("loading: peak RSS not measurable here (no /proc/self/clear_refs)");
-        return;
-    }
-    let Some(before) = status_bytes("VmRSS") else {
-        return;
-    };
-    let (snapshot, problems) = Snapshot::from_json(&text, "bench").expect("parses");
-    let Some(peak) = status_bytes("VmHWM") else {
         return;
     };
     assert!(

@@ -94,14 +94,15 @@ impl Backend {
         self.sse.notify(SPLITS, &json!({"type": "SPLIT_KILL", "changeNumber": self.cn, "splitName": "f", "defaultTreatment": "off"}));
         let kill = self.until("a", "off", started);
         // Wait for the fetch that follows the kill, so that the next step starts clean.
-        while self
-            .client
-            .manager()
-            .flag("f")
-            .is_none_or(|v| v.change_number < self.cn)
-        {
-            std::hint::spin_loop();
-        }
+        let cn = self.cn;
+        assert!(
+            server::eventually(Duration::from_secs(10), || self
+                .client
+                .manager()
+                .flag("f")
+                .is_some_and(|v| v.change_number >= cn)),
+            "the fetch after the kill of change number {cn} never landed"
+        );
         self.cn += 1;
         self.sdk
             .push_flag(flag("f", self.cn, &["a"], Some("beta"), "off"));
@@ -189,14 +190,11 @@ fn bench_push(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("kill_then_fetched_update", |bn| {
         bn.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            timed(iters, &mut kills, || {
                 let (kill, fetched) = b.kill_then_revive();
-                kills.push(kill);
                 fetches.push(fetched);
-                total += kill;
-            }
-            total
+                kill
+            })
         })
     });
     g.bench_function("inline_update", |bn| {

@@ -16,6 +16,8 @@ use splitkit::{Attributes, Snapshot};
 
 #[path = "support/documents.rs"]
 mod documents;
+#[path = "support/rss.rs"]
+mod rss;
 
 #[path = "it/server.rs"]
 #[expect(dead_code, reason = "shared with tests/it, which uses all of it")]
@@ -89,27 +91,17 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A `kB` field of `/proc/self/status`, in bytes.
-fn status_bytes(field: &str) -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// What `f` returns, the most heap bytes live at once while it ran beyond those live when it
 /// began, and the same for resident memory (`None` where it cannot be measured).
 fn measure<R>(f: impl FnOnce() -> R) -> (R, usize, Option<usize>) {
-    let rss_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let rss_before = status_bytes("VmRSS");
-    let start = LIVE.load(Ordering::Relaxed);
-    PEAK.store(start, Ordering::Relaxed);
-    let r = f();
-    let heap = PEAK.load(Ordering::Relaxed).saturating_sub(start);
-    let rss = match (rss_reset, rss_before, status_bytes("VmHWM")) {
-        (true, Some(before), Some(peak)) => Some(peak.saturating_sub(before)),
-        _ => None,
-    };
+    let ((r, heap), rss) = rss::peak_rss(|| {
+        let start = LIVE.load(Ordering::Relaxed);
+        PEAK.store(start, Ordering::Relaxed);
+        let r = f();
+        (r, PEAK.load(Ordering::Relaxed).saturating_sub(start))
+    });
+    let rss = rss
+        .map(|(before, peak)| usize::try_from(peak.saturating_sub(before)).unwrap_or(usize::MAX));
     (r, heap, rss)
 }
 

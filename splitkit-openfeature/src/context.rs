@@ -24,16 +24,24 @@ pub const TRAFFIC_TYPE_FIELD: &str = "trafficType";
 /// `TargetingKeyMissing` without a targeting key (or with an empty one); `InvalidContext`
 /// when [`BUCKETING_KEY_FIELD`] is not a non-empty string.
 pub(crate) fn key(context: &EvaluationContext) -> Result<Key<'_>, EvaluationError> {
-    let matching = match context.targeting_key.as_deref() {
-        Some(k) if !k.is_empty() => k,
-        _ => return Err(error::targeting_key_missing()),
-    };
+    let matching = targeting_key(context)?;
     match context.custom_fields.get(BUCKETING_KEY_FIELD) {
         None => Ok(Key::from(matching)),
         Some(EvaluationContextFieldValue::String(b)) if !b.is_empty() => Ok(Key::new(matching, b)),
         Some(_) => Err(error::invalid_context(format!(
             "the context field {BUCKETING_KEY_FIELD} must be a non-empty string"
         ))),
+    }
+}
+
+/// The context's targeting key.
+///
+/// # Errors
+/// `TargetingKeyMissing` without a targeting key (or with an empty one).
+pub(crate) fn targeting_key(context: &EvaluationContext) -> Result<&str, EvaluationError> {
+    match context.targeting_key.as_deref() {
+        Some(k) if !k.is_empty() => Ok(k),
+        _ => Err(error::targeting_key_missing()),
     }
 }
 

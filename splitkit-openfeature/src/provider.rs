@@ -66,8 +66,9 @@ pub struct SplitProvider {
     tracker: SplitTracker,
     ready_timeout: Duration,
     shutdown_timeout: Duration,
-    /// Why [`FeatureProvider::initialize`] found the client not ready, if it did.
-    init_failure: Option<String>,
+    /// Whether [`FeatureProvider::initialize`] found the client not ready in time (why is
+    /// logged).
+    init_failed: bool,
 }
 
 /// Builds a [`SplitProvider`]: [`SplitProvider::builder`].
@@ -121,7 +122,7 @@ impl SplitProviderBuilder {
             client: self.client,
             ready_timeout: self.ready_timeout,
             shutdown_timeout: self.shutdown_timeout,
-            init_failure: None,
+            init_failed: false,
         }
     }
 }
@@ -275,14 +276,14 @@ impl FeatureProvider for SplitProvider {
     /// The wait runs on a thread of its own, so the executor is free meanwhile.
     async fn initialize(&mut self, _context: &EvaluationContext) {
         if self.client.is_ready() {
-            self.init_failure = None;
+            self.init_failed = false;
             return;
         }
         match self.wait_until_ready().await {
-            Ok(()) => self.init_failure = None,
+            Ok(()) => self.init_failed = false,
             Err(e) => {
                 log::warn!("the Split provider is not ready: {e}");
-                self.init_failure = Some(e.to_string());
+                self.init_failed = true;
             }
         }
     }
@@ -295,7 +296,7 @@ impl FeatureProvider for SplitProvider {
             ProviderStatus::NotReady
         } else if self.client.is_ready() {
             ProviderStatus::Ready
-        } else if self.init_failure.is_some() {
+        } else if self.init_failed {
             ProviderStatus::Error
         } else {
             ProviderStatus::NotReady

@@ -79,10 +79,7 @@ impl SplitTracker {
         context: &EvaluationContext,
         details: Option<&TrackingEventDetails>,
     ) -> EvaluationResult<()> {
-        let key = match context.targeting_key.as_deref() {
-            Some(k) if !k.is_empty() => k,
-            _ => return Err(error::targeting_key_missing()),
-        };
+        let key = context::targeting_key(context)?;
         let traffic_type = context::traffic_type(context, &self.traffic_type)?;
         let value = details.and_then(|d| d.value);
         let properties = details.map(|d| &d.properties).filter(|p| !p.is_empty());
