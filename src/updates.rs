@@ -58,24 +58,36 @@ impl FlagChange {
 /// The subscribers of one client.
 #[derive(Debug, Default)]
 pub(crate) struct UpdatesHub {
+    inner: Mutex<Subscribers>,
+}
+
+#[derive(Debug, Default)]
+struct Subscribers {
     /// Each subscriber, and whether it was told [`Update::Ready`] (it is told once).
-    subscribers: Mutex<Vec<(Sender<Update>, bool)>>,
+    each: Vec<(Sender<Update>, bool)>,
+    /// Whether [`Update::Ready`] was published: a later subscriber is told at once. Kept
+    /// under the lock of the list, so that a subscriber is told by exactly one of the two.
+    ready: bool,
 }
 
 impl UpdatesHub {
-    /// A new subscriber's channel; it gets [`Update::Ready`] at once when `ready` says so.
-    pub(crate) fn subscribe(&self, ready: bool) -> Receiver<Update> {
+    /// A new subscriber's channel; it gets [`Update::Ready`] at once when the client is
+    /// ready already.
+    pub(crate) fn subscribe(&self) -> Receiver<Update> {
         let (tx, rx) = bounded(SUBSCRIBER_CAPACITY);
-        let told = ready && tx.try_send(Update::Ready).is_ok();
-        self.subscribers.lock().push((tx, told));
+        let mut subscribers = self.inner.lock();
+        let told = subscribers.ready && tx.try_send(Update::Ready).is_ok();
+        subscribers.each.push((tx, told));
         rx
     }
 
     /// Hands `update` to every subscriber without waiting (`Ready` only to those not told
-    /// yet); drops gone subscribers.
+    /// yet, and to every later subscriber); drops gone subscribers.
     pub(crate) fn publish(&self, update: &Update) {
         let ready = *update == Update::Ready;
-        self.subscribers.lock().retain_mut(|(s, told)| {
+        let mut subscribers = self.inner.lock();
+        subscribers.ready |= ready;
+        subscribers.each.retain_mut(|(s, told)| {
             if ready && *told {
                 return true;
             }
@@ -97,7 +109,7 @@ impl UpdatesHub {
 
     /// Publishes what changed between two snapshots, if anything did.
     pub(crate) fn changed(&self, old: &Snapshot, new: &Snapshot) {
-        if self.subscribers.lock().is_empty() {
+        if self.inner.lock().each.is_empty() {
             return;
         }
         if let Some(update) = diff(old, new) {
@@ -211,8 +223,9 @@ mod tests {
     #[test]
     fn subscribers_get_every_update_and_a_full_one_never_blocks() {
         let hub = UpdatesHub::default();
-        let a = hub.subscribe(false);
-        let b = hub.subscribe(true);
+        let a = hub.subscribe();
+        hub.publish(&Update::Ready);
+        let b = hub.subscribe();
         let (old, _) = Snapshot::from_json(&doc("", 1), "a").unwrap();
         for n in 0..SUBSCRIBER_CAPACITY + 5 {
             let new = old.with_segment(&format!("s{n}"), ["k"]);
@@ -223,6 +236,7 @@ mod tests {
             SUBSCRIBER_CAPACITY,
             "full: later updates dropped, never blocked"
         );
+        assert_eq!(a.try_recv(), Ok(Update::Ready), "told when it happened");
         assert_eq!(
             b.try_recv(),
             Ok(Update::Ready),
@@ -231,12 +245,12 @@ mod tests {
         drop(b);
         hub.changed(&old, &old.with_segment("last", ["k"]));
         assert_eq!(
-            hub.subscribers.lock().len(),
+            hub.inner.lock().each.len(),
             1,
             "a gone subscriber is dropped"
         );
 
-        let c = hub.subscribe(false);
+        let c = hub.subscribe();
         hub.publish(&Update::Ready);
         hub.publish(&Update::Ready);
         assert_eq!(

@@ -318,6 +318,11 @@ impl Client {
         if let Some(r) = &readiness {
             r.observe(Arc::clone(&updates));
         }
+        // Ready already (localhost mode, or definitions loaded before the hub was observed):
+        // said once, to every subscriber to come.
+        if readiness.as_ref().is_none_or(|r| r.is_ready()) {
+            updates.publish(&crate::Update::Ready);
+        }
         let fallbacks = Fallbacks::new(
             config.fallback_treatment.as_ref(),
             &config.fallback_treatments,
@@ -397,7 +402,7 @@ impl Client {
     /// # Ok::<(), splitkit::Error>(())
     /// ```
     pub fn updates(&self) -> crossbeam_channel::Receiver<crate::Update> {
-        self.inner.updates.subscribe(self.is_ready())
+        self.inner.updates.subscribe()
     }
 
     /// True once definitions are loaded (always, in localhost mode).
