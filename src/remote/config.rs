@@ -7,27 +7,17 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::validation::sanitize_flag_sets;
 
-/// Default base URL of Split's SDK API (SPLIT_SEMANTICS.md §5.1).
-pub(crate) const DEFAULT_SDK_URL: &str = "https://sdk.split.io/api";
-/// Default period between two polls of `splitChanges`: 60 seconds.
-pub(crate) const DEFAULT_FEATURES_REFRESH_RATE: Duration = Duration::from_secs(60);
+pub(crate) use crate::config::{
+    DEFAULT_FEATURES_REFRESH_RATE, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SDK_URL, DEFAULT_SEGMENTS_REFRESH_RATE,
+    DEFAULT_SYNC_BACKOFF_BASE as DEFAULT_BACKOFF_BASE,
+    DEFAULT_SYNC_BACKOFF_CAP as DEFAULT_BACKOFF_CAP,
+};
+
 /// Shortest accepted period between two polls of `splitChanges`: 5 seconds.
 pub(crate) const MIN_FEATURES_REFRESH_RATE: Duration = Duration::from_secs(5);
-/// Default period between two polls of every segment: 60 seconds.
-pub(crate) const DEFAULT_SEGMENTS_REFRESH_RATE: Duration = Duration::from_secs(60);
 /// Shortest accepted period between two polls of every segment: 30 seconds.
 pub(crate) const MIN_SEGMENTS_REFRESH_RATE: Duration = Duration::from_secs(30);
-/// Default limit of one HTTP request, from connecting to the end of the body: 30 seconds
-/// (Go's `HTTPTimeout`).
-pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default largest response body, counted after decompression: 128 MiB. A splitChanges
-/// document of every flag of a large organisation is tens of megabytes; this leaves room for
-/// several times that, while bounding what a broken or hostile server can make the SDK hold.
-pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
-/// Default first retry delay ceiling after a transient failure: 1 second.
-pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Default largest retry delay after transient failures: 60 seconds.
-pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
 
 /// Options of the remote synchronizer.
 ///
@@ -275,12 +265,11 @@ mod tests {
         assert_eq!(c.features_refresh_rate, Duration::from_secs(60));
         assert_eq!(c.segments_refresh_rate, Duration::from_secs(60));
         assert_eq!(c.max_response_bytes, 128 * 1024 * 1024);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(
-            c.max_response_bytes,
-            crate::config::DEFAULT_MAX_RESPONSE_BYTES
+            (c.backoff_base, c.backoff_cap),
+            (Duration::from_secs(1), Duration::from_secs(60))
         );
-        assert_eq!(c.backoff_base, crate::config::DEFAULT_SYNC_BACKOFF_BASE);
-        assert_eq!(c.backoff_cap, crate::config::DEFAULT_SYNC_BACKOFF_CAP);
     }
 
     #[test]

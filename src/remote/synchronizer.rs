@@ -270,7 +270,7 @@ fn on_success(what: &str, backoff: &mut Backoff) {
 }
 
 /// True when the synchronizer has been stopped (or dropped).
-fn stopped(stop: &Receiver<()>) -> bool {
+pub(super) fn stopped(stop: &Receiver<()>) -> bool {
     !matches!(stop.try_recv(), Err(TryRecvError::Empty))
 }
 
@@ -308,7 +308,7 @@ fn on_failure(
 }
 
 /// Sleeps `d`, or less when stopped; true when stopped.
-fn pause(stop: &Receiver<()>, d: Duration) -> bool {
+pub(super) fn pause(stop: &Receiver<()>, d: Duration) -> bool {
     !matches!(stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
 }
 

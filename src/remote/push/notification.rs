@@ -6,6 +6,8 @@ use base64::Engine;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::remote::api::read_bounded;
+
 /// One server-sent event: its type (`message` unless named) and its data lines joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Event {
@@ -129,18 +131,10 @@ impl Update {
 /// Largest inline definition accepted, decompressed.
 const MAX_INLINE_BYTES: u64 = 16 * 1024 * 1024;
 
-fn inflate(reader: impl Read, what: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    reader
-        .take(MAX_INLINE_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("the {what} payload does not decompress: {e}"))?;
-    if out.len() as u64 > MAX_INLINE_BYTES {
-        return Err(format!(
-            "the {what} payload is larger than {MAX_INLINE_BYTES} bytes"
-        ));
-    }
-    Ok(out)
+fn inflate(mut reader: impl Read, what: &str) -> Result<Vec<u8>, String> {
+    read_bounded(&mut reader, MAX_INLINE_BYTES, None)
+        .map_err(|e| format!("the {what} payload does not decompress: {e}"))?
+        .ok_or_else(|| format!("the {what} payload is larger than {MAX_INLINE_BYTES} bytes"))
 }
 
 /// An `error` event of the streaming service.
@@ -481,5 +475,20 @@ mod tests {
             data: None,
         };
         assert_eq!(none.definition::<FeatureFlag>().unwrap(), None);
+    }
+
+    #[test]
+    fn an_inline_definition_is_decompressed_only_up_to_its_bound() {
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        zl.write_all(&vec![b' '; MAX_INLINE_BYTES as usize + 1])
+            .unwrap();
+        let u = Update {
+            change_number: 5,
+            previous: Some(4),
+            compression: Some(2),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(zl.finish().unwrap())),
+        };
+        let e = u.definition::<FeatureFlag>().unwrap_err();
+        assert_eq!(e, "the zlib payload is larger than 16777216 bytes");
     }
 }
