@@ -302,16 +302,7 @@ impl SdkApi {
         let response = request.call().map_err(|e| self.classify(redacted, e))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            let url = redacted.to_string();
-            return Err(match status {
-                401 | 403 => FetchError::Unauthorized { url, status },
-                408 | 429 | 500..=599 => FetchError::Unavailable {
-                    url,
-                    status,
-                    retry_after: None,
-                },
-                _ => FetchError::Rejected { url, status },
-            });
+            return Err(status_error(redacted, status, response.headers()));
         }
         Ok(response.into_body().into_reader())
     }
@@ -331,20 +322,7 @@ impl SdkApi {
         let mut response = request.call().map_err(|e| self.classify(url, e))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            let url = url.to_string();
-            return Err(match status {
-                401 | 403 => FetchError::Unauthorized { url, status },
-                408 | 429 | 500..=599 => FetchError::Unavailable {
-                    url,
-                    status,
-                    retry_after: response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after),
-                },
-                _ => FetchError::Rejected { url, status },
-            });
+            return Err(status_error(url, status, response.headers()));
         }
         // With its `gzip` feature (on by default) ureq decompresses a `Content-Encoding: gzip`
         // body itself and removes the header; its `limit` counts the bytes on the wire, so the
@@ -428,6 +406,24 @@ impl SdkApi {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+/// What an answer other than 2xx means: the key refused (401, 403), the service unavailable
+/// for now (408, 429, 5xx, with the delay its `Retry-After` asks for), or the request refused.
+fn status_error(url: &str, status: u16, headers: &ureq::http::HeaderMap) -> FetchError {
+    let url = url.to_string();
+    match status {
+        401 | 403 => FetchError::Unauthorized { url, status },
+        408 | 429 | 500..=599 => FetchError::Unavailable {
+            url,
+            status,
+            retry_after: headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after),
+        },
+        _ => FetchError::Rejected { url, status },
     }
 }
 

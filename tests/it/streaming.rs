@@ -32,13 +32,18 @@ impl Backend {
     /// `f` (`on` for `a`, else `off`, change number 10), auth answering with a token of
     /// `lifetime` seconds.
     fn start(lifetime: i64) -> Backend {
+        Backend::with_auth(move || {
+            Reply::json(&json!({"pushEnabled": true, "token": token(lifetime)}))
+        })
+    }
+
+    /// The same backend, with `auth` answering authentication.
+    fn with_auth(mut auth: impl FnMut() -> Reply + Send + 'static) -> Backend {
         let server = Server::start();
         let sdk = SdkBackend::new();
         sdk.push_flag(flag("f", 10, &["a"], None, "off"));
         sdk.install(&server, "/sdk");
-        server.route("/auth/v2/auth", move |_| {
-            Reply::json(&json!({"pushEnabled": true, "token": token(lifetime)}))
-        });
+        server.route("/auth/v2/auth", move |_| auth());
         Backend {
             server,
             sdk,
@@ -382,18 +387,7 @@ fn a_final_error_or_push_disabled_means_polling_only() {
     );
     client.destroy(WAIT);
 
-    let server = Server::start();
-    let sdk = SdkBackend::new();
-    sdk.push_flag(flag("f", 10, &["a"], None, "off"));
-    sdk.install(&server, "/sdk");
-    server.route("/auth/v2/auth", |_| {
-        Reply::json(&json!({"pushEnabled": false, "token": ""}))
-    });
-    let off = Backend {
-        server,
-        sdk,
-        sse: SseServer::start(),
-    };
+    let off = Backend::with_auth(|| Reply::json(&json!({"pushEnabled": false, "token": ""})));
     let client = off.client().build().expect("client");
     client.block_until_ready(WAIT).expect("ready");
     let before = off.polls();
@@ -403,6 +397,33 @@ fn a_final_error_or_push_disabled_means_polling_only() {
     );
     assert_eq!(off.server.requests_to("/auth").len(), 1, "asked once");
     assert!(off.sse.requests().is_empty(), "never connected");
+    client.destroy(WAIT);
+}
+
+#[test]
+fn an_authentication_answered_429_is_retried_when_its_retry_after_says() {
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let seen = asked.clone();
+    let b = Backend::with_auth(move || {
+        let mut at = seen.lock().unwrap();
+        at.push(Instant::now());
+        if at.len() == 1 {
+            Reply::status(429).header("Retry-After", "2")
+        } else {
+            Reply::json(&json!({"pushEnabled": true, "token": token(3600)}))
+        }
+    });
+    let client = b.client().build().expect("client");
+    client.block_until_ready(WAIT).expect("ready");
+    assert!(b.sse.wait_connections(1, WAIT), "connected in the end");
+    let at = asked.lock().unwrap().clone();
+    assert_eq!(at.len(), 2, "{at:?}");
+    let waited = at[1] - at[0];
+    // The reconnection backoff alone would have asked again within 250 ms.
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "asked again after {waited:?}"
+    );
     client.destroy(WAIT);
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
 
 use crate::backoff::Backoff;
 use crate::definitions::{ChangesSection, FeatureFlag, RuleBasedSegment, SplitChanges};
@@ -37,7 +37,7 @@ use crate::text::duration;
 use super::api::{FetchError, SdkApi};
 use super::config::StreamingUrls;
 use super::fetcher::drop_flags_outside;
-use super::synchronizer::{FlagsWake, SegmentsWake};
+use super::synchronizer::{FlagsWake, SegmentsWake, pause, stopped};
 use notification::{Control, EventParser, Notification, StreamError, Update};
 use token::{AuthResponse, Token, percent_encode};
 
@@ -82,8 +82,9 @@ enum Ended {
     Stop,
     /// Authenticate again and reconnect at once (the token is due, or a reset).
     Renew,
-    /// Reconnect after the backoff: `why` is logged.
-    Retry(String),
+    /// Reconnect after the backoff, or after the delay the server asked for (`Retry-After`
+    /// of a refused request): `why` is logged.
+    Retry(String, Option<Duration>),
     /// Streaming is over for good: poll.
     Final(String),
 }
@@ -137,7 +138,7 @@ impl Push {
     pub(crate) fn run(self) {
         let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
         loop {
-            if self.stopped() {
+            if stopped(&self.stop) {
                 return;
             }
             let ended = match self.authenticate() {
@@ -147,7 +148,7 @@ impl Push {
                             "streaming: connecting in {} (the service asks so)",
                             duration(delay)
                         );
-                        if self.wait(delay) {
+                        if pause(&self.stop, delay) {
                             return;
                         }
                     }
@@ -164,31 +165,19 @@ impl Push {
                     self.set_up(false);
                     return;
                 }
-                Ended::Retry(why) => {
+                Ended::Retry(why, retry_after) => {
                     self.set_up(false);
-                    let delay = backoff.next_delay(None);
+                    let delay = backoff.next_delay(retry_after);
                     log::warn!(
                         "streaming: {why}; polling meanwhile, reconnecting in {}",
                         duration(delay)
                     );
-                    if self.wait(delay) {
+                    if pause(&self.stop, delay) {
                         return;
                     }
                 }
             }
         }
-    }
-
-    fn stopped(&self) -> bool {
-        !matches!(
-            self.stop.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Empty)
-        )
-    }
-
-    /// Waits `d`, or less when stopped; true when stopped.
-    fn wait(&self, d: Duration) -> bool {
-        !matches!(self.stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
     }
 
     /// The token and how long to wait before connecting; `None` when streaming is off.
@@ -197,15 +186,16 @@ impl Push {
             FetchError::Unauthorized { .. } | FetchError::Rejected { .. } => {
                 Ended::Final(format!("authentication refused: {e}"))
             }
-            e => Ended::Retry(format!("cannot authenticate: {e}")),
+            e => Ended::Retry(format!("cannot authenticate: {e}"), e.retry_after()),
         })?;
-        let auth: AuthResponse = serde_json::from_str(&body)
-            .map_err(|e| Ended::Retry(format!("the authentication answer is not JSON: {e}")))?;
+        let auth: AuthResponse = serde_json::from_str(&body).map_err(|e| {
+            Ended::Retry(format!("the authentication answer is not JSON: {e}"), None)
+        })?;
         if !auth.push_enabled || auth.token.is_empty() {
             return Ok(None);
         }
         let token = Token::decode(&auth.token)
-            .map_err(|e| Ended::Retry(format!("the streaming token is unusable: {e}")))?;
+            .map_err(|e| Ended::Retry(format!("the streaming token is unusable: {e}"), None))?;
         Ok(Some((
             token,
             Duration::from_secs(auth.conn_delay.unwrap_or(0)),
@@ -226,9 +216,9 @@ impl Push {
         let body = match self.api.open_stream(&url, &shown) {
             Ok(body) => body,
             Err(e @ (FetchError::Unauthorized { .. } | FetchError::Rejected { .. })) => {
-                return Ended::Retry(format!("the stream was refused: {e}"));
+                return Ended::Retry(format!("the stream was refused: {e}"), None);
             }
-            Err(e) => return Ended::Retry(format!("cannot connect: {e}")),
+            Err(e) => return Ended::Retry(format!("cannot connect: {e}"), e.retry_after()),
         };
         let lines = read_lines(body);
         log::info!(
@@ -251,13 +241,13 @@ impl Push {
                     if Instant::now() >= refresh_at {
                         return Ended::Renew;
                     }
-                    return Ended::Retry(format!("the stream was silent for {}", duration(self.keepalive)));
+                    return Ended::Retry(format!("the stream was silent for {}", duration(self.keepalive)), None);
                 }
             };
             let line = match line {
                 Ok(Ok(line)) => line,
-                Ok(Err(e)) => return Ended::Retry(format!("the stream broke: {e}")),
-                Err(_) => return Ended::Retry("the stream was closed".into()),
+                Ok(Err(e)) => return Ended::Retry(format!("the stream broke: {e}"), None),
+                Err(_) => return Ended::Retry("the stream was closed".into(), None),
             };
             let Some(event) = parser.line(&line) else {
                 continue;
@@ -489,10 +479,13 @@ fn stream_error(e: &StreamError) -> Ended {
             e.message, e.code
         ))
     } else {
-        Ended::Retry(format!(
-            "the service reported an error: {} ({:?})",
-            e.message, e.code
-        ))
+        Ended::Retry(
+            format!(
+                "the service reported an error: {} ({:?})",
+                e.message, e.code
+            ),
+            None,
+        )
     }
 }
 
