@@ -307,6 +307,31 @@ fn on_failure(
     }
 }
 
+/// After a notification's first fetch: until `reached`, waits (`wait`, doubling) and fetches
+/// again, [`NOTIFICATION_RETRIES`] times, then once more with `bypass` set (past the CDN).
+/// `fetch` answers false when it was interrupted. False when stopped or interrupted.
+fn chase(
+    stop: &Receiver<()>,
+    mut wait: Duration,
+    reached: impl Fn() -> bool,
+    mut fetch: impl FnMut(bool) -> Result<bool, FetchError>,
+) -> Result<bool, FetchError> {
+    for attempt in 0..=NOTIFICATION_RETRIES {
+        if reached() {
+            return Ok(true);
+        }
+        let bypass = attempt == NOTIFICATION_RETRIES;
+        if !bypass && pause(stop, wait) {
+            return Ok(false);
+        }
+        wait = wait.saturating_mul(2);
+        if !fetch(bypass)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Sleeps `d`, or less when stopped; true when stopped.
 pub(super) fn pause(stop: &Receiver<()>, d: Duration) -> bool {
     !matches!(stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
@@ -391,26 +416,22 @@ impl FlagsWorker {
         let FlagsWake::Until { flags, rule_based } = target else {
             return Ok(round);
         };
+        if round.interrupted {
+            return Ok(round);
+        }
         let reached = || {
             let s = self.store.load();
             flags.is_none_or(|cn| s.change_number() >= cn)
                 && rule_based.is_none_or(|cn| s.rule_based_change_number() >= cn)
         };
-        let mut wait = self.retry;
-        for attempt in 0..=NOTIFICATION_RETRIES {
-            if round.interrupted || reached() {
-                return Ok(round);
-            }
-            let bypass = attempt == NOTIFICATION_RETRIES;
-            if !bypass && pause(stop, wait) {
-                round.interrupted = true;
-                return Ok(round);
-            }
-            wait = wait.saturating_mul(2);
+        let going = chase(stop, self.retry, reached, |bypass| {
             let till = if bypass { flags.or(rule_based) } else { None };
             round = round.and(self.fetcher.fetch_until(&|| stopped(stop), till)?);
-        }
-        if !reached() {
+            Ok(!round.interrupted)
+        })?;
+        if !going {
+            round.interrupted = true;
+        } else if !reached() {
             log::debug!(
                 "flags: change number {flags:?} (rule-based {rule_based:?}) not reached, even past the CDN; the next poll or notification goes on"
             );
@@ -539,26 +560,13 @@ impl SegmentsWorker {
                 .segment_change_number(name)
                 .is_some_and(|c| c >= cn)
         };
-        let mut wait = self.retry;
-        for attempt in 0..=NOTIFICATION_RETRIES {
-            if reached() {
-                return Ok(true);
-            }
-            let bypass = attempt == NOTIFICATION_RETRIES;
-            if !bypass && pause(stop, wait) {
-                return Ok(false);
-            }
-            wait = wait.saturating_mul(2);
+        chase(stop, self.retry, reached, |bypass| {
             let till = bypass.then_some(cn);
-            if self
+            Ok(self
                 .fetcher
                 .fetch_until(name, &|| stopped(stop), till)?
-                .is_none()
-            {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+                .is_some())
+        })
     }
 
     /// Ready once the flags are loaded and every segment they use is loaded without error.
