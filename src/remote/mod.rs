@@ -32,6 +32,7 @@ mod fetcher;
 mod push;
 mod readiness;
 mod synchronizer;
+mod wake;
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! segments), one polling the segments they use, both writing whole snapshots into the
 //! [`Store`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,36 +21,13 @@ use super::config::SyncConfig;
 use super::fetcher::{SegmentFetcher, SplitFetcher, SplitRound};
 use super::push::{PUSH_THREAD, Push, StreamState};
 use super::readiness::Readiness;
+use super::wake::{FlagsWanted, SegmentsWanted, Wake};
 use crate::backoff::Backoff;
 
 /// Name of the thread that polls `splitChanges`.
 pub(crate) const FLAGS_THREAD: &str = "splitkit-flags-sync";
 /// Name of the thread that polls `segmentChanges`.
 pub(crate) const SEGMENTS_THREAD: &str = "splitkit-segments-sync";
-
-/// What the segments thread is asked to fetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SegmentsWake {
-    /// Segments the flags use that are not loaded yet (after a flag update).
-    Missing,
-    /// Every segment the flags use (a forced poll).
-    All,
-    /// One segment, until it reaches this change number (a streamed notification).
-    Until(String, i64),
-}
-
-/// What the flags thread is asked to fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FlagsWake {
-    /// Poll now.
-    Poll,
-    /// Fetch until the flags, and the rule-based segments, reach these change numbers (a
-    /// streamed notification).
-    Until {
-        flags: Option<i64>,
-        rule_based: Option<i64>,
-    },
-}
 
 /// Fetches after a notification that do not reach its change number are repeated this many
 /// times (waits doubling from [`SyncConfig::notification_retry`]), then made once more past
@@ -79,8 +56,8 @@ pub(crate) struct Synchronizer {
     readiness: Arc<Readiness>,
     /// Dropping the sender stops every worker.
     stop: Mutex<Option<Sender<()>>>,
-    flags_wake: Sender<FlagsWake>,
-    segments_wake: Sender<SegmentsWake>,
+    flags_wake: Arc<Wake<FlagsWanted>>,
+    segments_wake: Arc<Wake<SegmentsWanted>>,
     workers: Mutex<Vec<Worker>>,
 }
 
@@ -105,8 +82,8 @@ impl Synchronizer {
         let api = Arc::new(SdkApi::new(&config, agent));
         let readiness = Arc::new(Readiness::new());
         let (stop_tx, stop_rx) = bounded::<()>(0);
-        let (flags_wake, flags_wake_rx) = bounded::<FlagsWake>(16);
-        let (segments_wake, segments_wake_rx) = bounded::<SegmentsWake>(64);
+        let flags_wake = Arc::new(Wake::new());
+        let segments_wake = Arc::new(Wake::new());
         let streaming = Arc::new(StreamState::default());
         log::info!(
             "synchronizing definitions from {} every {} (segments every {})",
@@ -121,8 +98,8 @@ impl Synchronizer {
             store: Arc::clone(&store),
             sets: sets.clone(),
             state: Arc::clone(&streaming),
-            flags_wake: flags_wake.clone(),
-            segments_wake: segments_wake.clone(),
+            flags_wake: Arc::clone(&flags_wake),
+            segments_wake: Arc::clone(&segments_wake),
             stop: stop_rx.clone(),
             keepalive: config.keepalive,
         });
@@ -135,8 +112,8 @@ impl Synchronizer {
             retry: config.notification_retry,
             streaming: Arc::clone(&streaming),
             stop: stop_rx.clone(),
-            wake: flags_wake_rx,
-            segments_wake: segments_wake.clone(),
+            wake: Arc::clone(&flags_wake),
+            segments_wake: Arc::clone(&segments_wake),
         };
         let segments = SegmentsWorker {
             fetcher: SegmentFetcher::new(Arc::clone(&api), Arc::clone(&store)),
@@ -147,7 +124,7 @@ impl Synchronizer {
             retry: config.notification_retry,
             streaming,
             stop: stop_rx,
-            wake: segments_wake_rx,
+            wake: Arc::clone(&segments_wake),
         };
         let flags = spawn(FLAGS_THREAD, move || flags.run())?;
         // If a later thread cannot start, dropping `stop_tx` on return stops the others.
@@ -179,8 +156,8 @@ impl Synchronizer {
     /// Polls flags and every segment now instead of waiting for the next period (also cuts
     /// a retry delay short). Does nothing after [`Synchronizer::stop`].
     pub(crate) fn sync_now(&self) {
-        let _ = self.flags_wake.try_send(FlagsWake::Poll);
-        let _ = self.segments_wake.try_send(SegmentsWake::All);
+        self.flags_wake.poll();
+        self.segments_wake.all();
     }
 
     /// Stops the threads and waits for them, for at most `timeout` in all.
@@ -348,8 +325,8 @@ struct FlagsWorker {
     retry: Duration,
     streaming: Arc<StreamState>,
     stop: Receiver<()>,
-    wake: Receiver<FlagsWake>,
-    segments_wake: Sender<SegmentsWake>,
+    wake: Arc<Wake<FlagsWanted>>,
+    segments_wake: Arc<Wake<SegmentsWanted>>,
 }
 
 impl FlagsWorker {
@@ -366,8 +343,8 @@ impl FlagsWorker {
             };
             let target = select! {
                 recv(self.stop) -> _ => break,
-                recv(self.wake) -> msg => msg.unwrap_or(FlagsWake::Poll),
-                default(wait) => FlagsWake::Poll,
+                recv(self.wake.signal()) -> _ => self.wake.take(),
+                default(wait) => FlagsWanted { poll: true, ..FlagsWanted::default() },
             };
             if stopped(&self.stop) {
                 break;
@@ -393,7 +370,7 @@ impl FlagsWorker {
                         }
                     }
                     if first || round.changed {
-                        let _ = self.segments_wake.try_send(SegmentsWake::Missing);
+                        self.segments_wake.missing();
                     }
                     delay = self.rate;
                 }
@@ -410,13 +387,13 @@ impl FlagsWorker {
 
     /// One round of fetches; for a notification, repeated until its change numbers are
     /// reached (waits doubling from `retry`), then once more past the CDN.
-    fn fetch(&self, target: FlagsWake) -> Result<SplitRound, FetchError> {
+    fn fetch(&self, wanted: FlagsWanted) -> Result<SplitRound, FetchError> {
         let stop = &self.stop;
         let mut round = self.fetcher.fetch_until(&|| stopped(stop), None)?;
-        let FlagsWake::Until { flags, rule_based } = target else {
-            return Ok(round);
-        };
-        if round.interrupted {
+        let FlagsWanted {
+            flags, rule_based, ..
+        } = wanted;
+        if round.interrupted || (flags.is_none() && rule_based.is_none()) {
             return Ok(round);
         }
         let reached = || {
@@ -451,7 +428,7 @@ struct SegmentsWorker {
     retry: Duration,
     streaming: Arc<StreamState>,
     stop: Receiver<()>,
-    wake: Receiver<SegmentsWake>,
+    wake: Arc<Wake<SegmentsWanted>>,
 }
 
 impl SegmentsWorker {
@@ -468,44 +445,52 @@ impl SegmentsWorker {
             } else {
                 next_full.saturating_duration_since(Instant::now())
             };
-            let wake = select! {
+            // Asked (`Some`), or the period or a retry delay is over (`None`).
+            let wanted = select! {
                 recv(self.stop) -> _ => break,
-                recv(self.wake) -> msg => match msg {
-                    Ok(w) => Some(w),
-                    Err(_) => break,
-                },
+                recv(self.wake.signal()) -> _ => Some(self.wake.take()),
                 default(delay) => None,
             };
-            let full = match &wake {
-                Some(w) => *w == SegmentsWake::All,
-                None => Instant::now() >= next_full,
-            };
-            let stop = &self.stop;
-            if stopped(stop) {
+            if stopped(&self.stop) {
                 break;
             }
-            let (names, target): (Vec<String>, Option<i64>) = match wake {
-                Some(SegmentsWake::Until(name, cn)) => (vec![name], Some(cn)),
-                _ => {
-                    let snapshot = self.store.load();
-                    let names = snapshot
-                        .referenced_segments()
-                        .into_iter()
-                        .filter(|n| {
-                            full || retry.contains(n) || snapshot.segment_change_number(n).is_none()
-                        })
-                        .collect();
-                    (names, None)
-                }
+            let full = match &wanted {
+                Some(w) => w.all,
+                None => Instant::now() >= next_full,
             };
             if full {
                 next_full = later(self.rate);
             }
-            retry.clear();
+            // Each segment to fetch, with the change number a notification asked for.
+            let mut names: BTreeMap<String, Option<i64>> = BTreeMap::new();
+            let until = match wanted {
+                Some(w) if w.is_empty() => continue,
+                // Only notifications: the failing segments keep their retry delay.
+                Some(w) if !w.all && !w.missing => w.until,
+                other => {
+                    let snapshot = self.store.load();
+                    let referenced = snapshot.referenced_segments();
+                    // A segment the flags no longer use is not retried.
+                    retry.retain(|n| referenced.binary_search(n).is_ok());
+                    names.extend(
+                        referenced
+                            .into_iter()
+                            .filter(|n| {
+                                full || retry.contains(n)
+                                    || snapshot.segment_change_number(n).is_none()
+                            })
+                            .map(|n| (n, None)),
+                    );
+                    other.map(|w| w.until).unwrap_or_default()
+                }
+            };
+            names.extend(until.into_iter().map(|(n, cn)| (n, Some(cn))));
             let mut last_error = None;
-            for name in names {
+            for (name, target) in names {
                 match self.fetch(&name, target) {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        retry.remove(&name);
+                    }
                     Ok(false) => return,
                     Err(e) if e.is_fatal() => {
                         let _ = on_failure(
@@ -534,7 +519,8 @@ impl SegmentsWorker {
                     )
                     .unwrap_or(self.rate);
                 }
-                None => on_success("segments", &mut self.backoff),
+                None if retry.is_empty() => on_success("segments", &mut self.backoff),
+                None => {}
             }
             self.update_readiness(&retry);
         }

@@ -268,6 +268,74 @@ fn segment_and_rule_based_segment_updates() {
 }
 
 #[test]
+fn a_burst_of_segment_notifications_loses_none() {
+    const N: usize = 200;
+    let b = Backend::start(3600);
+    for i in 0..N {
+        let s = format!("s{i}");
+        b.sdk
+            .push_flag(flag(&format!("g{i}"), 11 + i as i64, &[], Some(&s), "off"));
+        b.sdk.push_segment(&s, 1, &[], &[]);
+    }
+    let client = b.connected();
+    for i in 0..N {
+        b.sdk.push_segment(&format!("s{i}"), 2, &["k"], &[]);
+    }
+    // Faster than the segments thread fetches: the requests pile up while it works.
+    for i in 0..N {
+        assert!(b.sse.notify(
+            SEGMENTS,
+            &json!({"type": "SEGMENT_UPDATE", "changeNumber": 2, "segmentName": format!("s{i}")})
+        ));
+    }
+    let behind = || {
+        (0..N)
+            .filter(|i| client.get_treatment("k", &format!("g{i}"), None) != "on")
+            .count()
+    };
+    assert!(
+        eventually(WAIT, || behind() == 0),
+        "{} of {N} segments never got their notified change",
+        behind()
+    );
+    client.destroy(WAIT);
+}
+
+#[test]
+fn a_segment_whose_fetch_failed_is_retried_though_other_notifications_come_first() {
+    let b = Backend::start(3600);
+    b.sdk.push_flag(flag("g", 11, &[], Some("beta"), "off"));
+    b.sdk.push_flag(flag("h", 12, &[], Some("bad"), "off"));
+    b.sdk.push_segment("beta", 1, &[], &[]);
+    b.sdk.push_segment("bad", 1, &[], &[]);
+    let client = b
+        .client()
+        .sync_backoff(Duration::from_millis(500), Duration::from_millis(500))
+        .build()
+        .expect("client");
+    client.block_until_ready(WAIT).expect("ready");
+    assert!(b.sse.wait_connections(1, WAIT));
+    b.sdk.push_segment("bad", 2, &["k"], &[]);
+    b.sdk.push_segment("beta", 2, &["k"], &[]);
+    // The notified fetch of `bad` fails once; then `beta` is notified.
+    b.server
+        .script("/sdk/segmentChanges/bad", [Reply::status(500)]);
+    for name in ["bad", "beta"] {
+        assert!(b.sse.notify(
+            SEGMENTS,
+            &json!({"type": "SEGMENT_UPDATE", "changeNumber": 2, "segmentName": name})
+        ));
+    }
+    assert!(eventually(WAIT, || client.get_treatment("k", "g", None) == "on"));
+    // Polling is off while streaming is up: only the retry brings `bad` up to date.
+    assert!(
+        eventually(WAIT, || client.get_treatment("k", "h", None) == "on"),
+        "the failed segment was never fetched again"
+    );
+    client.destroy(WAIT);
+}
+
+#[test]
 fn pause_resume_and_occupancy_switch_polling_on_and_off() {
     let b = Backend::start(3600);
     let client = b.connected();

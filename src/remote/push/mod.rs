@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
+use crossbeam_channel::{Receiver, bounded, select};
 
 use crate::backoff::Backoff;
 use crate::definitions::{ChangesSection, FeatureFlag, RuleBasedSegment, SplitChanges};
@@ -37,7 +37,8 @@ use crate::text::duration;
 use super::api::{FetchError, SdkApi};
 use super::config::StreamingUrls;
 use super::fetcher::drop_flags_outside;
-use super::synchronizer::{FlagsWake, SegmentsWake, pause, stopped};
+use super::synchronizer::{pause, stopped};
+use super::wake::{FlagsWanted, SegmentsWanted, Wake};
 use notification::{Control, EventParser, Notification, StreamError, Update};
 use token::{AuthResponse, Token, percent_encode};
 
@@ -70,8 +71,8 @@ pub(crate) struct Push {
     /// The flag sets filter (sanitized; empty for every flag).
     pub(crate) sets: Vec<String>,
     pub(crate) state: Arc<StreamState>,
-    pub(crate) flags_wake: Sender<FlagsWake>,
-    pub(crate) segments_wake: Sender<SegmentsWake>,
+    pub(crate) flags_wake: Arc<Wake<FlagsWanted>>,
+    pub(crate) segments_wake: Arc<Wake<SegmentsWanted>>,
     pub(crate) stop: Receiver<()>,
     pub(crate) keepalive: Duration,
 }
@@ -308,9 +309,7 @@ impl Push {
                     .segment_change_number(&name)
                     .is_none_or(|cn| change_number > cn);
                 if newer {
-                    let _ = self
-                        .segments_wake
-                        .try_send(SegmentsWake::Until(name, change_number));
+                    self.segments_wake.until(&name, change_number);
                 }
             }
             Notification::Other(kind) => log::debug!("streaming: ignoring {kind}"),
@@ -329,8 +328,8 @@ impl Push {
                     "down: definitions are polled"
                 }
             );
-            let _ = self.flags_wake.try_send(FlagsWake::Poll);
-            let _ = self.segments_wake.try_send(SegmentsWake::All);
+            self.flags_wake.poll();
+            self.segments_wake.all();
         }
     }
 
@@ -347,14 +346,8 @@ impl Push {
             log::info!("streaming: {name} killed (change number {change_number})");
         }
         if change_number > self.store.load().change_number() {
-            self.fetch_flags(Some(change_number), None);
+            self.flags_wake.until(Some(change_number), None);
         }
-    }
-
-    fn fetch_flags(&self, flags: Option<i64>, rule_based: Option<i64>) {
-        let _ = self
-            .flags_wake
-            .try_send(FlagsWake::Until { flags, rule_based });
     }
 
     /// A flag update: applied at once when it is inline and follows the local version, else
@@ -392,7 +385,7 @@ impl Push {
                 }
             }
         }
-        self.fetch_flags(Some(u.change_number), None);
+        self.flags_wake.until(Some(u.change_number), None);
     }
 
     fn rule_based_update(&self, u: &Update) {
@@ -425,7 +418,7 @@ impl Push {
                 ),
             }
         }
-        self.fetch_flags(None, Some(u.change_number));
+        self.flags_wake.until(None, Some(u.change_number));
     }
 
     /// Applies an inline update if the local version is still `local` (the flags', or the
@@ -453,14 +446,8 @@ impl Push {
             log::warn!("streaming: {p}");
         }
         log::debug!("streaming: applied an inline update");
-        let snapshot = self.store.load();
-        let missing = snapshot
-            .referenced_segments()
-            .iter()
-            .any(|n| snapshot.segment_change_number(n).is_none());
-        if missing {
-            let _ = self.segments_wake.try_send(SegmentsWake::Missing);
-        }
+        // The segments thread fetches those the update brings, if any.
+        self.segments_wake.missing();
         true
     }
 }
