@@ -88,6 +88,19 @@ impl Store {
         self.swap(next);
         out
     }
+
+    /// [`Store::update`] where the current snapshot may already be right: `f` answers
+    /// `None`, and nothing is swapped (or copied, or told to the observer).
+    pub(crate) fn update_if<T>(
+        &self,
+        f: impl FnOnce(&Snapshot) -> Option<(Snapshot, T)>,
+    ) -> Option<T> {
+        let _w = self.writer.lock();
+        let current = self.current.load_full();
+        let (next, out) = f(&current)?;
+        self.swap(next);
+        Some(out)
+    }
 }
 
 /// A snapshot borrowed from a [`Store`] for one read ([`Store::load`]); it dereferences to

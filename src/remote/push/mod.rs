@@ -297,8 +297,8 @@ impl Push {
                 name,
                 default_treatment,
             } => self.kill(&name, &default_treatment, change_number),
-            Notification::SplitUpdate(u) => self.flag_update(&u),
-            Notification::RbSegmentUpdate(u) => self.rule_based_update(&u),
+            Notification::SplitUpdate(u) => self.update(Section::Flags, &u),
+            Notification::RbSegmentUpdate(u) => self.update(Section::RuleBased, &u),
             Notification::SegmentUpdate {
                 change_number,
                 name,
@@ -336,13 +336,11 @@ impl Push {
     /// A kill: applied at once if the flag is older, then fetched if newer than the local
     /// version.
     fn kill(&self, name: &str, default_treatment: &str, change_number: i64) {
-        let killed = self
-            .store
-            .update(|s| match s.kill(name, default_treatment, change_number) {
-                Some(next) => (next, true),
-                None => (s.clone(), false),
-            });
-        if killed {
+        let killed = self.store.update_if(|s| {
+            s.kill(name, default_treatment, change_number)
+                .map(|next| (next, ()))
+        });
+        if killed.is_some() {
             log::info!("streaming: {name} killed (change number {change_number})");
         }
         if change_number > self.store.load().change_number() {
@@ -350,95 +348,42 @@ impl Push {
         }
     }
 
-    /// A flag update: applied at once when it is inline and follows the local version, else
-    /// fetched.
-    fn flag_update(&self, u: &Update) {
-        let local = self.store.load().change_number();
+    /// A flag or rule-based segment update: applied at once when it is inline and follows
+    /// the local version, else fetched.
+    fn update(&self, section: Section, u: &Update) {
+        let local = section.version(&self.store.load());
         if u.change_number <= local {
             return;
         }
         if u.previous == Some(local) {
-            match u.definition::<FeatureFlag>() {
-                Ok(Some(flag)) => {
-                    let mut changes = SplitChanges {
-                        flags: ChangesSection {
-                            d: vec![flag],
-                            s: local,
-                            t: u.change_number,
-                        },
-                        rule_based_segments: ChangesSection {
-                            d: Vec::new(),
-                            s: -1,
-                            t: -1,
-                        },
-                    };
+            match section.changes(u, local) {
+                Ok(Some(mut changes)) => {
                     if !self.sets.is_empty() {
                         drop_flags_outside(&mut changes, &self.sets);
                     }
-                    if self.apply(local, true, &changes) {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(why) => {
-                    log::warn!("streaming: an inline flag update is unusable ({why}); fetching it")
-                }
-            }
-        }
-        self.flags_wake.until(Some(u.change_number), None);
-    }
-
-    fn rule_based_update(&self, u: &Update) {
-        let local = self.store.load().rule_based_change_number();
-        if u.change_number <= local {
-            return;
-        }
-        if u.previous == Some(local) {
-            match u.definition::<RuleBasedSegment>() {
-                Ok(Some(segment)) => {
-                    let changes = SplitChanges {
-                        flags: ChangesSection {
-                            d: Vec::new(),
-                            s: -1,
-                            t: -1,
-                        },
-                        rule_based_segments: ChangesSection {
-                            d: vec![segment],
-                            s: local,
-                            t: u.change_number,
-                        },
-                    };
-                    if self.apply(local, false, &changes) {
+                    if self.apply(section, local, &changes) {
                         return;
                     }
                 }
                 Ok(None) => {}
                 Err(why) => log::warn!(
-                    "streaming: an inline rule-based segment update is unusable ({why}); fetching it"
+                    "streaming: an inline {} update is unusable ({why}); fetching it",
+                    section.noun()
                 ),
             }
         }
-        self.flags_wake.until(None, Some(u.change_number));
+        match section {
+            Section::Flags => self.flags_wake.until(Some(u.change_number), None),
+            Section::RuleBased => self.flags_wake.until(None, Some(u.change_number)),
+        }
     }
 
-    /// Applies an inline update if the local version is still `local` (the flags', or the
-    /// rule-based segments'); then fetches the segments it brings. False when it did not
-    /// apply.
-    fn apply(&self, local: i64, flags: bool, changes: &SplitChanges) -> bool {
-        let version = |s: &Snapshot| {
-            if flags {
-                s.change_number()
-            } else {
-                s.rule_based_change_number()
-            }
-        };
-        let applied = self.store.update(|s| {
-            if version(s) != local {
-                return (s.clone(), None);
-            }
-            let (next, problems) = s.apply_changes(changes);
-            (next, Some(problems))
-        });
+    /// Applies an inline update if the local version of its `section` is still `local`;
+    /// then fetches the segments it brings. False when it did not apply.
+    fn apply(&self, section: Section, local: i64, changes: &SplitChanges) -> bool {
+        let applied = self
+            .store
+            .update_if(|s| (section.version(s) == local).then(|| s.apply_changes(changes)));
         let Some(problems) = applied else {
             return false;
         };
@@ -449,6 +394,52 @@ impl Push {
         // The segments thread fetches those the update brings, if any.
         self.segments_wake.missing();
         true
+    }
+}
+
+/// The part of the definitions an update notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Flags,
+    RuleBased,
+}
+
+impl Section {
+    /// The local version of this part.
+    fn version(self, s: &Snapshot) -> i64 {
+        match self {
+            Section::Flags => s.change_number(),
+            Section::RuleBased => s.rule_based_change_number(),
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Section::Flags => "flag",
+            Section::RuleBased => "rule-based segment",
+        }
+    }
+
+    /// The changes an inline update brings, from version `local` (`None` without a payload).
+    fn changes(self, u: &Update, local: i64) -> Result<Option<SplitChanges>, String> {
+        fn unchanged<T>() -> ChangesSection<T> {
+            ChangesSection {
+                d: Vec::new(),
+                s: -1,
+                t: -1,
+            }
+        }
+        let (s, t) = (local, u.change_number);
+        Ok(match self {
+            Section::Flags => u.definition::<FeatureFlag>()?.map(|f| SplitChanges {
+                flags: ChangesSection { d: vec![f], s, t },
+                rule_based_segments: unchanged(),
+            }),
+            Section::RuleBased => u.definition::<RuleBasedSegment>()?.map(|r| SplitChanges {
+                flags: unchanged(),
+                rule_based_segments: ChangesSection { d: vec![r], s, t },
+            }),
+        })
     }
 }
 
