@@ -404,6 +404,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Consumer mode: read the definitions from the Redis that Split's Synchronizer keeps
+    /// and write impressions, impression counts, unique keys and events there, in the
+    /// Synchronizer's layout, instead of talking to Split's API. The SDK key is then only a
+    /// name (it is not sent anywhere). Evaluation reads an in-memory snapshot, refreshed
+    /// every [`RedisConfig::refresh_rate`](crate::RedisConfig::refresh_rate); writes are
+    /// pipelined by the background workers, with the retention, spool and accounting of
+    /// HTTP delivery. Needs the `redis` feature.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let client = splitkit::Client::builder("consumer")
+    ///     .redis(splitkit::RedisConfig::url("redis://127.0.0.1:6379/0").prefix("checkout"))
+    ///     .build()?;
+    /// client.block_until_ready(std::time::Duration::from_secs(5))?;
+    /// # Ok::<(), splitkit::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, config: crate::redis::RedisConfig) -> Self {
+        self.options.redis = Some(config);
+        self
+    }
+
     /// Validates the options, loads (or starts loading) the definitions and starts the
     /// background work.
     ///

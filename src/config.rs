@@ -114,6 +114,8 @@ pub struct Config {
     pub(crate) max_retained_bytes: usize,
     pub(crate) spool_directory: Option<PathBuf>,
     pub(crate) spool_max_bytes: u64,
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::redis::RedisConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -135,6 +137,15 @@ impl Config {
     /// True in localhost mode (SDK key `"localhost"`).
     pub fn is_localhost(&self) -> bool {
         self.sdk_key == LOCALHOST
+    }
+
+    /// True in consumer mode: definitions come from, and impressions and events go to, the
+    /// Redis of [`crate::ClientBuilder::redis`].
+    pub fn is_consumer(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
     }
 
     /// The localhost flags file.
@@ -284,6 +295,8 @@ pub(crate) struct Options {
     pub(crate) max_retained_bytes: Option<usize>,
     pub(crate) spool_directory: Option<PathBuf>,
     pub(crate) spool_max_bytes: Option<u64>,
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::redis::RedisConfig>,
 }
 
 fn rate(
@@ -549,6 +562,14 @@ impl Options {
                 self.spool_max_bytes,
                 DEFAULT_SPOOL_MAX_BYTES,
             )?,
+            #[cfg(feature = "redis")]
+            redis: match self.redis {
+                Some(r) => {
+                    r.validate()?;
+                    Some(r)
+                }
+                None => None,
+            },
         })
     }
 }

@@ -130,6 +130,15 @@
 //!   honoured. Shutdown retries until its deadline. With [`ClientBuilder::spool_directory`],
 //!   what would still be dropped is written to disk and the next start delivers it.
 //!
+//! # Consumer mode (Redis)
+//!
+//! With the `redis` feature, `ClientBuilder::redis` makes the client an instance of a
+//! fleet served by Split's Synchronizer: definitions are read from the Synchronizer's Redis
+//! keys into the in-memory snapshot (refreshed when a till moves; evaluation never waits for
+//! Redis), and impressions, counts, unique keys and events are written back in the formats the
+//! Synchronizer drains, by the background workers, with the retention, spool and accounting of
+//! HTTP delivery. See `RedisConfig` for standalone, Sentinel and Cluster settings.
+//!
 //! # Localhost mode
 //!
 //! The SDK key `"localhost"` reads definitions from [`ClientBuilder::split_file`]: `.json`
@@ -202,7 +211,10 @@ mod intern;
 pub mod limits;
 mod localhost;
 mod metadata;
+mod periodic;
 mod properties;
+#[cfg(feature = "redis")]
+mod redis;
 mod remote;
 mod stats;
 mod storage;
@@ -230,6 +242,8 @@ pub use impressions::{
 };
 pub use metadata::SDK_VERSION;
 pub use properties::{EvaluationOptions, Properties, PropertyValue};
+#[cfg(feature = "redis")]
+pub use redis::RedisConfig;
 pub use stats::{ClientStats, EventStats};
 pub use storage::{FlagView, IntoSnapshot, Snapshot, SnapshotGuard, Store};
 pub use treatment::{Key, TreatmentDetails, TreatmentWithConfig};

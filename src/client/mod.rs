@@ -5,13 +5,10 @@ mod evaluate;
 pub use evaluate::ClientWithOptions;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
 use parking_lot::Mutex;
 
 use crate::builder::ClientBuilder;
@@ -23,9 +20,10 @@ use crate::delivery::{
 use crate::error::Error;
 use crate::events::{Event, build_event};
 use crate::fallback::Fallbacks;
-use crate::impressions::{Recorder, RecorderConfig, SdkMetadata, now_ms};
+use crate::impressions::{Destination, Recorder, RecorderConfig, SdkMetadata, now_ms};
 use crate::localhost;
 use crate::metadata::{Metadata, SDK_VERSION};
+use crate::periodic::Periodic;
 use crate::properties::Properties;
 use crate::remote::{Readiness, StreamingUrls, SyncConfig, Synchronizer};
 use crate::stats::{ClientStats, EventStats};
@@ -59,7 +57,9 @@ struct Inner {
     config: Config,
     store: Arc<Store>,
     destroyed: AtomicBool,
-    reloader: Mutex<Option<Reloader>>,
+    /// The thread that refreshes the definitions: the localhost reloader, or the Redis
+    /// reader in consumer mode.
+    poller: Mutex<Option<Periodic>>,
     synchronizer: Option<Synchronizer>,
     readiness: Option<Arc<Readiness>>,
     recorder: Arc<Recorder>,
@@ -160,8 +160,8 @@ impl Inner {
         self.destroyed.store(true, Ordering::SeqCst);
         // Calls that began before destroy finish recording before the queues close.
         let mut ok = self.in_flight.wait_idle(deadline);
-        if let Some(r) = self.reloader.lock().take() {
-            ok &= r.stop(left());
+        if let Some(p) = self.poller.lock().take() {
+            ok &= p.stop(left());
         }
         // Signal the synchronizer without waiting: a definitions request in flight must not
         // eat the time that delivering queued impressions and events needs.
@@ -200,9 +200,10 @@ impl Client {
             machine_ip: meta.ip.clone(),
             machine_name: meta.name.clone(),
         };
-        let remote = !config.is_localhost() && !given;
+        let consumer = config.is_consumer() && !given;
+        let remote = !config.is_localhost() && !given && !consumer;
         // One connection pool serves every host.
-        let transport = if remote || config.events_url().is_some() {
+        let transport = if remote || (config.events_url().is_some() && !consumer) {
             let base = config.events_url().unwrap_or(config.sdk_url()).to_string();
             let mut http = HttpConfig::builder(base.as_str(), config.sdk_key.as_str())
                 .sdk_version(SDK_VERSION)
@@ -221,10 +222,19 @@ impl Client {
         let store = Arc::new(Store::new(Snapshot::new()));
         let updates = Arc::new(UpdatesHub::default());
         store.observe(Arc::clone(&updates));
-        let mut reloader = None;
+        let mut poller = None;
         let mut synchronizer = None;
+        let mut readiness = None;
         match b.snapshot {
             Some(s) => store.replace(s),
+            #[cfg(feature = "redis")]
+            None if consumer => {
+                if let Some(redis) = &config.redis {
+                    let (reader, ready) = crate::redis::start_reader(redis, store.clone())?;
+                    poller = Some(reader);
+                    readiness = Some(ready);
+                }
+            }
             None if !remote => {
                 let (snapshot, problems) = localhost::snapshot(&config)?;
                 for p in &problems {
@@ -232,7 +242,7 @@ impl Client {
                 }
                 store.replace(snapshot);
                 if let Some(period) = config.localhost_refresh_rate() {
-                    reloader = Some(Reloader::start(config.clone(), store.clone(), period)?);
+                    poller = Some(start_reloader(config.clone(), store.clone(), period)?);
                 }
             }
             None => {
@@ -256,7 +266,9 @@ impl Client {
                     auth: config.auth_url.clone(),
                     streaming: config.streaming_url.clone(),
                 });
-                synchronizer = Some(Synchronizer::start(sync, agent, store.clone())?);
+                let sync = Synchronizer::start(sync, agent, store.clone())?;
+                readiness = Some(sync.readiness());
+                synchronizer = Some(sync);
             }
         }
         let retention = Retention {
@@ -276,6 +288,17 @@ impl Client {
             (Some(t), Some(url)) => Some(Arc::new(t.with_base_url(url)?)),
             _ => None,
         };
+        let destination = match (events_transport, telemetry) {
+            (Some(events), Some(telemetry)) => Some(Destination::Http { events, telemetry }),
+            _ => None,
+        };
+        #[cfg(feature = "redis")]
+        let destination = match &config.redis {
+            Some(redis) if consumer => Some(Destination::Redis(Arc::new(
+                crate::redis::RedisTransport::new(redis.clone()),
+            ))),
+            _ => destination,
+        };
         let recorder = Recorder::start(
             &RecorderConfig {
                 mode: config.impressions_mode,
@@ -289,14 +312,13 @@ impl Client {
                 shutdown_timeout: config.shutdown_timeout,
                 retention: retention.clone(),
             },
-            events_transport.clone().zip(telemetry),
+            destination.clone(),
             config.impression_listeners.clone(),
-            metadata,
+            metadata.clone(),
         )?;
-        let events = match &events_transport {
+        let events = match destination {
             None => None,
-            Some(t) => {
-                let t: Arc<dyn Transport> = t.clone();
+            Some(destination) => {
                 let worker = WorkerConfig::builder("events")
                     .queue_capacity(config.events_queue_size)
                     .flush_interval(config.events_push_rate)
@@ -306,15 +328,35 @@ impl Client {
                     .retention(&retention)
                     .shutdown_timeout(config.shutdown_timeout)
                     .build()?;
-                Some(Worker::start(
-                    worker,
-                    JsonBatcher::new(Event::estimated_size),
-                    t,
-                    Endpoint::new("/events/bulk"),
-                )?)
+                Some(match destination {
+                    Destination::Http { events, .. } => {
+                        let t: Arc<dyn Transport> = events;
+                        Worker::start(
+                            worker,
+                            JsonBatcher::new(Event::estimated_size),
+                            t,
+                            Endpoint::new("/events/bulk"),
+                        )?
+                    }
+                    #[cfg(feature = "redis")]
+                    Destination::Redis(redis) => {
+                        let t: Arc<dyn Transport> = redis;
+                        Worker::start(
+                            worker,
+                            crate::redis::EventElements {
+                                meta: crate::redis::metadata(&metadata),
+                            },
+                            t,
+                            Endpoint::new(format!(
+                                "{}{}",
+                                crate::redis::LIST,
+                                crate::redis::queues::EVENTS
+                            )),
+                        )?
+                    }
+                })
             }
         };
-        let readiness = synchronizer.as_ref().map(Synchronizer::readiness);
         if let Some(r) = &readiness {
             r.observe(Arc::clone(&updates));
         }
@@ -333,7 +375,7 @@ impl Client {
                 config,
                 store,
                 destroyed: AtomicBool::new(false),
-                reloader: Mutex::new(reloader),
+                poller: Mutex::new(poller),
                 synchronizer,
                 readiness,
                 recorder,
@@ -375,11 +417,15 @@ impl Client {
         }
     }
 
-    /// Polls flag definitions and segments now instead of at the next period (remote mode;
-    /// no effect in localhost mode, where [`ClientBuilder::localhost_refresh_rate`] reloads).
+    /// Polls flag definitions and segments now instead of at the next period: from Split's
+    /// API (remote mode) or from Redis (consumer mode). In localhost mode with
+    /// [`ClientBuilder::localhost_refresh_rate`], looks at the files now.
     pub fn sync_now(&self) {
         if let Some(s) = &self.inner.synchronizer {
             s.sync_now();
+        }
+        if let Some(p) = self.inner.poller.lock().as_ref() {
+            p.wake();
         }
     }
 
@@ -602,67 +648,27 @@ impl Manager {
     }
 }
 
-/// The localhost reload thread.
-#[derive(Debug)]
-struct Reloader {
-    stop: Sender<()>,
-    done: Receiver<()>,
-    handle: JoinHandle<()>,
-}
-
-impl Reloader {
-    fn start(config: Config, store: Arc<Store>, period: Duration) -> Result<Reloader, Error> {
-        let (stop, stop_rx) = bounded::<()>(1);
-        let (done_tx, done) = bounded::<()>(1);
-        let mut last = localhost::fingerprint(&config);
-        let handle = std::thread::Builder::new()
-            .name("splitkit-localhost".into())
-            .spawn(move || {
-                let ticker = tick(period);
-                loop {
-                    select! {
-                        recv(stop_rx) -> _ => break,
-                        recv(ticker) -> _ => {
-                            let now = localhost::fingerprint(&config);
-                            if now == last {
-                                continue;
-                            }
-                            last = now;
-                            match localhost::snapshot(&config) {
-                                Ok((snapshot, problems)) => {
-                                    for p in &problems {
-                                        log::warn!("{p}");
-                                    }
-                                    store.replace(snapshot);
-                                    log::info!("reloaded {}", config.split_file().display());
-                                }
-                                Err(e) => log::error!("localhost reload failed, keeping the last good definitions: {e}"),
-                            }
-                        }
-                    }
+/// Starts the localhost reload thread: every `period`, reloads the files when their
+/// fingerprint changed, keeping the last good definitions when a reload fails.
+fn start_reloader(config: Config, store: Arc<Store>, period: Duration) -> Result<Periodic, Error> {
+    let mut last = localhost::fingerprint(&config);
+    Periodic::start("splitkit-localhost", period, move || {
+        let now = localhost::fingerprint(&config);
+        if now == last {
+            return;
+        }
+        last = now;
+        match localhost::snapshot(&config) {
+            Ok((snapshot, problems)) => {
+                for p in &problems {
+                    log::warn!("{p}");
                 }
-                let _ = done_tx.send(());
-            })
-            .map_err(|source| Error::Io {
-                path: PathBuf::from("<thread splitkit-localhost>"),
-                source,
-            })?;
-        Ok(Reloader { stop, done, handle })
-    }
-
-    fn stop(self, timeout: Duration) -> bool {
-        let _ = self.stop.try_send(());
-        if self.done.recv_timeout(timeout).is_err() {
-            log::warn!(
-                "splitkit-localhost did not stop within {}",
-                crate::text::duration(timeout)
-            );
-            return false;
+                store.replace(snapshot);
+                log::info!("reloaded {}", config.split_file().display());
+            }
+            Err(e) => {
+                log::error!("localhost reload failed, keeping the last good definitions: {e}")
+            }
         }
-        if self.handle.join().is_err() {
-            log::error!("splitkit-localhost panicked");
-            return false;
-        }
-        true
-    }
+    })
 }

@@ -35,6 +35,21 @@ pub trait Batcher<T>: Send + 'static {
     fn encode(&self, items: &[T], out: &mut Vec<u8>) -> Result<(), EncodeError>;
 }
 
+/// A boxed batcher is a batcher: a worker's batcher can be chosen at run time.
+impl<T, B: Batcher<T> + ?Sized> Batcher<T> for Box<B> {
+    fn prepare(&mut self, item: &mut T) {
+        (**self).prepare(item);
+    }
+
+    fn estimate_size(&self, item: &T) -> usize {
+        (**self).estimate_size(item)
+    }
+
+    fn encode(&self, items: &[T], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        (**self).encode(items, out)
+    }
+}
+
 /// A batch could not be encoded.
 #[derive(Debug, thiserror::Error)]
 #[error("could not encode batch")]

@@ -49,7 +49,7 @@ pub use batch::{Batcher, EncodeError, JsonBatcher};
 pub(crate) use config::Retention;
 pub use config::{WorkerConfig, WorkerConfigBuilder};
 pub use error::DeliveryError;
-#[cfg(test)]
+#[cfg(any(test, feature = "redis"))]
 pub(crate) use http::Response;
 #[cfg(test)]
 pub(crate) use http::USER_AGENT;

@@ -165,16 +165,16 @@ pub(crate) struct RecorderConfig {
 /// One (flag, hour) count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Count {
-    flag: String,
-    hour: i64,
-    count: u64,
+    pub(crate) flag: String,
+    pub(crate) hour: i64,
+    pub(crate) count: u64,
 }
 
 /// The keys that saw one flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FlagKeys {
-    flag: String,
-    keys: Vec<String>,
+    pub(crate) flag: String,
+    pub(crate) keys: Vec<String>,
 }
 
 /// An impression with the call's attributes, for the listener.
@@ -188,6 +188,9 @@ struct BulkBatcher {
     /// Debug mode without listeners: the dedupe cache that sets `pt` here, on the worker,
     /// instead of on the evaluating thread.
     observer: Option<Observer>,
+    /// In consumer mode: the `m` object of the Redis elements the batch is written as.
+    #[cfg(feature = "redis")]
+    redis_meta: Option<Arc<[u8]>>,
 }
 
 impl Batcher<Queued> for BulkBatcher {
@@ -204,6 +207,16 @@ impl Batcher<Queued> for BulkBatcher {
     }
 
     fn encode(&self, items: &[Queued], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        #[cfg(feature = "redis")]
+        if let Some(meta) = &self.redis_meta {
+            for (n, i) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(b'\n');
+                }
+                crate::redis::write_impression(out, meta, i.flag(), |o| i.write_wire(o));
+            }
+            return Ok(());
+        }
         // Flags in first-seen order, each with its items; a run of one flag (the usual
         // batch) costs one comparison per item.
         let mut groups: Vec<(&str, Vec<&Queued>)> = Vec::new();
@@ -300,6 +313,80 @@ impl Batcher<FlagKeys> for UniqueKeysBatcher {
     }
 }
 
+/// Where impressions, counts and unique keys are delivered.
+#[derive(Clone)]
+pub(crate) enum Destination {
+    /// Split's API: the events host and the telemetry host.
+    Http {
+        events: Arc<HttpTransport>,
+        telemetry: Arc<HttpTransport>,
+    },
+    /// The Synchronizer's Redis (consumer mode).
+    #[cfg(feature = "redis")]
+    Redis(Arc<crate::redis::RedisTransport>),
+}
+
+/// Each queue's transport, endpoint and (for counts and unique keys) batcher.
+struct Routes {
+    impressions: (Arc<dyn Transport>, Endpoint),
+    #[cfg(feature = "redis")]
+    redis_meta: Option<Arc<[u8]>>,
+    counts: (Arc<dyn Transport>, Endpoint, Box<dyn Batcher<Count>>),
+    unique_keys: (Arc<dyn Transport>, Endpoint, Box<dyn Batcher<FlagKeys>>),
+}
+
+impl Routes {
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    fn new(destination: Destination, mode: ImpressionsMode, metadata: &SdkMetadata) -> Routes {
+        match destination {
+            Destination::Http { events, telemetry } => {
+                let mode = mode.as_header();
+                let events: Arc<dyn Transport> = events;
+                Routes {
+                    impressions: (
+                        events.clone(),
+                        Endpoint::new("/testImpressions/bulk")
+                            .header("SplitSDKImpressionsMode", mode),
+                    ),
+                    #[cfg(feature = "redis")]
+                    redis_meta: None,
+                    counts: (
+                        events,
+                        Endpoint::new("/testImpressions/count")
+                            .header("SplitSDKImpressionsMode", mode),
+                        Box::new(CountsBatcher),
+                    ),
+                    unique_keys: (
+                        telemetry,
+                        Endpoint::new("/v1/keys/ss"),
+                        Box::new(UniqueKeysBatcher),
+                    ),
+                }
+            }
+            #[cfg(feature = "redis")]
+            Destination::Redis(redis) => {
+                use crate::redis::{HASH, LIST, queues};
+                let redis: Arc<dyn Transport> = redis;
+                let endpoint = |op: &str, key: &str| Endpoint::new(format!("{op}{key}"));
+                Routes {
+                    impressions: (redis.clone(), endpoint(LIST, queues::IMPRESSIONS)),
+                    redis_meta: Some(crate::redis::metadata(metadata)),
+                    counts: (
+                        redis.clone(),
+                        endpoint(HASH, queues::IMPRESSION_COUNTS),
+                        Box::new(crate::redis::CountElements),
+                    ),
+                    unique_keys: (
+                        redis,
+                        endpoint(LIST, queues::UNIQUE_KEYS),
+                        Box::new(crate::redis::UniqueKeyElements),
+                    ),
+                }
+            }
+        }
+    }
+}
+
 /// Where impressions go: HTTP workers, or nowhere (localhost without an events URL).
 struct Delivery {
     impressions: Worker<Queued>,
@@ -363,23 +450,21 @@ fn at_least(r: &Retention, items: usize) -> Retention {
 }
 
 impl Recorder {
-    /// Starts the workers. `events` and `telemetry` are the transports for the events and
-    /// telemetry hosts; `None` means impressions are not delivered (localhost mode).
+    /// Starts the workers, delivering to `destination`; `None` means impressions are not
+    /// delivered (localhost mode).
     pub(crate) fn start(
         config: &RecorderConfig,
-        transports: Option<(Arc<HttpTransport>, Arc<HttpTransport>)>,
+        destination: Option<Destination>,
         listeners: Vec<Arc<dyn ImpressionListener>>,
         metadata: SdkMetadata,
     ) -> Result<Arc<Recorder>, Error> {
         // In debug mode `pt` is only needed on the wire unless a listener sees the
         // impression first: then the worker computes it, off the evaluating thread.
         let defer_pt = config.mode == ImpressionsMode::Debug && listeners.is_empty();
-        let delivery = match transports {
+        let delivery = match destination {
             None => None,
-            Some((events, telemetry)) => {
-                let mode = config.mode.as_header();
-                let events: Arc<dyn Transport> = events;
-                let telemetry: Arc<dyn Transport> = telemetry;
+            Some(destination) => {
+                let routes = Routes::new(destination, config.mode, &metadata);
                 Some(Delivery {
                     impressions: Worker::start(
                         worker_config(
@@ -397,10 +482,11 @@ impl Recorder {
                         .build()?,
                         BulkBatcher {
                             observer: defer_pt.then(|| Observer::new(config.dedupe_cache_size)),
+                            #[cfg(feature = "redis")]
+                            redis_meta: routes.redis_meta,
                         },
-                        events.clone(),
-                        Endpoint::new("/testImpressions/bulk")
-                            .header("SplitSDKImpressionsMode", mode),
+                        routes.impressions.0,
+                        routes.impressions.1,
                     )?,
                     counts: Worker::start(
                         worker_config(
@@ -412,10 +498,9 @@ impl Recorder {
                         )
                         .retention(&at_least(&config.retention, 100_000))
                         .build()?,
-                        CountsBatcher,
-                        events,
-                        Endpoint::new("/testImpressions/count")
-                            .header("SplitSDKImpressionsMode", mode),
+                        routes.counts.2,
+                        routes.counts.0,
+                        routes.counts.1,
                     )?,
                     unique_keys: Worker::start(
                         worker_config(
@@ -427,9 +512,9 @@ impl Recorder {
                         )
                         .retention(&at_least(&config.retention, 100_000))
                         .build()?,
-                        UniqueKeysBatcher,
-                        telemetry,
-                        Endpoint::new("/v1/keys/ss"),
+                        routes.unique_keys.2,
+                        routes.unique_keys.0,
+                        routes.unique_keys.1,
                     )?,
                 })
             }
@@ -712,9 +797,13 @@ mod tests {
     #[test]
     fn bulk_groups_by_flag() {
         let mut out = Vec::new();
-        BulkBatcher { observer: None }
-            .encode(&[imp("a", "1"), imp("b", "2"), imp("a", "3")], &mut out)
-            .unwrap();
+        BulkBatcher {
+            observer: None,
+            #[cfg(feature = "redis")]
+            redis_meta: None,
+        }
+        .encode(&[imp("a", "1"), imp("b", "2"), imp("a", "3")], &mut out)
+        .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v[0]["f"], "a");
         assert_eq!(v[0]["i"].as_array().unwrap().len(), 2);

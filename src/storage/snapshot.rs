@@ -255,6 +255,25 @@ impl Snapshot {
         next
     }
 
+    /// A new snapshot where segment `name` has exactly `keys`, at `change_number`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_segment_at(
+        &self,
+        name: &str,
+        keys: FastSet<String>,
+        change_number: i64,
+    ) -> Snapshot {
+        let mut next = self.clone();
+        next.segments.insert(
+            name.to_string(),
+            Arc::new(Segment {
+                keys,
+                change_number,
+            }),
+        );
+        next
+    }
+
     fn reindex_sets(&mut self) {
         let mut sets: BTreeMap<String, Vec<Arc<str>>> = BTreeMap::new();
         for f in self.flags.values() {

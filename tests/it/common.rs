@@ -84,6 +84,18 @@ pub mod logs {
         take();
     }
 
+    /// Warnings and errors of any thread (a background thread's) that contain `needle`,
+    /// forgotten. Tests give their data names of their own, so that they see only theirs.
+    #[allow(dead_code)]
+    pub fn any_thread(needle: &str) -> Vec<String> {
+        let mut all = RECORDS.lock().expect("log lock");
+        let (mine, rest): (Vec<_>, Vec<_>) = all
+            .drain(..)
+            .partition(|(_, l, m)| *l <= log::Level::Warn && m.contains(needle));
+        *all = rest;
+        mine.into_iter().map(|(_, _, m)| m).collect()
+    }
+
     /// This thread's warnings and errors since the last call.
     pub fn take() -> Vec<String> {
         let me = std::thread::current().id();

@@ -123,6 +123,17 @@ fn run_client(set: &str) {
         .snapshot(snap)
         .build()
         .expect("client");
+    check_client(&client, set);
+}
+
+/// The set's segment documents, as text.
+#[cfg(feature = "redis")]
+pub fn segment_documents(set: &str) -> Vec<String> {
+    segments_of(set).iter().map(|s| read(s)).collect()
+}
+
+/// Every request of golden set `set` through `client`, against the official SDKs' answers.
+pub fn check_client(client: &splitkit::Client, set: &str) {
     let requests = read(&format!("golden/{set}/requests.jsonl"));
     let expected = read(&format!("golden/{set}/expected.jsonl"));
     let mut failures = Vec::new();

@@ -11,6 +11,8 @@ mod options;
 mod outages;
 mod properties;
 mod recorder;
+#[cfg(feature = "redis")]
+mod redis;
 mod remote;
 mod semantics;
 mod server;
