@@ -177,6 +177,23 @@ pub(crate) struct FlagKeys {
     pub(crate) keys: Vec<String>,
 }
 
+impl FlagKeys {
+    /// Appends `{"f":<flag>,"ks":[<keys>]}`, the element of `v1/keys/ss` and of
+    /// `SPLITIO.uniquekeys`.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"f\":");
+        write_json_str(out, &self.flag);
+        out.extend_from_slice(b",\"ks\":[");
+        for (m, key) in self.keys.iter().enumerate() {
+            if m > 0 {
+                out.push(b',');
+            }
+            write_json_str(out, key);
+        }
+        out.extend_from_slice(b"]}");
+    }
+}
+
 /// An impression with the call's attributes, for the listener.
 struct Listened {
     impression: Impression,
@@ -297,16 +314,7 @@ impl Batcher<FlagKeys> for UniqueKeysBatcher {
             if n > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"f\":");
-            write_json_str(out, &k.flag);
-            out.extend_from_slice(b",\"ks\":[");
-            for (m, key) in k.keys.iter().enumerate() {
-                if m > 0 {
-                    out.push(b',');
-                }
-                write_json_str(out, key);
-            }
-            out.extend_from_slice(b"]}");
+            k.write_json(out);
         }
         out.extend_from_slice(b"]}");
         Ok(())

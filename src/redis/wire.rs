@@ -113,16 +113,7 @@ impl Batcher<FlagKeys> for UniqueKeyElements {
             if n > 0 {
                 out.push(b'\n');
             }
-            out.extend_from_slice(b"{\"f\":");
-            write_json_str(out, &k.flag);
-            out.extend_from_slice(b",\"ks\":[");
-            for (m, key) in k.keys.iter().enumerate() {
-                if m > 0 {
-                    out.push(b',');
-                }
-                write_json_str(out, key);
-            }
-            out.extend_from_slice(b"]}");
+            k.write_json(out);
         }
         Ok(())
     }

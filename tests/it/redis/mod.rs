@@ -24,6 +24,16 @@ fn doc(flags: &[Value], till: i64) -> String {
     json!({"ff": {"d": flags, "s": -1, "t": till}, "rbs": {"d": [], "s": -1, "t": -1}}).to_string()
 }
 
+/// Flag `f` (change number 7: `on` for ann, `off` for the others) under `prefix`.
+fn lay_out_one_flag(redis: &RedisServer, prefix: &str) {
+    lay_out(
+        &mut redis.conn(),
+        prefix,
+        &doc(&[flag("f", 7, &["ann"], None, "off")], 7),
+        &[],
+    );
+}
+
 fn consumer(redis: &RedisServer, prefix: Option<&str>) -> splitkit::ClientBuilder {
     let mut config =
         RedisConfig::host("127.0.0.1", redis.port).refresh_rate(Duration::from_millis(50));
@@ -87,12 +97,7 @@ fn debug_impressions_and_events_land_as_the_synchronizer_reads_them() {
         return;
     }
     let redis = RedisServer::start();
-    lay_out(
-        &mut redis.conn(),
-        "",
-        &doc(&[flag("f", 7, &["ann"], None, "off")], 7),
-        &[],
-    );
+    lay_out_one_flag(&redis, "");
     let client = ready(consumer(&redis, None).impressions_mode(ImpressionsMode::Debug));
     assert_eq!(client.get_treatment("ann", "f", None), "on");
     assert_eq!(
@@ -442,12 +447,7 @@ fn a_cluster_is_read_and_written_under_the_hash_tag() {
         return;
     }
     let redis = RedisServer::cluster();
-    lay_out(
-        &mut redis.conn(),
-        "{SPLITIO}.",
-        &doc(&[flag("f", 7, &["ann"], None, "off")], 7),
-        &[],
-    );
+    lay_out_one_flag(&redis, "{SPLITIO}.");
     let client = ready(
         Client::builder("consumer")
             .redis(
@@ -471,12 +471,7 @@ fn a_master_is_found_through_sentinel() {
     }
     let master = RedisServer::start();
     let sentinel = RedisServer::sentinel(&master, "splitmaster");
-    lay_out(
-        &mut master.conn(),
-        "app.",
-        &doc(&[flag("f", 7, &["ann"], None, "off")], 7),
-        &[],
-    );
+    lay_out_one_flag(&master, "app.");
     let client = ready(
         Client::builder("consumer")
             .redis(
