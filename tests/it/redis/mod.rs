@@ -486,3 +486,89 @@ fn a_master_is_found_through_sentinel() {
     assert_eq!(list(&master, "app.SPLITIO.impressions").len(), 1);
     assert!(client.destroy(WAIT));
 }
+
+#[test]
+fn a_client_stopped_while_redis_is_down_spools_and_the_next_one_writes_it() {
+    if !available() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    lay_out_one_flag(&redis, "");
+    let spool = tempfile::tempdir().expect("tempdir");
+    let first = ready(
+        consumer(&redis, None)
+            .impressions_mode(ImpressionsMode::Debug)
+            .spool_directory(spool.path()),
+    );
+    redis.stop();
+    for n in 0..50 {
+        first.get_treatment(format!("spooled-{n}").as_str(), "f", None);
+    }
+    first
+        .track("ann", "user", "checkout", None, None)
+        .expect("tracked");
+    assert!(
+        !first.destroy(Duration::from_secs(1)),
+        "nothing could be written"
+    );
+    let s = first.stats();
+    assert_eq!(
+        (s.impressions.queue.spooled, s.events.queue.spooled),
+        (50, 1),
+        "{s}"
+    );
+    // Redis is back (empty): the next client writes what the first one spooled.
+    redis.restart();
+    lay_out_one_flag(&redis, "");
+    let second = ready(
+        consumer(&redis, None)
+            .impressions_mode(ImpressionsMode::Debug)
+            .spool_directory(spool.path()),
+    );
+    assert!(eventually(WAIT, || {
+        list(&redis, "SPLITIO.impressions").len() == 50 && list(&redis, "SPLITIO.events").len() == 1
+    }));
+    let keys: Vec<String> = list(&redis, "SPLITIO.impressions")
+        .iter()
+        .map(|i| i["i"]["k"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        (0..50).map(|n| format!("spooled-{n}")).collect::<Vec<_>>()
+    );
+    assert!(second.destroy(WAIT));
+}
+
+#[test]
+fn a_flag_with_impressions_disabled_is_only_counted() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut quiet = flag("quiet", 7, &[], None, "on");
+    quiet["impressionsDisabled"] = json!(true);
+    lay_out(
+        &mut redis.conn(),
+        "",
+        &doc(&[quiet, flag("loud", 7, &[], None, "on")], 7),
+        &[],
+    );
+    let client = ready(consumer(&redis, None).impressions_mode(ImpressionsMode::Debug));
+    client.get_treatment("ann", "quiet", None);
+    client.get_treatment("ann", "loud", None);
+    assert!(client.destroy(WAIT));
+    let imps = list(&redis, "SPLITIO.impressions");
+    assert_eq!(imps.len(), 1, "{imps:?}");
+    assert_eq!(imps[0]["i"]["f"], "loud");
+    let counts: std::collections::HashMap<String, i64> = redis
+        .conn()
+        .hgetall("SPLITIO.impressions.count")
+        .expect("HGETALL");
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert!(
+        counts.keys().all(|k| k.starts_with("quiet::")),
+        "{counts:?}"
+    );
+    let uniques = list(&redis, "SPLITIO.uniquekeys");
+    assert_eq!(uniques, [json!({"f": "quiet", "ks": ["ann"]})]);
+}
