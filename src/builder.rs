@@ -205,18 +205,21 @@ impl ClientBuilder {
     /// How often queued impressions are sent. Default: 300 s (60 s in debug mode); minimum
     /// 60 s (1 s in debug mode). Impressions are also sent when the queue holds
     /// [`ClientBuilder::impressions_bulk_size`] of them, on [`Client::flush`] and at shutdown.
+    /// In consumer mode (Redis): default 1 s, no minimum.
     pub fn impressions_refresh_rate(mut self, period: Duration) -> Self {
         self.options.impressions_refresh_rate = Some(period);
         self
     }
 
-    /// How often impression counts are sent. Default: 1800 s; minimum 60 s.
+    /// How often impression counts are sent. Default: 1800 s; minimum 60 s. In consumer
+    /// mode (Redis): default 1 s, no minimum.
     pub fn impression_counts_refresh_rate(mut self, period: Duration) -> Self {
         self.options.impression_counts_refresh_rate = Some(period);
         self
     }
 
-    /// How often unique keys (`none` mode) are sent. Default: 900 s; minimum 60 s.
+    /// How often unique keys (`none` mode) are sent. Default: 900 s; minimum 60 s. In
+    /// consumer mode (Redis): default 1 s, no minimum.
     pub fn unique_keys_refresh_rate(mut self, period: Duration) -> Self {
         self.options.unique_keys_refresh_rate = Some(period);
         self
@@ -248,7 +251,8 @@ impl ClientBuilder {
     }
 
     /// How often tracked events are sent. Default: 10 s; minimum 1 s. Events are also sent
-    /// when the queue holds [`ClientBuilder::events_bulk_size`] of them or 5 MB.
+    /// when the queue holds [`ClientBuilder::events_bulk_size`] of them or 5 MB. In consumer
+    /// mode (Redis): default 1 s, no minimum.
     pub fn events_push_rate(mut self, period: Duration) -> Self {
         self.options.events_push_rate = Some(period);
         self

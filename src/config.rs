@@ -36,6 +36,9 @@ pub const DEFAULT_IMPRESSIONS_REFRESH_RATE_DEBUG: Duration = Duration::from_secs
 pub const DEFAULT_IMPRESSION_COUNTS_REFRESH_RATE: Duration = Duration::from_secs(1800);
 /// Default of [`crate::ClientBuilder::unique_keys_refresh_rate`]: 900 s.
 pub const DEFAULT_UNIQUE_KEYS_REFRESH_RATE: Duration = Duration::from_secs(900);
+/// In consumer mode (Redis), the default flush interval of impressions, counts, unique keys
+/// and events: 1 s (no minimum applies).
+pub const DEFAULT_CONSUMER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Default of [`crate::ClientBuilder::events_push_rate`]: 10 s (minimum 1 s).
 pub const DEFAULT_EVENTS_PUSH_RATE: Duration = Duration::from_secs(10);
 /// Default queue sizes (impressions and events): 10,000.
@@ -439,6 +442,31 @@ impl Options {
             ),
             _ => (DEFAULT_IMPRESSIONS_REFRESH_RATE, Duration::from_secs(60)),
         };
+        // Consumer mode writes to Redis, not to Split's API: its queues flush every second
+        // by default (what is recorded reaches the Synchronizer quickly, and little waits in
+        // memory), and the API's minimum rates do not apply.
+        #[cfg(feature = "redis")]
+        let consumer = self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        let consumer = false;
+        let (imp_default, counts_default, unique_keys_default, events_default, enforce_delivery) =
+            if consumer {
+                (
+                    DEFAULT_CONSUMER_FLUSH_INTERVAL,
+                    DEFAULT_CONSUMER_FLUSH_INTERVAL,
+                    DEFAULT_CONSUMER_FLUSH_INTERVAL,
+                    DEFAULT_CONSUMER_FLUSH_INTERVAL,
+                    false,
+                )
+            } else {
+                (
+                    imp_default,
+                    DEFAULT_IMPRESSION_COUNTS_REFRESH_RATE,
+                    DEFAULT_UNIQUE_KEYS_REFRESH_RATE,
+                    DEFAULT_EVENTS_PUSH_RATE,
+                    enforce,
+                )
+            };
         let sdk_url = url("sdk_url", self.sdk_url)?.unwrap_or_else(|| DEFAULT_SDK_URL.into());
         if let Some(f) = &self.fallback_treatment {
             fallback::check("fallback_treatment", None, f)?;
@@ -463,21 +491,21 @@ impl Options {
                 self.impressions_refresh_rate,
                 imp_default,
                 imp_min,
-                enforce,
+                enforce_delivery,
             )?,
             impression_counts_refresh_rate: rate(
                 "impression_counts_refresh_rate",
                 self.impression_counts_refresh_rate,
-                DEFAULT_IMPRESSION_COUNTS_REFRESH_RATE,
+                counts_default,
                 Duration::from_secs(60),
-                enforce,
+                enforce_delivery,
             )?,
             unique_keys_refresh_rate: rate(
                 "unique_keys_refresh_rate",
                 self.unique_keys_refresh_rate,
-                DEFAULT_UNIQUE_KEYS_REFRESH_RATE,
+                unique_keys_default,
                 Duration::from_secs(60),
-                enforce,
+                enforce_delivery,
             )?,
             impressions_queue_size: size(
                 "impressions_queue_size",
@@ -497,9 +525,9 @@ impl Options {
             events_push_rate: rate(
                 "events_push_rate",
                 self.events_push_rate,
-                DEFAULT_EVENTS_PUSH_RATE,
+                events_default,
                 Duration::from_secs(1),
-                enforce,
+                enforce_delivery,
             )?,
             events_queue_size: size(
                 "events_queue_size",

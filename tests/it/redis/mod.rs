@@ -45,7 +45,6 @@ fn consumer(redis: &RedisServer, prefix: Option<&str>) -> splitkit::ClientBuilde
         .machine_name("box-1")
         .machine_ip("10.0.0.7")
         .impressions_refresh_rate(Duration::from_millis(100))
-        .enforce_minimum_rates(false)
 }
 
 fn ready(builder: splitkit::ClientBuilder) -> Client {
@@ -426,6 +425,23 @@ fn an_unreachable_redis_says_why_it_is_not_ready() {
     let stats = client.stats();
     assert_eq!(stats.impressions.queue.dropped_shutdown, 1, "{stats}");
     assert!(stats.impressions.is_balanced(), "{stats}");
+}
+
+#[test]
+fn consumer_queues_flush_every_second_without_the_apis_minimums() {
+    let client = Client::builder("consumer")
+        .redis(RedisConfig::host("127.0.0.1", crate::server::dead_port()))
+        .impressions_refresh_rate(Duration::from_millis(100))
+        .build()
+        .expect("no minimum applies to Redis");
+    let c = client.config();
+    assert_eq!(c.impressions_refresh_rate(), Duration::from_millis(100));
+    assert_eq!(
+        c.events_push_rate(),
+        splitkit::defaults::CONSUMER_FLUSH_INTERVAL
+    );
+    assert!(c.is_consumer() && !c.is_localhost());
+    client.destroy(Duration::from_millis(100));
 }
 
 #[test]
