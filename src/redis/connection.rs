@@ -167,7 +167,8 @@ impl Link {
 
 /// Opens a connection as configured.
 fn open(config: &RedisConfig, timeout: Duration) -> Result<Conn, RedisError> {
-    let connect = config.connect_timeout;
+    // A connect never outlasts the deadline of the call that needs it (shutdown's).
+    let connect = config.connect_timeout.min(timeout);
     let settings = || {
         let mut s = RedisConnectionInfo::default().set_db(config.db);
         if let Some(u) = &config.username {
