@@ -342,11 +342,12 @@ impl Snapshot {
             if !self.all_match(&c.matchers, ctx, depth)? {
                 continue;
             }
-            let partition = match c.partitions.as_slice() {
-                [p] if p.cumulative == 100 => Some(p),
-                parts => {
+            // The key is hashed only when the bucket decides.
+            let partition = match c.every_bucket {
+                Some(i) => c.partitions.get(i),
+                None => {
                     let b = i64::from(bucket(ctx.bucketing_key, f.seed, f.algo));
-                    partition_at(parts, b)
+                    partition_at(&c.partitions, b)
                 }
             };
             return Ok(match partition {
@@ -455,10 +456,12 @@ enum Input<'a> {
 }
 
 impl<'a> Input<'a> {
+    #[inline(always)]
     fn string(&self) -> Option<Text<'a>> {
         match *self {
-            Input::Key("") => None,
-            Input::Key(k) => Some(Text::Borrowed(k)),
+            Input::Key(k) => (!k.is_empty()).then_some(Text::Borrowed(k)),
+            // The common case, without the other coercions.
+            Input::Attr(AttributeValue::String(s)) => (!s.is_empty()).then_some(Text::Borrowed(s)),
             Input::Attr(v) => to_str(v),
         }
     }
@@ -507,6 +510,7 @@ fn set_within(items: &[AttributeValue], rule: &StrSet) -> bool {
 
 /// The matcher's result before negation; `None` when the value cannot be read as the type
 /// the matcher needs (which counts as no match).
+#[inline]
 fn matcher_result(kind: &MatcherKind, input: Input<'_>) -> Option<bool> {
     Some(match kind {
         MatcherKind::AllKeys => {
