@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::ops::Deref;
 
-use super::FastMap;
+use super::{FastMap, head16};
 
 /// One attribute value.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,9 +50,89 @@ pub enum AttributeValue {
 /// assert_eq!(from_json.len(), 2);
 /// # Ok::<(), splitkit::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Attributes {
-    map: FastMap<String, AttributeValue>,
+    repr: Repr,
+}
+
+/// Up to this many attributes are kept in a list and found by scanning it (a few length and
+/// byte comparisons, cheaper than hashing the name); more go to a hash map.
+const SMALL_ATTRIBUTES: usize = 16;
+
+/// How [`Attributes`] holds its entries: the common few in a list, in insertion order, with
+/// short names inline (building one costs no allocation per name), or a hash map.
+#[derive(Clone)]
+enum Repr {
+    Small(Vec<(AttributeName, AttributeValue)>),
+    Map(FastMap<String, AttributeValue>),
+}
+
+impl Default for Repr {
+    fn default() -> Repr {
+        Repr::Small(Vec::new())
+    }
+}
+
+/// An attribute name: its length and first 16 bytes inline (all of most names), the whole
+/// name on the heap only when it is longer. A lookup compares the length and the first 16
+/// bytes as numbers ([`head16`]).
+#[derive(Clone)]
+struct AttributeName {
+    len: usize,
+    /// The first 16 bytes, zero-padded.
+    head: [u8; 16],
+    /// The whole name, when longer than 16 bytes.
+    long: Option<Box<str>>,
+}
+
+impl AttributeName {
+    #[inline]
+    fn new(name: &str) -> AttributeName {
+        AttributeName {
+            len: name.len(),
+            head: head16(name.as_bytes()).to_le_bytes(),
+            long: (name.len() > 16).then(|| name.into()),
+        }
+    }
+
+    /// Whether this is the name `s`, whose [`head16`] is `head`.
+    #[inline(always)]
+    fn is(&self, s: &[u8], head: u128) -> bool {
+        self.len == s.len()
+            && u128::from_le_bytes(self.head) == head
+            && (s.len() <= 16
+                || self
+                    .long
+                    .as_deref()
+                    .is_some_and(|l| l.as_bytes().get(16..) == s.get(16..)))
+    }
+
+    fn as_str(&self) -> &str {
+        match &self.long {
+            Some(l) => l,
+            // Only whole `&str`s of at most 16 bytes are copied in (see `new`), so this is
+            // always UTF-8.
+            None => self
+                .head
+                .get(..self.len)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Debug for Attributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Two sets of attributes are equal when they have the same names with equal values,
+/// whatever the order they were inserted in.
+impl PartialEq for Attributes {
+    fn eq(&self, other: &Attributes) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
 }
 
 impl Attributes {
@@ -62,35 +142,81 @@ impl Attributes {
     }
 
     /// Sets an attribute, replacing any previous value of that name.
-    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<AttributeValue>) {
-        self.map.insert(name.into(), value.into());
+    pub fn insert(&mut self, name: impl AsRef<str>, value: impl Into<AttributeValue>) {
+        self.insert_str(name.as_ref(), value.into());
+    }
+
+    fn insert_str(&mut self, name: &str, value: AttributeValue) {
+        match &mut self.repr {
+            Repr::Small(entries) => {
+                let (bytes, head) = (name.as_bytes(), head16(name.as_bytes()));
+                if let Some(slot) = entries.iter_mut().find(|(n, _)| n.is(bytes, head)) {
+                    slot.1 = value;
+                } else if entries.len() < SMALL_ATTRIBUTES {
+                    if entries.capacity() == 0 {
+                        entries.reserve_exact(4);
+                    }
+                    entries.push((AttributeName::new(name), value));
+                } else {
+                    let mut map: FastMap<String, AttributeValue> = entries
+                        .drain(..)
+                        .map(|(n, v)| (n.as_str().to_string(), v))
+                        .collect();
+                    map.insert(name.to_string(), value);
+                    self.repr = Repr::Map(map);
+                }
+            }
+            Repr::Map(map) => {
+                map.insert(name.to_string(), value);
+            }
+        }
     }
 
     /// Builder form of [`Attributes::insert`].
-    pub fn with(mut self, name: impl Into<String>, value: impl Into<AttributeValue>) -> Self {
+    pub fn with(mut self, name: impl AsRef<str>, value: impl Into<AttributeValue>) -> Self {
         self.insert(name, value);
         self
     }
 
     /// The value of an attribute.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, name: &str) -> Option<&AttributeValue> {
-        self.map.get(name)
+        match &self.repr {
+            Repr::Small(entries) => {
+                let (bytes, head) = (name.as_bytes(), head16(name.as_bytes()));
+                entries
+                    .iter()
+                    .find(|(n, _)| n.is(bytes, head))
+                    .map(|(_, v)| v)
+            }
+            Repr::Map(map) => map.get(name),
+        }
     }
 
     /// Number of attributes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        match &self.repr {
+            Repr::Small(entries) => entries.len(),
+            Repr::Map(map) => map.len(),
+        }
     }
 
     /// True when there are no attributes.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
-    /// Iterates over the attributes.
+    /// Iterates over the attributes (in no particular order).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
-        self.map.iter().map(|(k, v)| (k.as_str(), v))
+        let (small, map) = match &self.repr {
+            Repr::Small(entries) => (Some(entries), None),
+            Repr::Map(map) => (None, Some(map)),
+        };
+        small
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v))
+            .chain(map.into_iter().flatten().map(|(k, v)| (k.as_str(), v)))
     }
 
     /// Builds attributes from a JSON object.
@@ -101,12 +227,10 @@ impl Attributes {
     pub fn from_json(value: &serde_json::Value) -> crate::Result<Attributes> {
         match value {
             serde_json::Value::Null => Ok(Attributes::new()),
-            serde_json::Value::Object(obj) => Ok(Attributes {
-                map: obj
-                    .iter()
-                    .map(|(k, v)| (k.clone(), AttributeValue::from(v)))
-                    .collect(),
-            }),
+            serde_json::Value::Object(obj) => Ok(obj
+                .iter()
+                .map(|(k, v)| (k.as_str(), AttributeValue::from(v)))
+                .collect()),
             other => Err(crate::Error::InvalidInput(format!(
                 "attributes must be a JSON object, got {other}"
             ))),
@@ -114,14 +238,13 @@ impl Attributes {
     }
 }
 
-impl<K: Into<String>, V: Into<AttributeValue>> FromIterator<(K, V)> for Attributes {
+impl<K: AsRef<str>, V: Into<AttributeValue>> FromIterator<(K, V)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Attributes {
-            map: iter
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+        let mut attrs = Attributes::new();
+        for (k, v) in iter {
+            attrs.insert(k, v);
         }
+        attrs
     }
 }
 
@@ -550,6 +673,52 @@ fn write_js_number(n: f64, out: &mut impl fmt::Write) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_keep_every_name_whatever_their_number_and_length() {
+        let long = "a_rather_long_attribute_name_past_the_inline_bytes";
+        let mut a = Attributes::new();
+        a.insert("plan", "free");
+        a.insert(long, 1);
+        a.insert("", true);
+        a.insert("plan", "pro");
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.get("plan"), Some(&AttributeValue::String("pro".into())));
+        assert_eq!(a.get(long), Some(&AttributeValue::Int(1)));
+        assert_eq!(a.get(""), Some(&AttributeValue::Bool(true)));
+        assert_eq!(a.get("pla"), None);
+        assert_eq!(a.get("plan "), None);
+        // Past the list's size: the same answers from the map.
+        let names: Vec<String> = (0..40).map(|i| format!("attr_{i}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            a.insert(n, i as i64);
+            a.insert(n.as_str(), i as i64 + 1);
+        }
+        a.insert("plan", "enterprise");
+        assert_eq!(a.len(), 43);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(a.get(n), Some(&AttributeValue::Int(i as i64 + 1)), "{n}");
+        }
+        assert_eq!(a.get("plan"), Some(&AttributeValue::from("enterprise")));
+        assert_eq!(a.get(long), Some(&AttributeValue::Int(1)));
+        assert_eq!(a.iter().count(), 43);
+    }
+
+    #[test]
+    fn attributes_equal_whatever_the_order() {
+        let a = Attributes::new().with("x", 1).with("y", "two");
+        let b = Attributes::new().with("y", "two").with("x", 1);
+        assert_eq!(a, b);
+        assert_ne!(a, b.clone().with("z", 3));
+        assert_ne!(a, Attributes::new().with("x", 1).with("y", "three"));
+        let many: Attributes = (0..20).map(|i| (format!("k{i}"), i)).collect();
+        let reversed: Attributes = (0..20).rev().map(|i| (format!("k{i}"), i)).collect();
+        assert_eq!(many, reversed);
+        assert_eq!(
+            format!("{:?}", Attributes::new().with("x", 1)),
+            "{\"x\": Int(1)}"
+        );
+    }
 
     #[test]
     fn numbers_like_javascript() {

@@ -120,6 +120,77 @@ impl Evaluation<'_> {
     }
 }
 
+/// What decided an evaluation of a flag.
+#[derive(Clone, Copy)]
+enum Decision<'a> {
+    /// The default treatment, for this reason (killed, no rule matched...).
+    Default(&'static Label),
+    /// A rule matched; its partition for the key's bucket (`None`: the partitions do not
+    /// reach the bucket, which gives `control` with the rule's label).
+    Rule(
+        &'a super::compile::CompiledCondition,
+        Option<&'a super::compile::CompiledPartition>,
+    ),
+}
+
+impl<'a> Decision<'a> {
+    /// The treatment decided for `f`.
+    #[inline]
+    fn treatment(self, f: &'a CompiledFlag) -> &'a str {
+        match self {
+            Decision::Default(_) => &f.default_treatment,
+            Decision::Rule(_, Some(p)) => &p.treatment,
+            Decision::Rule(_, None) => CONTROL,
+        }
+    }
+
+    /// The evaluation of `f` this decides. Configurations were resolved beside each
+    /// treatment when the flag was compiled.
+    #[inline]
+    fn evaluation(self, f: &'a CompiledFlag) -> Evaluation<'a> {
+        let (treatment, treatment_name, config, label, label_name, percentage_split) = match self {
+            Decision::Default(label) => (
+                &*f.default_treatment,
+                f.default_treatment_name,
+                &f.default_config,
+                label,
+                label.static_name(),
+                false,
+            ),
+            Decision::Rule(c, Some(p)) => (
+                &*p.treatment,
+                p.treatment_name,
+                &p.config,
+                &c.label,
+                c.label_name,
+                c.percentage_split,
+            ),
+            Decision::Rule(c, None) => (
+                CONTROL,
+                Some(CONTROL_NAME),
+                &f.control_config,
+                &c.label,
+                c.label_name,
+                c.percentage_split,
+            ),
+        };
+        Evaluation {
+            treatment,
+            label,
+            config: config.as_deref(),
+            change_number: Some(f.change_number),
+            traffic_type: Some(&f.traffic_type),
+            impressions_disabled: f.impressions_disabled,
+            percentage_split,
+            names: Names {
+                flag: f.interned_name,
+                treatment: treatment_name,
+                label: label_name,
+            },
+        }
+    }
+}
+
 /// The dependency chain went deeper than [`MAX_DEPTH`] (a cycle, most likely).
 #[derive(Debug)]
 struct TooDeep;
@@ -234,7 +305,7 @@ impl Snapshot {
         match self.flags.get(flag) {
             None => Evaluation::control(&DEFINITION_NOT_FOUND),
             Some(f) => match self.eval_flag(f, ctx, 0) {
-                Ok(e) => e,
+                Ok(d) => d.evaluation(f),
                 Err(TooDeep) => {
                     let control = Evaluation::control(&EXCEPTION);
                     Evaluation {
@@ -269,7 +340,7 @@ impl Snapshot {
             return Ok(seen.treatment);
         }
         let outer = ctx.deepest.replace(depth);
-        let treatment = self.eval_flag(f, ctx, depth)?.treatment;
+        let treatment = self.eval_flag(f, ctx, depth)?.treatment(f);
         let deepest = ctx.deepest.get();
         ctx.deepest.set(outer.max(deepest));
         ctx.remember(MemoEntry {
@@ -280,52 +351,25 @@ impl Snapshot {
         Ok(treatment)
     }
 
+    /// What decides `f` for the context: a rule (and the partition its bucket fell in) or
+    /// the default treatment with a label. Small, so that a dependency, which needs only the
+    /// treatment, builds no [`Evaluation`].
     fn eval_flag<'a>(
         &'a self,
         f: &'a CompiledFlag,
         ctx: &Ctx<'_, 'a>,
         depth: usize,
-    ) -> Result<Evaluation<'a>, TooDeep> {
+    ) -> Result<Decision<'a>, TooDeep> {
         ctx.enter(depth)?;
         #[cfg(test)]
         ctx.evaluations.set(ctx.evaluations.get() + 1);
-        // Configurations are resolved beside each treatment when the flag is compiled.
-        let result = |treatment: &'a str,
-                      treatment_name: Option<Name>,
-                      config: &'a Option<_>,
-                      label: &'a Label,
-                      label_name: Option<Name>,
-                      percentage_split: bool| Evaluation {
-            treatment,
-            label,
-            config: config.as_deref(),
-            change_number: Some(f.change_number),
-            traffic_type: Some(&f.traffic_type),
-            impressions_disabled: f.impressions_disabled,
-            percentage_split,
-            names: Names {
-                flag: f.interned_name,
-                treatment: treatment_name,
-                label: label_name,
-            },
-        };
-        let default = |label: &'a Label| {
-            result(
-                &f.default_treatment,
-                f.default_treatment_name,
-                &f.default_config,
-                label,
-                label.static_name(),
-                false,
-            )
-        };
         if f.killed {
-            return Ok(default(&KILLED));
+            return Ok(Decision::Default(&KILLED));
         }
         for (name, treatments) in &f.prerequisites {
             let t = self.eval_by_name(name, ctx, depth + 1)?;
             if !treatments.iter().any(|x| &**x == t) {
-                return Ok(default(&PREREQUISITES_NOT_MET));
+                return Ok(Decision::Default(&PREREQUISITES_NOT_MET));
             }
         }
         let mut in_rollout = false;
@@ -335,43 +379,27 @@ impl Snapshot {
                     && i64::from(bucket(ctx.bucketing_key, f.traffic_allocation_seed, f.algo))
                         > f.traffic_allocation
                 {
-                    return Ok(default(&NOT_IN_SPLIT));
+                    return Ok(Decision::Default(&NOT_IN_SPLIT));
                 }
                 in_rollout = true;
             }
             if !self.all_match(&c.matchers, ctx, depth)? {
                 continue;
             }
-            let partition = match c.partitions.as_slice() {
-                [p] if p.cumulative == 100 => Some(p),
-                parts => {
+            // The key is hashed only when the bucket decides.
+            let partition = match c.every_bucket {
+                Some(i) => c.partitions.get(i),
+                None => {
                     let b = i64::from(bucket(ctx.bucketing_key, f.seed, f.algo));
-                    partition_at(parts, b)
+                    partition_at(&c.partitions, b)
                 }
             };
-            return Ok(match partition {
-                Some(p) => result(
-                    &p.treatment,
-                    p.treatment_name,
-                    &p.config,
-                    &c.label,
-                    c.label_name,
-                    c.percentage_split,
-                ),
-                // Partitions that do not reach the bucket: control with the rule's label.
-                None => result(
-                    CONTROL,
-                    Some(CONTROL_NAME),
-                    &f.control_config,
-                    &c.label,
-                    c.label_name,
-                    c.percentage_split,
-                ),
-            });
+            return Ok(Decision::Rule(c, partition));
         }
-        Ok(default(&NO_RULE_MATCHED))
+        Ok(Decision::Default(&NO_RULE_MATCHED))
     }
 
+    #[inline(always)]
     fn all_match<'a>(
         &'a self,
         matchers: &[CompiledMatcher],
@@ -386,7 +414,32 @@ impl Snapshot {
         Ok(true)
     }
 
+    /// Whether `m` matches. The most common matchers (a list of keys or of strings, all
+    /// keys) read the key or a string attribute directly; the rest, and attributes of other
+    /// types, go through [`Snapshot::matches_any`].
+    #[inline(always)]
     fn matches<'a>(
+        &'a self,
+        m: &CompiledMatcher,
+        ctx: &Ctx<'_, 'a>,
+        depth: usize,
+    ) -> Result<bool, TooDeep> {
+        let hit = match (&m.kind, &m.attribute) {
+            (MatcherKind::AllKeys, None) => !ctx.key.is_empty(),
+            (MatcherKind::Whitelist(set), None) => !ctx.key.is_empty() && set.contains(ctx.key),
+            (MatcherKind::Whitelist(set), Some(attr)) => match ctx.attributes.get(attr) {
+                Some(AttributeValue::String(s)) => !s.is_empty() && set.contains(s),
+                // A missing attribute matches nothing (negated: everything).
+                None => false,
+                Some(_) => return self.matches_any(m, ctx, depth),
+            },
+            _ => return self.matches_any(m, ctx, depth),
+        };
+        Ok(hit != m.negate)
+    }
+
+    /// Whether `m` matches, for any matcher and any input.
+    fn matches_any<'a>(
         &'a self,
         m: &CompiledMatcher,
         ctx: &Ctx<'_, 'a>,
@@ -455,10 +508,12 @@ enum Input<'a> {
 }
 
 impl<'a> Input<'a> {
+    #[inline(always)]
     fn string(&self) -> Option<Text<'a>> {
         match *self {
-            Input::Key("") => None,
-            Input::Key(k) => Some(Text::Borrowed(k)),
+            Input::Key(k) => (!k.is_empty()).then_some(Text::Borrowed(k)),
+            // The common case, without the other coercions.
+            Input::Attr(AttributeValue::String(s)) => (!s.is_empty()).then_some(Text::Borrowed(s)),
             Input::Attr(v) => to_str(v),
         }
     }
@@ -507,6 +562,7 @@ fn set_within(items: &[AttributeValue], rule: &StrSet) -> bool {
 
 /// The matcher's result before negation; `None` when the value cannot be read as the type
 /// the matcher needs (which counts as no match).
+#[inline]
 fn matcher_result(kind: &MatcherKind, input: Input<'_>) -> Option<bool> {
     Some(match kind {
         MatcherKind::AllKeys => {

@@ -1,0 +1,195 @@
+//! Instructions per operation, counted by callgrind: the repeatable numbers behind the
+//! performance goals (wall-clock timings move with the load of a shared machine; instruction
+//! counts do not).
+//!
+//! Run: `benches/instr.sh` (all scenarios) or `benches/instr.sh engine client_debug`. The
+//! script builds this bench, runs each scenario under `valgrind --tool=callgrind` for `N` and
+//! `2N` operations and prints `(I(2N) - I(N)) / N`, the instructions of one operation on the
+//! calling thread with setup, warm-up and exit cancelled out. By hand:
+//! `target/release/deps/instr-* <scenario> <operations>`.
+//!
+//! Scenarios (the workload of `benches/evaluate.rs`: a flag with 10 whitelisted keys, a
+//! `plan in [enterprise, pro]` rule and a 50/50 rollout, 4096 UUID keys):
+//! - `unavoidable`: the work no engine can skip: the flag looked up by name, the key in a
+//!   10-key hash set, the plan in a 2-item list, murmur3 of the key.
+//! - `engine`: `Snapshot::evaluate` with attributes built beforehand (one `plan`).
+//! - `engine_attrs4`: the same with a typical set of four attributes built beforehand...
+//! - `engine_attrs4_built`: ...and built in the loop, per evaluation.
+//! - `client_debug`, `client_optimized`, `client_none`: `Client::get_treatment` (the
+//!   caller's thread only; delivery runs on its own threads, to a loopback server).
+//! - `unleash`, `launchdarkly`: the same workload on the peers' engines
+//!   (`benches/support/peers.rs`).
+
+use std::collections::HashSet;
+use std::hint::black_box;
+
+use splitkit::bucketing::murmur3_hash;
+use splitkit::{Attributes, Client, ImpressionsMode, Snapshot};
+
+#[path = "../tests/support/workload.rs"]
+mod workload;
+
+#[path = "../tests/support/sink.rs"]
+mod sink;
+
+#[path = "support/peers.rs"]
+mod peers;
+
+const KEYS: usize = 4096;
+const FLAG: &str = "checkout_v2";
+const PLANS: [&str; 4] = ["enterprise", "pro", "free", "team"];
+
+const SCENARIOS: &[&str] = &[
+    "unavoidable",
+    "engine",
+    "engine_attrs4",
+    "engine_attrs4_built",
+    "client_debug",
+    "client_optimized",
+    "client_none",
+    "unleash",
+    "launchdarkly",
+];
+
+/// The typical attribute set: a string, a number, another string and a list.
+fn attrs4(i: usize) -> Attributes {
+    Attributes::new()
+        .with("plan", PLANS[i % PLANS.len()])
+        .with("age", 18 + (i % 60) as i64)
+        .with("country", "AR")
+        .with("tags", vec!["beta", "mobile"])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (scenario, n) = match args.as_slice() {
+        [s, n] if SCENARIOS.contains(&s.as_str()) => match n.parse::<usize>() {
+            Ok(n) => (s.as_str(), n),
+            Err(_) => return usage(),
+        },
+        [l] if l == "--list" => {
+            for s in SCENARIOS {
+                println!("{s}");
+            }
+            return;
+        }
+        // `cargo bench` runs every bench with `--bench`: nothing to do here.
+        _ => return usage(),
+    };
+    let keys = workload::uuid_keys(KEYS);
+    let whitelist: Vec<&str> = keys
+        .iter()
+        .step_by(KEYS / 10)
+        .take(10)
+        .map(String::as_str)
+        .collect();
+    let plans: Vec<&str> = (0..KEYS).map(|i| PLANS[i % PLANS.len()]).collect();
+    let doc = serde_json::json!({"ff": {"d": [workload::flag(FLAG, &whitelist, 100, false)],
+                                        "s": -1, "t": 1}});
+    let (snapshot, problems) = Snapshot::from_json(&doc.to_string(), "instr").expect("parses");
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut acc = 0usize;
+    match scenario {
+        "unavoidable" => {
+            let mut flags: foldhash::HashMap<String, usize> = Default::default();
+            flags.insert(FLAG.to_string(), 1);
+            let set: HashSet<&str, foldhash::fast::RandomState> =
+                whitelist.iter().copied().collect();
+            let list = ["enterprise", "pro"];
+            for j in 0..n {
+                let i = j % KEYS;
+                let key = black_box(keys[i].as_str());
+                let f = flags.get(black_box(FLAG)).copied().unwrap_or(0);
+                acc += f;
+                acc += if set.contains(key) {
+                    1
+                } else if list.contains(&black_box(plans[i])) {
+                    2
+                } else {
+                    murmur3_hash(key, 1_314_229_456) as usize % 100
+                };
+            }
+        }
+        "engine" => {
+            let attrs: Vec<Attributes> = plans
+                .iter()
+                .map(|p| Attributes::new().with("plan", *p))
+                .collect();
+            for j in 0..n {
+                let i = j % KEYS;
+                acc += snapshot
+                    .evaluate(&keys[i], None, FLAG, &attrs[i])
+                    .treatment
+                    .len();
+            }
+        }
+        "engine_attrs4" => {
+            let attrs: Vec<Attributes> = (0..KEYS).map(attrs4).collect();
+            for j in 0..n {
+                let i = j % KEYS;
+                acc += snapshot
+                    .evaluate(&keys[i], None, FLAG, &attrs[i])
+                    .treatment
+                    .len();
+            }
+        }
+        "engine_attrs4_built" => {
+            for j in 0..n {
+                let i = j % KEYS;
+                let attrs = attrs4(i);
+                acc += snapshot
+                    .evaluate(&keys[i], None, FLAG, &attrs)
+                    .treatment
+                    .len();
+            }
+        }
+        "client_debug" | "client_optimized" | "client_none" => {
+            let mode = match scenario {
+                "client_debug" => ImpressionsMode::Debug,
+                "client_optimized" => ImpressionsMode::Optimized,
+                _ => ImpressionsMode::None,
+            };
+            let sink = sink::Sink::start();
+            let client = Client::builder("localhost")
+                .snapshot(snapshot)
+                .events_url(sink.url())
+                .impressions_mode(mode)
+                .impressions_queue_size(2 * n + 1)
+                .impressions_bulk_size(5_000)
+                .build()
+                .expect("client");
+            let attrs: Vec<Attributes> = plans
+                .iter()
+                .map(|p| Attributes::new().with("plan", *p))
+                .collect();
+            for j in 0..n {
+                let i = j % KEYS;
+                acc += client
+                    .get_treatment(keys[i].as_str(), FLAG, Some(&attrs[i]))
+                    .len();
+            }
+            client.destroy(std::time::Duration::from_secs(30));
+        }
+        "unleash" => {
+            let u = peers::Unleash::new(FLAG, &whitelist, &keys, &plans);
+            for j in 0..n {
+                acc += usize::from(u.evaluate(FLAG, j % KEYS));
+            }
+        }
+        "launchdarkly" => {
+            let l = peers::LaunchDarkly::new(FLAG, &whitelist, &keys, &plans);
+            for j in 0..n {
+                acc += l.evaluate(FLAG, j % KEYS).map_or(0, str::len);
+            }
+        }
+        _ => return usage(),
+    }
+    black_box(acc);
+}
+
+fn usage() {
+    eprintln!(
+        "usage: instr <scenario> <operations> | instr --list\nscenarios: {}",
+        SCENARIOS.join(" ")
+    );
+}

@@ -1,0 +1,96 @@
+//! splitkit's engine beside two other Rust evaluation engines on the same workload, in the
+//! same run: Unleash's `unleash-yggdrasil` and LaunchDarkly's
+//! `launchdarkly-server-sdk-evaluation` (see `benches/support/peers.rs` for how the flag is
+//! written for each and how they are called).
+//!
+//! Run: `cargo bench --bench peers -- --warm-up-time 1 --measurement-time 3`; the
+//! instruction counts of the same three are `benches/instr.sh engine unleash launchdarkly`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use splitkit::{Attributes, Snapshot};
+
+#[path = "../tests/support/workload.rs"]
+mod workload;
+
+#[path = "support/peers.rs"]
+mod peers;
+
+const KEYS: usize = 4096;
+const FLAG: &str = "checkout_v2";
+
+fn peers(c: &mut Criterion) {
+    let keys = workload::uuid_keys(KEYS);
+    let whitelist: Vec<&str> = keys
+        .iter()
+        .step_by(KEYS / 10)
+        .take(10)
+        .map(String::as_str)
+        .collect();
+    let plans: Vec<&str> = (0..KEYS)
+        .map(|i| ["enterprise", "pro", "free", "team"][i % 4])
+        .collect();
+    let doc = serde_json::json!({"ff": {"d": [workload::flag(FLAG, &whitelist, 100, false)],
+                                        "s": -1, "t": 1}});
+    let (snapshot, problems) = Snapshot::from_json(&doc.to_string(), "peers").expect("parses");
+    assert!(problems.is_empty(), "{problems:?}");
+    let attrs: Vec<Attributes> = plans
+        .iter()
+        .map(|p| Attributes::new().with("plan", *p))
+        .collect();
+    let unleash = peers::Unleash::new(FLAG, &whitelist, &keys, &plans);
+    let launchdarkly = peers::LaunchDarkly::new(FLAG, &whitelist, &keys, &plans);
+
+    // The three engines agree on which keys the rules select: the whitelisted keys and the
+    // enterprise and pro plans are on everywhere, and about half of the rest (each engine
+    // hashes the key its own way).
+    let on = |f: &dyn Fn(usize) -> bool| (0..KEYS).filter(|&i| f(i)).count();
+    let ours = on(&|i| snapshot.evaluate(&keys[i], None, FLAG, &attrs[i]).treatment == "on");
+    let theirs = [
+        on(&|i| unleash.evaluate(FLAG, i)),
+        on(&|i| launchdarkly.evaluate(FLAG, i) == Some("on")),
+    ];
+    for n in [ours, theirs[0], theirs[1]] {
+        assert!(
+            (2 * KEYS / 3..5 * KEYS / 6).contains(&n),
+            "{ours} {theirs:?}"
+        );
+    }
+    for (i, key) in keys.iter().enumerate() {
+        if whitelist.contains(&key.as_str()) || i % 4 < 2 {
+            assert!(unleash.evaluate(FLAG, i) && launchdarkly.evaluate(FLAG, i) == Some("on"));
+        }
+    }
+
+    let mut g = c.benchmark_group("peers");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("splitkit", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(
+                snapshot
+                    .evaluate(&keys[i], None, FLAG, &attrs[i])
+                    .treatment
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("unleash_yggdrasil", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(unleash.evaluate(FLAG, i))
+        })
+    });
+    g.bench_function("launchdarkly", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(launchdarkly.evaluate(FLAG, i).map_or(0, str::len))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, peers);
+criterion_main!(benches);
