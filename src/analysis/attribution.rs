@@ -928,6 +928,7 @@ impl EventPass {
                         groups: Vec::new(),
                     })
                     .collect(),
+                expected_splits: flag.splits().to_vec(),
             })
             .collect();
         for (g, info) in self.groups.info.iter().enumerate() {

@@ -103,6 +103,28 @@
 //!     `control` treatments and special labels (`killed`, `not in split`, ...) are ordinary
 //!     pairs.
 //!
+//! # Statistics beyond the t-test
+//!
+//! Every [`Impact`] also carries, computed from the merged groups (so partial reports merge
+//! before any of this is computed):
+//!
+//! - **Sample-ratio mismatch.** For each label with an expected split
+//!   ([`FlagSpec::expected_split`], [`FlagSpec::version_expected_split`], or the partitions of a
+//!   flag definition, [`FlagSpec::expected_splits_from`]), [`UnitReport::sample_ratios`] holds
+//!   Pearson's chi-square goodness of fit of the treatments' sample sizes, overall and for
+//!   every pair, flagged below [`AnalysisSpecBuilder::srm_threshold`] (0.001, as Harness FME);
+//!   [`Impact::sample_ratio_mismatch`] marks the comparisons it compromises.
+//! - **Multiple comparisons.** Metrics have a [`Tier`] (key, guardrail, supporting); within
+//!   each unit and tier, [`Impact::adjusted_p_value`] is the Benjamini–Hochberg adjusted
+//!   p-value and [`Impact::adjusted_confidence_interval`] the interval at the matching level
+//!   `1 - alpha · R / m` (see the module `multiple.rs` for the derivation).
+//! - **Relative lift.** [`Impact::relative_confidence_interval`]: the delta-method interval of
+//!   `mean_t / mean_b - 1` (Deng, Knoblich and Lu 2018).
+//! - **Minimum sample and power.** [`Impact::conclusive`] is false while either group has
+//!   fewer than [`AnalysisSpecBuilder::min_sample_size`] keys with a value (355, as Harness
+//!   FME); [`Impact::minimum_detectable_effect`] is the difference the test would detect with
+//!   [`AnalysisSpecBuilder::power`] (80%) at the current sample.
+//!
 //! # Where the rules are silent
 //!
 //! - A missing label and an empty label are the same label ("no label").
@@ -121,8 +143,10 @@
 mod attribution;
 mod hash;
 mod input;
+mod multiple;
 mod report;
 pub(crate) mod spec;
+mod srm;
 mod stats;
 
 use std::borrow::Borrow;
@@ -135,7 +159,8 @@ pub use input::{
 pub use report::{
     FlagReport, GroupReport, Impact, InputStats, PartialReport, Report, Unit, UnitReport,
 };
-pub use spec::{Aggregation, AnalysisSpec, AnalysisSpecBuilder, DateRange, FlagSpec, Metric};
+pub use spec::{Aggregation, AnalysisSpec, AnalysisSpecBuilder, DateRange, FlagSpec, Metric, Tier};
+pub use srm::{PairwiseRatio, SampleRatio, SampleRatioCell};
 pub use stats::GroupStats;
 
 /// What can go wrong in an analysis: bad input lines, a bad spec, or partial reports that do

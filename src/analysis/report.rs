@@ -5,8 +5,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::AnalysisError;
-use super::spec::{AnalysisSpec, Metric};
-use super::stats::{GroupStats, MetricAccumulator, welch};
+use super::multiple::benjamini_hochberg;
+use super::spec::{
+    AnalysisSpec, DEFAULT_MIN_SAMPLE_SIZE, DEFAULT_POWER, DEFAULT_SRM_THRESHOLD, Metric, Tier,
+};
+use super::srm::{self, ExpectedSplit, SampleRatio};
+use super::stats::{GroupStats, MetricAccumulator, Welch, minimum_detectable_effect, welch};
 
 /// A unit of analysis: one flag version or one custom date range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +130,26 @@ pub(crate) struct PartialFlag {
     pub(crate) traffic_type: String,
     pub(crate) baseline: String,
     pub(crate) units: Vec<PartialUnit>,
+    #[serde(default)]
+    pub(crate) expected_splits: Vec<ExpectedSplit>,
+}
+
+/// The settings of the statistics computed from merged partial reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    srm_threshold: f64,
+    min_sample_size: u64,
+    power: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            srm_threshold: DEFAULT_SRM_THRESHOLD,
+            min_sample_size: DEFAULT_MIN_SAMPLE_SIZE,
+            power: DEFAULT_POWER,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +183,8 @@ pub struct PartialReport {
     metrics: Vec<Metric>,
     flags: Vec<PartialFlag>,
     stats: InputStats,
+    #[serde(default)]
+    settings: Settings,
 }
 
 impl PartialReport {
@@ -169,6 +195,11 @@ impl PartialReport {
             metrics: spec.metrics().to_vec(),
             flags,
             stats,
+            settings: Settings {
+                srm_threshold: spec.srm_threshold(),
+                min_sample_size: spec.min_sample_size(),
+                power: spec.power(),
+            },
         }
     }
 
@@ -177,7 +208,8 @@ impl PartialReport {
     /// # Errors
     ///
     /// [`AnalysisError::Merge`], leaving `self` unchanged, when the two come from different
-    /// specs (analysis time, alpha, metrics or flags differ) or cut a version differently
+    /// specs (analysis time, alpha, SRM threshold, minimum sample, power, metrics, flags or
+    /// expected splits differ) or cut a version differently
     /// (partitions that were not given the same merged version starts).
     ///
     /// # Examples
@@ -210,12 +242,14 @@ impl PartialReport {
         if self.analysis_time_ms != other.analysis_time_ms
             || self.alpha != other.alpha
             || self.metrics != other.metrics
+            || self.settings != other.settings
         {
-            return fail("the analysis time, alpha or metrics differ");
+            return fail("the analysis time, alpha, metrics or statistics settings differ");
         }
         let same_flags = self.flags.len() == other.flags.len()
             && self.flags.iter().zip(&other.flags).all(|(a, b)| {
-                (&a.flag, &a.traffic_type, &a.baseline) == (&b.flag, &b.traffic_type, &b.baseline)
+                (&a.flag, &a.traffic_type, &a.baseline, &a.expected_splits)
+                    == (&b.flag, &b.traffic_type, &b.baseline, &b.expected_splits)
             });
         if !same_flags {
             return fail("the flags differ");
@@ -253,11 +287,19 @@ impl PartialReport {
         Ok(())
     }
 
-    /// Computes group statistics and impacts.
+    /// Computes group statistics, sample-ratio checks and impacts.
     pub fn report(&self) -> Report {
+        let ctx = Ctx {
+            alpha: self.alpha,
+            settings: self.settings,
+            metrics: &self.metrics,
+        };
         Report {
             analysis_time_ms: self.analysis_time_ms,
             alpha: self.alpha,
+            srm_threshold: self.settings.srm_threshold,
+            min_sample_size: self.settings.min_sample_size,
+            power: self.settings.power,
             metrics: self.metrics.clone(),
             stats: self.stats,
             flags: self
@@ -267,11 +309,7 @@ impl PartialReport {
                     flag: f.flag.clone(),
                     traffic_type: f.traffic_type.clone(),
                     baseline: f.baseline.clone(),
-                    units: f
-                        .units
-                        .iter()
-                        .map(|u| unit_report(u, &f.baseline, &self.metrics, self.alpha))
-                        .collect(),
+                    units: f.units.iter().map(|u| unit_report(u, f, &ctx)).collect(),
                 })
                 .collect(),
         }
@@ -312,7 +350,15 @@ fn merge_groups(mine: &mut Vec<PartialGroup>, theirs: Vec<PartialGroup>) {
     }
 }
 
-fn unit_report(unit: &PartialUnit, baseline: &str, metrics: &[Metric], alpha: f64) -> UnitReport {
+/// What every unit's statistics need besides the unit.
+struct Ctx<'a> {
+    alpha: f64,
+    settings: Settings,
+    metrics: &'a [Metric],
+}
+
+fn unit_report(unit: &PartialUnit, flag: &PartialFlag, ctx: &Ctx<'_>) -> UnitReport {
+    let baseline = flag.baseline.as_str();
     let groups: Vec<GroupReport> = unit
         .groups
         .iter()
@@ -321,14 +367,17 @@ fn unit_report(unit: &PartialUnit, baseline: &str, metrics: &[Metric], alpha: f6
             treatment: g.treatment.clone(),
             sample_size: g.sample_size,
             excluded: g.excluded,
-            metrics: metrics
+            metrics: ctx
+                .metrics
                 .iter()
                 .zip(&g.metrics)
                 .map(|(m, acc)| acc.stats(m.name()))
                 .collect(),
         })
         .collect();
+    let sample_ratios = sample_ratios(unit, &flag.expected_splits, ctx.settings.srm_threshold);
     let mut impacts = Vec::new();
+    let mut tests = Vec::new();
     for g in groups.iter().filter(|g| g.treatment != baseline) {
         let Some(base) = groups
             .iter()
@@ -336,27 +385,116 @@ fn unit_report(unit: &PartialUnit, baseline: &str, metrics: &[Metric], alpha: f6
         else {
             continue;
         };
-        for (gs, bs) in g.metrics.iter().zip(&base.metrics) {
-            let w = welch(gs, bs, alpha);
-            impacts.push(Impact {
-                label: g.label.clone(),
-                treatment: g.treatment.clone(),
-                baseline: baseline.to_owned(),
-                metric: gs.metric.clone(),
-                difference: w.difference,
-                relative_difference: w.relative_difference,
-                t: w.t,
-                df: w.df,
-                p_value: w.p_value,
-                confidence_interval: w.ci,
-                significant: w.p_value.is_some_and(|p| p < alpha),
-            });
+        let mismatch = sample_ratios
+            .iter()
+            .any(|s| s.label == g.label && s.flags(&g.treatment, baseline));
+        for ((gs, bs), metric) in g.metrics.iter().zip(&base.metrics).zip(ctx.metrics) {
+            let w = welch(gs, bs, ctx.alpha);
+            impacts.push(impact(
+                g,
+                baseline,
+                gs,
+                bs,
+                metric.metric_tier(),
+                &w,
+                ctx,
+                mismatch,
+            ));
+            tests.push(w);
+        }
+    }
+    for tier in [Tier::Key, Tier::Guardrail, Tier::Supporting] {
+        let family: Vec<usize> = (0..impacts.len())
+            .filter(|&i| impacts[i].tier == tier)
+            .collect();
+        let p: Vec<Option<f64>> = family.iter().map(|&i| impacts[i].p_value).collect();
+        let (adjusted, interval_alpha) = benjamini_hochberg(&p, ctx.alpha);
+        for (&i, q) in family.iter().zip(adjusted) {
+            let (row, w) = (&mut impacts[i], &tests[i]);
+            row.adjusted_p_value = q;
+            row.adjusted_significant = q.is_some_and(|q| q < ctx.alpha);
+            row.adjusted_confidence_interval = w.interval(interval_alpha);
+            row.adjusted_relative_confidence_interval = w.relative_interval(interval_alpha);
         }
     }
     UnitReport {
         unit: unit.unit,
         groups,
         impacts,
+        sample_ratios,
+    }
+}
+
+/// The checks of every label with an expected split: the version's own split of the label,
+/// else the split declared for every unit.
+fn sample_ratios(unit: &PartialUnit, splits: &[ExpectedSplit], threshold: f64) -> Vec<SampleRatio> {
+    let cn = unit.unit.change_number();
+    let mut labels: Vec<&Option<String>> = splits.iter().map(|s| &s.label).collect();
+    labels.sort();
+    labels.dedup();
+    labels
+        .into_iter()
+        .filter_map(|label| {
+            let mine = |s: &&ExpectedSplit| &s.label == label;
+            let split = splits
+                .iter()
+                .filter(mine)
+                .find(|s| cn.is_some() && s.change_number == cn)
+                .or_else(|| {
+                    splits
+                        .iter()
+                        .filter(mine)
+                        .find(|s| s.change_number.is_none())
+                })?;
+            let observed = unit
+                .groups
+                .iter()
+                .filter(|g| &g.label == label)
+                .map(|g| (g.treatment.as_str(), g.sample_size));
+            Some(srm::check(split, observed, threshold))
+        })
+        .collect()
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row from its parts, called once"
+)]
+fn impact(
+    group: &GroupReport,
+    baseline: &str,
+    gs: &GroupStats,
+    bs: &GroupStats,
+    tier: Tier,
+    w: &Welch,
+    ctx: &Ctx<'_>,
+    sample_ratio_mismatch: bool,
+) -> Impact {
+    let mde =
+        w.se.and_then(|se| minimum_detectable_effect(se, ctx.alpha, ctx.settings.power));
+    let base_mean = bs.mean.filter(|m| *m != 0.0);
+    Impact {
+        label: group.label.clone(),
+        treatment: group.treatment.clone(),
+        baseline: baseline.to_owned(),
+        metric: gs.metric.clone(),
+        tier,
+        difference: w.difference,
+        relative_difference: w.relative_difference,
+        t: w.t,
+        df: w.df,
+        p_value: w.p_value,
+        confidence_interval: w.ci,
+        relative_confidence_interval: w.relative_interval(ctx.alpha),
+        significant: w.p_value.is_some_and(|p| p < ctx.alpha),
+        adjusted_p_value: None,
+        adjusted_confidence_interval: None,
+        adjusted_relative_confidence_interval: None,
+        adjusted_significant: false,
+        conclusive: gs.n.min(bs.n) >= ctx.settings.min_sample_size,
+        minimum_detectable_effect: mde,
+        relative_minimum_detectable_effect: mde.zip(base_mean).map(|(d, m)| d / m.abs()),
+        sample_ratio_mismatch,
     }
 }
 
@@ -371,12 +509,33 @@ pub struct Report {
     pub analysis_time_ms: i64,
     /// The significance threshold.
     pub alpha: f64,
+    /// The p-value below which a sample-ratio test is a mismatch.
+    #[serde(default = "default_srm_threshold")]
+    pub srm_threshold: f64,
+    /// The sample per treatment below which an impact is not yet conclusive.
+    #[serde(default = "default_min_sample_size")]
+    pub min_sample_size: u64,
+    /// The power of the minimum detectable effects.
+    #[serde(default = "default_power")]
+    pub power: f64,
     /// The metrics, in the order of every `metrics` list below.
     pub metrics: Vec<Metric>,
     /// One entry per flag of the spec, in spec order.
     pub flags: Vec<FlagReport>,
     /// What the input held and what was dropped.
     pub stats: InputStats,
+}
+
+fn default_srm_threshold() -> f64 {
+    DEFAULT_SRM_THRESHOLD
+}
+
+fn default_min_sample_size() -> u64 {
+    DEFAULT_MIN_SAMPLE_SIZE
+}
+
+fn default_power() -> f64 {
+    DEFAULT_POWER
 }
 
 impl Report {
@@ -419,6 +578,9 @@ pub struct UnitReport {
     pub groups: Vec<GroupReport>,
     /// Each non-baseline treatment against the baseline under the same label, per metric.
     pub impacts: Vec<Impact>,
+    /// The sample-ratio check of every label with an expected split, by label.
+    #[serde(default)]
+    pub sample_ratios: Vec<SampleRatio>,
 }
 
 impl UnitReport {
@@ -427,6 +589,13 @@ impl UnitReport {
         self.groups
             .iter()
             .find(|g| g.label.as_deref() == label && g.treatment == treatment)
+    }
+
+    /// The sample-ratio check of `label`.
+    pub fn sample_ratio(&self, label: Option<&str>) -> Option<&SampleRatio> {
+        self.sample_ratios
+            .iter()
+            .find(|s| s.label.as_deref() == label)
     }
 
     /// The impact of `treatment` under `label` on `metric`.
@@ -473,6 +642,9 @@ pub struct Impact {
     pub baseline: String,
     /// The metric's name.
     pub metric: String,
+    /// The metric's tier: the family of the multiple-comparison adjustment.
+    #[serde(default)]
+    pub tier: Tier,
     /// `mean(treatment) - mean(baseline)`; `None` when either group has no value.
     pub difference: Option<f64>,
     /// The difference as a fraction of the baseline mean; `None` when that mean is 0.
@@ -485,8 +657,42 @@ pub struct Impact {
     pub p_value: Option<f64>,
     /// `diff ± t(1 - alpha/2, df) · se`; `None` as `t`.
     pub confidence_interval: Option<(f64, f64)>,
-    /// `p_value < alpha`.
+    /// The `1 - alpha` interval of `relative_difference` by the delta method; `None` as `t`
+    /// and when the baseline mean is 0.
+    #[serde(default)]
+    pub relative_confidence_interval: Option<(f64, f64)>,
+    /// `p_value < alpha`, before any multiple-comparison adjustment.
     pub significant: bool,
+    /// Benjamini–Hochberg adjusted p-value within the unit and tier; `None` as `t`.
+    #[serde(default)]
+    pub adjusted_p_value: Option<f64>,
+    /// The interval of the difference at the adjusted level `1 - alpha · R / m` (R
+    /// significant of m tests in the family, R at least 1); it excludes 0 exactly when
+    /// `adjusted_significant`.
+    #[serde(default)]
+    pub adjusted_confidence_interval: Option<(f64, f64)>,
+    /// The interval of the relative difference at the adjusted level.
+    #[serde(default)]
+    pub adjusted_relative_confidence_interval: Option<(f64, f64)>,
+    /// `adjusted_p_value < alpha`.
+    #[serde(default)]
+    pub adjusted_significant: bool,
+    /// Both groups have at least the minimum sample (keys with a value of the metric); an
+    /// inconclusive impact should not be acted on yet, whatever its p-value.
+    #[serde(default)]
+    pub conclusive: bool,
+    /// The smallest difference the test detects with the report's power at the current
+    /// sample, `(z(1 - alpha/2) + z(power)) · se`; `None` as `t`.
+    #[serde(default)]
+    pub minimum_detectable_effect: Option<f64>,
+    /// `minimum_detectable_effect` as a fraction of the baseline mean; `None` also when that
+    /// mean is 0.
+    #[serde(default)]
+    pub relative_minimum_detectable_effect: Option<f64>,
+    /// The sample-ratio check of the label flags this comparison (see
+    /// [`SampleRatio::flags`]): the groups may not be comparable.
+    #[serde(default)]
+    pub sample_ratio_mismatch: bool,
 }
 
 impl fmt::Display for Report {
@@ -494,9 +700,13 @@ impl fmt::Display for Report {
         let s = &self.stats;
         writeln!(
             f,
-            "Attribution report at {} (alpha {})",
+            "Attribution report at {} (alpha {}, sample-ratio threshold {}, minimum sample {}, \
+             MDE at power {})",
             format_time(self.analysis_time_ms),
-            self.alpha
+            self.alpha,
+            self.srm_threshold,
+            self.min_sample_size,
+            self.power
         )?;
         writeln!(
             f,
@@ -588,43 +798,116 @@ fn write_unit(f: &mut fmt::Formatter<'_>, unit: &UnitReport, alpha: f64) -> fmt:
         }
     }
     groups.write(f)?;
+    for check in &unit.sample_ratios {
+        write_sample_ratio(f, check)?;
+    }
     if unit.impacts.is_empty() {
         return Ok(());
     }
     writeln!(f)?;
-    let confidence = format!("{}% CI", trim_float((1.0 - alpha) * 100.0));
+    let level = trim_float((1.0 - alpha) * 100.0);
+    let confidence = format!("{level}% CI");
+    let relative = format!("relative {level}% CI");
     let mut impacts = Table::new(&[
         ("label", false),
         ("treatment", false),
         ("vs", false),
         ("metric", false),
+        ("tier", false),
         ("diff", true),
-        ("relative", true),
-        ("t", true),
-        ("df", true),
-        ("p", true),
         (confidence.as_str(), false),
+        ("relative", true),
+        (relative.as_str(), false),
+        ("p", true),
+        ("adj. p", true),
+        ("adj. CI", false),
         ("significant", false),
+        ("MDE", true),
+        ("note", false),
     ]);
+    let interval = |ci: Option<(f64, f64)>| {
+        ci.map_or("-".into(), |(lo, hi)| {
+            format!("[{}, {}]", number(Some(lo)), number(Some(hi)))
+        })
+    };
+    let percents = |ci: Option<(f64, f64)>| {
+        ci.map_or("-".into(), |(lo, hi)| {
+            format!("[{:+.2}%, {:+.2}%]", lo * 100.0, hi * 100.0)
+        })
+    };
     for i in &unit.impacts {
+        let mut notes = Vec::new();
+        if i.sample_ratio_mismatch {
+            notes.push("sample ratio mismatch");
+        }
+        if !i.conclusive {
+            notes.push("not yet conclusive");
+        }
         impacts.row([
             label_text(&i.label),
             i.treatment.clone(),
             i.baseline.clone(),
             i.metric.clone(),
+            i.tier.as_str().into(),
             number(i.difference),
+            interval(i.confidence_interval),
             i.relative_difference
                 .map_or("-".into(), |r| format!("{:+.2}%", r * 100.0)),
-            number(i.t),
-            i.df.map_or("-".into(), |d| format!("{d:.1}")),
+            percents(i.relative_confidence_interval),
             i.p_value.map_or("-".into(), p_value_text),
-            i.confidence_interval.map_or("-".into(), |(lo, hi)| {
-                format!("[{}, {}]", number(Some(lo)), number(Some(hi)))
-            }),
-            (if i.significant { "yes" } else { "no" }).into(),
+            i.adjusted_p_value.map_or("-".into(), p_value_text),
+            interval(i.adjusted_confidence_interval),
+            (if i.adjusted_significant { "yes" } else { "no" }).into(),
+            number(i.minimum_detectable_effect),
+            notes.join(", "),
         ]);
     }
     impacts.write(f)
+}
+
+fn write_sample_ratio(f: &mut fmt::Formatter<'_>, check: &SampleRatio) -> fmt::Result {
+    let cells: Vec<String> = check
+        .cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} (expected {:.1})",
+                c.treatment, c.observed, c.expected
+            )
+        })
+        .chain(
+            check
+                .unexpected
+                .iter()
+                .map(|(t, n)| format!("{t} {n} (not in the split)")),
+        )
+        .collect();
+    let test = match (check.chi_square, check.p_value) {
+        (Some(x), Some(p)) => format!("chi-square {x:.3}, df {}, p {}", check.df, p_value_text(p)),
+        _ => "no test".into(),
+    };
+    let verdict = if check.mismatch {
+        "SAMPLE RATIO MISMATCH"
+    } else {
+        "ok"
+    };
+    writeln!(
+        f,
+        "sample ratio of {}: {}; {test}: {verdict}",
+        label_text(&check.label),
+        cells.join(", ")
+    )?;
+    for pair in check.pairwise.iter().filter(|p| p.mismatch) {
+        writeln!(
+            f,
+            "  {} vs {}: chi-square {}, p {}: mismatch",
+            pair.first,
+            pair.second,
+            number(pair.chi_square),
+            pair.p_value.map_or("-".into(), p_value_text)
+        )?;
+    }
+    Ok(())
 }
 
 fn label_text(label: &Option<String>) -> String {
