@@ -125,6 +125,9 @@
 //!   FME); [`Impact::minimum_detectable_effect`] is the difference the test would detect with
 //!   [`AnalysisSpecBuilder::power`] (80%) at the current sample.
 //!
+//! [`Report::to_html`] renders all of it as one self-contained HTML page with a chart per
+//! impact; `Display` renders it as text tables.
+//!
 //! # Where the rules are silent
 //!
 //! - A missing label and an empty label are the same label ("no label").
@@ -142,12 +145,14 @@
 
 mod attribution;
 mod hash;
+mod html;
 mod input;
 mod multiple;
 mod report;
 pub(crate) mod spec;
 mod srm;
 mod stats;
+mod text;
 
 use std::borrow::Borrow;
 

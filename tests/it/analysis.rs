@@ -47,7 +47,10 @@ impl Rng {
 }
 
 /// `on` keys then `off` keys; `on` buys more often and spends more.
-fn experiment(on: usize, off: usize) -> (Vec<AttributionImpression>, Vec<AttributionEvent>) {
+pub(crate) fn experiment(
+    on: usize,
+    off: usize,
+) -> (Vec<AttributionImpression>, Vec<AttributionEvent>) {
     let mut rng = Rng(7);
     let mut imps = Vec::new();
     let mut events = Vec::new();
@@ -66,7 +69,7 @@ fn experiment(on: usize, off: usize) -> (Vec<AttributionImpression>, Vec<Attribu
     (imps, events)
 }
 
-fn spec(flag: FlagSpec) -> AnalysisSpec {
+pub(crate) fn spec(flag: FlagSpec) -> AnalysisSpec {
     AnalysisSpecBuilder::new(A)
         .flag(flag)
         .metric(Metric::new("converted", "buy", Aggregation::HasEvent).tier(Tier::Key))
@@ -77,7 +80,7 @@ fn spec(flag: FlagSpec) -> AnalysisSpec {
         .expect("valid spec")
 }
 
-fn even() -> FlagSpec {
+pub(crate) fn even() -> FlagSpec {
     FlagSpec::new("f", "user", "off").expected_split(RULE, [("on", 50.0), ("off", 50.0)])
 }
 
