@@ -121,7 +121,8 @@ fn write_unit(out: &mut String, index: usize, unit: &UnitReport, alpha: f64) {
             "<table class=\"impacts\"><tr><th>label</th><th>treatment</th><th>metric</th>\
              <th>tier</th><th>difference</th><th>{level}% CI</th><th>relative</th>\
              <th>relative {level}% CI</th><th>p</th><th>adj. p</th><th>adj. CI</th>\
-             <th>MDE</th><th>verdict</th><th>difference and intervals</th></tr>"
+             <th>MDE</th><th>always-valid p</th><th>confidence sequence</th><th>verdict</th>\
+             <th>difference and intervals</th></tr>"
         );
         for i in &unit.impacts {
             write_impact(out, i);
@@ -229,6 +230,14 @@ fn write_impact(out: &mut String, i: &Impact) {
     );
     let mde = i.minimum_detectable_effect;
     cell(out, "minimum_detectable_effect", mde, number(mde));
+    let avp = i.always_valid_p_value;
+    cell(
+        out,
+        "always_valid_p_value",
+        avp,
+        avp.map_or("-".into(), p_value_text),
+    );
+    interval(out, "confidence_sequence", i.confidence_sequence, false);
     let mut verdict = vec![if i.adjusted_significant {
         "significant"
     } else {

@@ -124,6 +124,9 @@
 //!   fewer than [`AnalysisSpecBuilder::min_sample_size`] keys with a value (355, as Harness
 //!   FME); [`Impact::minimum_detectable_effect`] is the difference the test would detect with
 //!   [`AnalysisSpecBuilder::power`] (80%) at the current sample.
+//! - **Sequential testing** (optional, [`AnalysisSpecBuilder::sequential`]):
+//!   [`Impact::always_valid_p_value`] and [`Impact::confidence_sequence`] by the
+//!   normal-mixture mSPRT (Johari et al. 2017), valid however often the report is looked at.
 //!
 //! [`Report::to_html`] renders all of it as one self-contained HTML page with a chart per
 //! impact; `Display` renders it as text tables.
@@ -149,6 +152,7 @@ mod html;
 mod input;
 mod multiple;
 mod report;
+mod sequential;
 pub(crate) mod spec;
 mod srm;
 mod stats;

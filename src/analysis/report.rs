@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AnalysisError;
 use super::multiple::benjamini_hochberg;
+use super::sequential::msprt;
 use super::spec::{
     AnalysisSpec, DEFAULT_MIN_SAMPLE_SIZE, DEFAULT_POWER, DEFAULT_SRM_THRESHOLD, Metric, Tier,
 };
@@ -141,6 +142,8 @@ struct Settings {
     srm_threshold: f64,
     min_sample_size: u64,
     power: f64,
+    #[serde(default)]
+    sequential: Option<f64>,
 }
 
 impl Default for Settings {
@@ -149,6 +152,7 @@ impl Default for Settings {
             srm_threshold: DEFAULT_SRM_THRESHOLD,
             min_sample_size: DEFAULT_MIN_SAMPLE_SIZE,
             power: DEFAULT_POWER,
+            sequential: None,
         }
     }
 }
@@ -200,6 +204,7 @@ impl PartialReport {
                 srm_threshold: spec.srm_threshold(),
                 min_sample_size: spec.min_sample_size(),
                 power: spec.power(),
+                sequential: spec.sequential(),
             },
         }
     }
@@ -301,6 +306,7 @@ impl PartialReport {
             srm_threshold: self.settings.srm_threshold,
             min_sample_size: self.settings.min_sample_size,
             power: self.settings.power,
+            sequential_tau_squared: self.settings.sequential,
             metrics: self.metrics.clone(),
             stats: self.stats,
             flags: self
@@ -474,6 +480,11 @@ fn impact(
     let mde =
         w.se.and_then(|se| minimum_detectable_effect(se, ctx.alpha, ctx.settings.power));
     let base_mean = bs.mean.filter(|m| *m != 0.0);
+    // τ² on the difference's scale: the standardized τ² times the mean per-key variance.
+    let sequential = ctx.settings.sequential.and_then(|tau2| {
+        let per_key = (gs.variance? + bs.variance?) / 2.0;
+        msprt(w.difference?, w.se?, tau2 * per_key, ctx.alpha)
+    });
     Impact {
         label: group.label.clone(),
         treatment: group.treatment.clone(),
@@ -496,6 +507,8 @@ fn impact(
         minimum_detectable_effect: mde,
         relative_minimum_detectable_effect: mde.zip(base_mean).map(|(d, m)| d / m.abs()),
         sample_ratio_mismatch,
+        always_valid_p_value: sequential.map(|(p, _)| p),
+        confidence_sequence: sequential.map(|(_, cs)| cs),
     }
 }
 
@@ -519,6 +532,10 @@ pub struct Report {
     /// The power of the minimum detectable effects.
     #[serde(default = "default_power")]
     pub power: f64,
+    /// The sequential test's mixing variance τ² (standardized effects); `None` when the
+    /// analysis has no sequential test.
+    #[serde(default)]
+    pub sequential_tau_squared: Option<f64>,
     /// The metrics, in the order of every `metrics` list below.
     pub metrics: Vec<Metric>,
     /// One entry per flag of the spec, in spec order.
@@ -694,4 +711,12 @@ pub struct Impact {
     /// [`SampleRatio::flags`]): the groups may not be comparable.
     #[serde(default)]
     pub sample_ratio_mismatch: bool,
+    /// The always-valid p-value of the sequential test (mSPRT), valid at any look; `None`
+    /// without a sequential test and as `t`.
+    #[serde(default)]
+    pub always_valid_p_value: Option<f64>,
+    /// The `1 - alpha` confidence sequence of the difference: it covers the true difference
+    /// at every look at once with probability `1 - alpha`; `None` as `always_valid_p_value`.
+    #[serde(default)]
+    pub confidence_sequence: Option<(f64, f64)>,
 }

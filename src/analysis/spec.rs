@@ -345,6 +345,7 @@ pub struct AnalysisSpec {
     srm_threshold: f64,
     min_sample_size: u64,
     power: f64,
+    sequential: Option<f64>,
     flags: Vec<FlagSpec>,
     metrics: Vec<Metric>,
 }
@@ -390,6 +391,11 @@ impl AnalysisSpec {
         self.power
     }
 
+    /// The mixing variance τ² of the sequential test (standardized effects), when enabled.
+    pub fn sequential(&self) -> Option<f64> {
+        self.sequential
+    }
+
     /// The flags to analyse; impressions of other flags are ignored.
     pub fn flags(&self) -> &[FlagSpec] {
         &self.flags
@@ -420,6 +426,7 @@ impl AnalysisSpecBuilder {
                 srm_threshold: DEFAULT_SRM_THRESHOLD,
                 min_sample_size: DEFAULT_MIN_SAMPLE_SIZE,
                 power: DEFAULT_POWER,
+                sequential: None,
                 flags: Vec::new(),
                 metrics: Vec::new(),
             },
@@ -465,6 +472,16 @@ impl AnalysisSpecBuilder {
         self
     }
 
+    /// Adds sequential testing to every impact: an always-valid p-value and confidence
+    /// sequence by the normal-mixture mSPRT (Johari et al. 2017, "Peeking at A/B tests"),
+    /// with mixing variance `tau_squared` on the scale of standardized effects (difference
+    /// over the per-key standard deviation; 0.01 suits effects of about a tenth of a standard
+    /// deviation). See the module `sequential.rs` for the formulas. Default: off.
+    pub fn sequential(mut self, tau_squared: f64) -> Self {
+        self.spec.sequential = Some(tau_squared);
+        self
+    }
+
     /// Adds a flag to analyse (default: none).
     pub fn flag(mut self, flag: FlagSpec) -> Self {
         self.spec.flags.push(flag);
@@ -483,7 +500,8 @@ impl AnalysisSpecBuilder {
     ///
     /// [`AnalysisError::InvalidSpec`] when the buffer or retention is negative, alpha is not
     /// strictly between 0 and 1, the SRM threshold or the power is not strictly between 0 and 1,
-    /// a flag or metric name is empty or repeated, a flag has an empty traffic type or baseline,
+    /// the sequential tau_squared is not positive and finite, a flag or metric name is empty
+    /// or repeated, a flag has an empty traffic type or baseline,
     /// a metric has an empty event type, a range ends before it starts, or an expected split
     /// has a negative or non-finite weight, no positive weight, or a treatment twice.
     pub fn build(self) -> Result<AnalysisSpec, AnalysisError> {
@@ -506,6 +524,11 @@ impl AnalysisSpecBuilder {
         }
         if !(spec.power > 0.0 && spec.power < 1.0) {
             return invalid(format!("power must be in (0, 1), got {}", spec.power));
+        }
+        if let Some(tau2) = spec.sequential.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return invalid(format!(
+                "the sequential tau_squared must be positive and finite, got {tau2}"
+            ));
         }
         let mut names = BTreeSet::new();
         for flag in &spec.flags {
@@ -591,6 +614,8 @@ mod tests {
             base().srm_threshold(1.5),
             base().power(1.0),
             base().power(f64::NAN),
+            base().sequential(0.0),
+            base().sequential(f64::INFINITY),
             base().flag(FlagSpec::new("g", "user", "off").expected_split("r", [("on", -1.0)])),
             base().flag(FlagSpec::new("f", "user", "off")),
             base().flag(FlagSpec::new("", "user", "off")),

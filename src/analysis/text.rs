@@ -148,10 +148,18 @@ fn write_unit(f: &mut fmt::Formatter<'_>, unit: &UnitReport, alpha: f64) -> fmt:
     for i in &unit.impacts {
         let mut notes = Vec::new();
         if i.sample_ratio_mismatch {
-            notes.push("sample ratio mismatch");
+            notes.push("sample ratio mismatch".to_owned());
         }
         if !i.conclusive {
-            notes.push("not yet conclusive");
+            notes.push("not yet conclusive".into());
+        }
+        if let (Some(p), Some((lo, hi))) = (i.always_valid_p_value, i.confidence_sequence) {
+            notes.push(format!(
+                "always-valid p {}, sequence [{}, {}]",
+                p_value_text(p),
+                number(Some(lo)),
+                number(Some(hi))
+            ));
         }
         impacts.row([
             label_text(&i.label),

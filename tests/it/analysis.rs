@@ -195,6 +195,41 @@ fn adjustment_is_benjamini_hochberg_within_each_tier() {
 }
 
 #[test]
+fn a_sequential_analysis_has_always_valid_p_values_and_sequences() {
+    let (imps, events) = experiment(3_000, 3_000);
+    let fixed = analyze(&spec(even()), &imps, &events);
+    assert!(
+        fixed.flags[0].units[0]
+            .impacts
+            .iter()
+            .all(|i| i.always_valid_p_value.is_none())
+    );
+    let sequential = AnalysisSpecBuilder::new(A)
+        .flag(even())
+        .metric(Metric::new("converted", "buy", Aggregation::HasEvent))
+        .metric(Metric::new("views", "view", Aggregation::Count))
+        .sequential(0.01)
+        .build()
+        .expect("valid");
+    let report = analyze(&sequential, &imps, &events);
+    assert_eq!(report.sequential_tau_squared, Some(0.01));
+    for i in &report.flags[0].units[0].impacts {
+        let p = i.always_valid_p_value.expect("always-valid p");
+        let (lo, hi) = i.confidence_sequence.expect("sequence");
+        let (a, b) = i.confidence_interval.expect("interval");
+        assert!(p >= i.p_value.expect("p"), "the price of peeking: {i:?}");
+        assert!(lo < a && b < hi, "{i:?}");
+        assert_eq!(lo > 0.0 || hi < 0.0, p < 0.05);
+    }
+    let converted = report.flags[0].units[0].impact(Some(RULE), "on", "converted");
+    assert!(
+        converted.and_then(|i| i.always_valid_p_value) < Some(0.05),
+        "30% vs 20%"
+    );
+    assert!(report.to_string().contains("always-valid p"));
+}
+
+#[test]
 fn small_samples_are_not_yet_conclusive() {
     let (imps, events) = experiment(354, 400);
     let report = analyze(&spec(even()), &imps, &events);
@@ -227,8 +262,15 @@ fn reports_without_the_new_fields_still_read() {
         "minimum_detectable_effect",
         "relative_minimum_detectable_effect",
         "sample_ratio_mismatch",
+        "always_valid_p_value",
+        "confidence_sequence",
     ];
-    for key in ["srm_threshold", "min_sample_size", "power"] {
+    for key in [
+        "srm_threshold",
+        "min_sample_size",
+        "power",
+        "sequential_tau_squared",
+    ] {
         json.as_object_mut()
             .and_then(|o| o.remove(key))
             .expect("field");
