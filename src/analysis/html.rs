@@ -121,7 +121,8 @@ fn write_unit(out: &mut String, index: usize, unit: &UnitReport, alpha: f64) {
             "<table class=\"impacts\"><tr><th>label</th><th>treatment</th><th>metric</th>\
              <th>tier</th><th>difference</th><th>{level}% CI</th><th>relative</th>\
              <th>relative {level}% CI</th><th>p</th><th>adj. p</th><th>adj. CI</th>\
-             <th>MDE</th><th>always-valid p</th><th>confidence sequence</th><th>verdict</th>\
+             <th>MDE</th><th>always-valid p</th><th>confidence sequence</th>\
+             <th>CUPED difference</th><th>CUPED CI</th><th>variance reduction</th><th>verdict</th>\
              <th>difference and intervals</th></tr>"
         );
         for i in &unit.impacts {
@@ -238,6 +239,17 @@ fn write_impact(out: &mut String, i: &Impact) {
         avp.map_or("-".into(), p_value_text),
     );
     interval(out, "confidence_sequence", i.confidence_sequence, false);
+    let c = i.cuped.as_ref();
+    let cd = c.map(|c| c.difference);
+    cell(out, "cuped.difference", cd, number(cd));
+    interval(
+        out,
+        "cuped.confidence_interval",
+        c.and_then(|c| c.confidence_interval),
+        false,
+    );
+    let vr = c.and_then(|c| c.variance_reduction);
+    cell(out, "cuped.variance_reduction", vr, percent(vr));
     let mut verdict = vec![if i.adjusted_significant {
         "significant"
     } else {

@@ -35,7 +35,8 @@
 //! sum). Memory grows with keys, not with impressions or events: about 32–64 bytes per key for
 //! the key table, plus 80 bytes per (flag, unit, key) during the impression pass, then
 //! 24 bytes per (group, key) and 16 more per event type read by the metrics during the event
-//! pass. Keys, and (group, key) pairs, are limited to 2³² each. [`EventPass::finish`] yields a
+//! pass (with a CUPED metric, 8 more per (group, key) and 16 more per event type for the
+//! pre-exposure window). Keys, and (group, key) pairs, are limited to 2³² each. [`EventPass::finish`] yields a
 //! [`PartialReport`] holding, per group, the sample size, the excluded count and per metric the
 //! count, sum and sum of squares of the keys' values: partial reports of disjoint key sets
 //! [`merge`](PartialReport::merge). A job partitioned by key runs the impression pass in every
@@ -124,6 +125,9 @@
 //!   fewer than [`AnalysisSpecBuilder::min_sample_size`] keys with a value (355, as Harness
 //!   FME); [`Impact::minimum_detectable_effect`] is the difference the test would detect with
 //!   [`AnalysisSpecBuilder::power`] (80%) at the current sample.
+//! - **CUPED** (per metric, [`Metric::cuped`]): [`Impact::cuped`], the estimate adjusted by
+//!   the same metric over the pre-exposure window, its interval and the variance reduction
+//!   achieved (Deng et al. 2013; see the module `cuped.rs`).
 //! - **Sequential testing** (optional, [`AnalysisSpecBuilder::sequential`]):
 //!   [`Impact::always_valid_p_value`] and [`Impact::confidence_sequence`] by the
 //!   normal-mixture mSPRT (Johari et al. 2017), valid however often the report is looked at.
@@ -147,6 +151,7 @@
 //!   are ignored.
 
 mod attribution;
+mod cuped;
 mod hash;
 mod html;
 mod input;
@@ -161,6 +166,7 @@ mod text;
 use std::borrow::Borrow;
 
 pub use attribution::{EventPass, ImpressionPass, VersionStarts};
+pub use cuped::CupedEstimate;
 pub use input::{
     AttributionEvent, AttributionImpression, EventReader, ImpressionReader, read_events,
     read_impressions,

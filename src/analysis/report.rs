@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::AnalysisError;
+use super::cuped::{Covariance, CupedEstimate, cuped};
 use super::multiple::benjamini_hochberg;
 use super::sequential::msprt;
 use super::spec::{
@@ -170,6 +171,10 @@ pub(crate) struct PartialGroup {
     pub(crate) sample_size: u64,
     pub(crate) excluded: u64,
     pub(crate) metrics: Vec<MetricAccumulator>,
+    /// Per metric, the joint moments of value and pre-exposure value; empty when no metric
+    /// uses CUPED.
+    #[serde(default)]
+    pub(crate) cuped: Vec<Covariance>,
 }
 
 /// The mergeable result of analysing some keys: per group its sample size, excluded count and,
@@ -351,6 +356,9 @@ fn merge_groups(mine: &mut Vec<PartialGroup>, theirs: Vec<PartialGroup>) {
                 for (a, b) in g.metrics.iter_mut().zip(&group.metrics) {
                     a.merge(b);
                 }
+                for (a, b) in g.cuped.iter_mut().zip(&group.cuped) {
+                    a.merge(b);
+                }
             }
             Err(i) => mine.insert(i, group),
         }
@@ -385,28 +393,33 @@ fn unit_report(unit: &PartialUnit, flag: &PartialFlag, ctx: &Ctx<'_>) -> UnitRep
     let sample_ratios = sample_ratios(unit, &flag.expected_splits, ctx.settings.srm_threshold);
     let mut impacts = Vec::new();
     let mut tests = Vec::new();
-    for g in groups.iter().filter(|g| g.treatment != baseline) {
-        let Some(base) = groups
+    for (gi, g) in groups.iter().enumerate() {
+        if g.treatment == baseline {
+            continue;
+        }
+        let Some(bi) = groups
             .iter()
-            .find(|b| b.label == g.label && b.treatment == baseline)
+            .position(|b| b.label == g.label && b.treatment == baseline)
         else {
             continue;
+        };
+        let base = &groups[bi];
+        let covariances = |m: usize| {
+            let t = unit.groups.get(gi)?.cuped.get(m)?;
+            Some((t, unit.groups.get(bi)?.cuped.get(m)?))
         };
         let mismatch = sample_ratios
             .iter()
             .any(|s| s.label == g.label && s.flags(&g.treatment, baseline));
-        for ((gs, bs), metric) in g.metrics.iter().zip(&base.metrics).zip(ctx.metrics) {
+        let rows = g.metrics.iter().zip(&base.metrics).zip(ctx.metrics);
+        for (m, ((gs, bs), metric)) in rows.enumerate() {
             let w = welch(gs, bs, ctx.alpha);
-            impacts.push(impact(
-                g,
-                baseline,
-                gs,
-                bs,
-                metric.metric_tier(),
-                &w,
-                ctx,
-                mismatch,
-            ));
+            let tier = metric.metric_tier();
+            let mut row = impact(g, baseline, gs, bs, tier, &w, ctx, mismatch);
+            if metric.uses_cuped() {
+                row.cuped = covariances(m).and_then(|(t, b)| cuped(t, b, ctx.alpha));
+            }
+            impacts.push(row);
             tests.push(w);
         }
     }
@@ -509,6 +522,7 @@ fn impact(
         sample_ratio_mismatch,
         always_valid_p_value: sequential.map(|(p, _)| p),
         confidence_sequence: sequential.map(|(_, cs)| cs),
+        cuped: None,
     }
 }
 
@@ -719,4 +733,8 @@ pub struct Impact {
     /// at every look at once with probability `1 - alpha`; `None` as `always_valid_p_value`.
     #[serde(default)]
     pub confidence_sequence: Option<(f64, f64)>,
+    /// The CUPED-adjusted comparison, for a metric with [`Metric::cuped`]; `None` otherwise
+    /// and when a side has no key with a pre-exposure value.
+    #[serde(default)]
+    pub cuped: Option<CupedEstimate>,
 }

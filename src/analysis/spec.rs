@@ -21,6 +21,8 @@ pub const DEFAULT_SRM_THRESHOLD: f64 = 0.001;
 pub const DEFAULT_MIN_SAMPLE_SIZE: u64 = 355;
 /// Default power of the minimum detectable effect: 80%.
 pub const DEFAULT_POWER: f64 = 0.8;
+/// Default pre-exposure window of CUPED covariates: 14 days before a key's first impression.
+pub const DEFAULT_CUPED_WINDOW_MS: i64 = 14 * 24 * 60 * 60 * 1000;
 
 /// A metric's tier: multiple-comparison control (Benjamini–Hochberg) applies within each tier
 /// of a unit, as Harness FME groups key, guardrail and supporting metrics.
@@ -111,6 +113,8 @@ pub struct Metric {
     aggregation: Aggregation,
     #[serde(default)]
     tier: Tier,
+    #[serde(default)]
+    cuped: bool,
 }
 
 impl Metric {
@@ -125,7 +129,22 @@ impl Metric {
             event_type: event_type.into(),
             aggregation,
             tier: Tier::default(),
+            cuped: false,
         }
+    }
+
+    /// Adds a CUPED estimate to the metric's impacts: the same metric over the key's events
+    /// of the pre-exposure window
+    /// ([`AnalysisSpecBuilder::cuped_window_ms`], 14 days before its first impression) is the
+    /// covariate (default: no CUPED).
+    pub fn cuped(mut self) -> Self {
+        self.cuped = true;
+        self
+    }
+
+    /// Whether [`cuped`](Self::cuped) was set.
+    pub fn uses_cuped(&self) -> bool {
+        self.cuped
     }
 
     /// The metric's tier (default [`Tier::Supporting`]).
@@ -346,6 +365,7 @@ pub struct AnalysisSpec {
     min_sample_size: u64,
     power: f64,
     sequential: Option<f64>,
+    cuped_window_ms: i64,
     flags: Vec<FlagSpec>,
     metrics: Vec<Metric>,
 }
@@ -396,6 +416,11 @@ impl AnalysisSpec {
         self.sequential
     }
 
+    /// The length of the pre-exposure window of CUPED covariates.
+    pub fn cuped_window_ms(&self) -> i64 {
+        self.cuped_window_ms
+    }
+
     /// The flags to analyse; impressions of other flags are ignored.
     pub fn flags(&self) -> &[FlagSpec] {
         &self.flags
@@ -427,6 +452,7 @@ impl AnalysisSpecBuilder {
                 min_sample_size: DEFAULT_MIN_SAMPLE_SIZE,
                 power: DEFAULT_POWER,
                 sequential: None,
+                cuped_window_ms: DEFAULT_CUPED_WINDOW_MS,
                 flags: Vec::new(),
                 metrics: Vec::new(),
             },
@@ -482,6 +508,14 @@ impl AnalysisSpecBuilder {
         self
     }
 
+    /// The pre-exposure window of the CUPED covariates: a key's events in
+    /// `[first - window, first)`, `first` its first impression in the unit (default
+    /// [`DEFAULT_CUPED_WINDOW_MS`], 14 days). Used by metrics with [`Metric::cuped`].
+    pub fn cuped_window_ms(mut self, window_ms: i64) -> Self {
+        self.spec.cuped_window_ms = window_ms;
+        self
+    }
+
     /// Adds a flag to analyse (default: none).
     pub fn flag(mut self, flag: FlagSpec) -> Self {
         self.spec.flags.push(flag);
@@ -500,7 +534,7 @@ impl AnalysisSpecBuilder {
     ///
     /// [`AnalysisError::InvalidSpec`] when the buffer or retention is negative, alpha is not
     /// strictly between 0 and 1, the SRM threshold or the power is not strictly between 0 and 1,
-    /// the sequential tau_squared is not positive and finite, a flag or metric name is empty
+    /// the sequential tau_squared is not positive and finite, the CUPED window is not positive, a flag or metric name is empty
     /// or repeated, a flag has an empty traffic type or baseline,
     /// a metric has an empty event type, a range ends before it starts, or an expected split
     /// has a negative or non-finite weight, no positive weight, or a treatment twice.
@@ -524,6 +558,12 @@ impl AnalysisSpecBuilder {
         }
         if !(spec.power > 0.0 && spec.power < 1.0) {
             return invalid(format!("power must be in (0, 1), got {}", spec.power));
+        }
+        if spec.cuped_window_ms <= 0 {
+            return invalid(format!(
+                "cuped_window_ms must be positive ({})",
+                spec.cuped_window_ms
+            ));
         }
         if let Some(tau2) = spec.sequential.filter(|t| !(t.is_finite() && *t > 0.0)) {
             return invalid(format!(
@@ -615,6 +655,7 @@ mod tests {
             base().power(1.0),
             base().power(f64::NAN),
             base().sequential(0.0),
+            base().cuped_window_ms(0),
             base().sequential(f64::INFINITY),
             base().flag(FlagSpec::new("g", "user", "off").expected_split("r", [("on", -1.0)])),
             base().flag(FlagSpec::new("f", "user", "off")),

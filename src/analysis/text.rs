@@ -153,6 +153,18 @@ fn write_unit(f: &mut fmt::Formatter<'_>, unit: &UnitReport, alpha: f64) -> fmt:
         if !i.conclusive {
             notes.push("not yet conclusive".into());
         }
+        if let Some(c) = &i.cuped {
+            let ci = c.confidence_interval.map_or("-".into(), |(lo, hi)| {
+                format!("[{}, {}]", number(Some(lo)), number(Some(hi)))
+            });
+            let reduction = c
+                .variance_reduction
+                .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+            notes.push(format!(
+                "CUPED diff {} {ci}, variance reduced {reduction}",
+                number(Some(c.difference))
+            ));
+        }
         if let (Some(p), Some((lo, hi))) = (i.always_valid_p_value, i.confidence_sequence) {
             notes.push(format!(
                 "always-valid p {}, sequence [{}, {}]",

@@ -73,7 +73,11 @@ pub(crate) fn spec(flag: FlagSpec) -> AnalysisSpec {
     AnalysisSpecBuilder::new(A)
         .flag(flag)
         .metric(Metric::new("converted", "buy", Aggregation::HasEvent).tier(Tier::Key))
-        .metric(Metric::new("revenue", "buy", Aggregation::Sum).tier(Tier::Key))
+        .metric(
+            Metric::new("revenue", "buy", Aggregation::Sum)
+                .tier(Tier::Key)
+                .cuped(),
+        )
         .metric(Metric::new("views", "view", Aggregation::Count).tier(Tier::Guardrail))
         .metric(Metric::new("order", "buy", Aggregation::Average))
         .build()
@@ -230,6 +234,86 @@ fn a_sequential_analysis_has_always_valid_p_values_and_sequences() {
 }
 
 #[test]
+fn cuped_without_pre_exposure_events_changes_nothing() {
+    let (imps, events) = experiment(2_000, 2_000);
+    let report = analyze(&spec(even()), &imps, &events);
+    let unit = &report.flags[0].units[0];
+    let revenue = unit.impact(Some(RULE), "on", "revenue").expect("impact");
+    let c = revenue.cuped.as_ref().expect("a CUPED estimate");
+    assert_eq!((c.theta, c.n_treatment, c.n_baseline), (0.0, 2_000, 2_000));
+    let near = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    assert!(near(c.difference, revenue.difference.expect("diff")));
+    let ((a, b), (x, y)) = (
+        c.confidence_interval.expect("ci"),
+        revenue.confidence_interval.expect("ci"),
+    );
+    assert!(near(a, x) && near(b, y));
+    assert!(c.variance_reduction.expect("reduction").abs() < 1e-9);
+    let converted = unit.impact(Some(RULE), "on", "converted").expect("impact");
+    assert_eq!(converted.cuped, None, "only metrics with cuped()");
+}
+
+#[test]
+fn cuped_with_a_predictive_history_narrows_the_interval() {
+    // Each key has a habit: views before exposure predict views after; `on` adds 0.3.
+    let mut rng = Rng(11);
+    let (mut imps, mut events) = (Vec::new(), Vec::new());
+    for i in 0..4_000 {
+        let key = format!("k{i}");
+        let treatment = if i % 2 == 0 { "on" } else { "off" };
+        imps.push(imp(&key, treatment, 1));
+        let habit = 6.0 * rng.unit();
+        let lift = if treatment == "on" { 0.3 } else { 0.0 };
+        let pre = (habit + rng.unit()).floor() as usize;
+        let post = (habit + lift + rng.unit()).floor() as usize;
+        for _ in 0..pre {
+            let mut e = ev(&key, "view", 1.0);
+            e.time_ms = T + 1_000 - 86_400_000;
+            events.push(e);
+        }
+        // Outside the pre-exposure window (30 days before): ignored.
+        let mut old = ev(&key, "view", 1.0);
+        old.time_ms = T - 30 * 86_400_000;
+        events.push(old);
+        for _ in 0..post {
+            events.push(ev(&key, "view", 1.0));
+        }
+    }
+    let spec = AnalysisSpecBuilder::new(A)
+        .flag(even())
+        .metric(Metric::new("views", "view", Aggregation::Count).cuped())
+        .build()
+        .expect("valid");
+    let report = analyze(&spec, &imps, &events);
+    let views = &report.flags[0].units[0].impacts[0];
+    let c = views.cuped.as_ref().expect("estimate");
+    let reduction = c.variance_reduction.expect("reduction");
+    assert!(
+        reduction > 0.7,
+        "habit explains most of the variance: {reduction}"
+    );
+    assert!(c.theta > 0.8 && c.theta < 1.2, "theta {}", c.theta);
+    let (lo, hi) = c.confidence_interval.expect("ci");
+    let (a, b) = views.confidence_interval.expect("ci");
+    assert!(hi - lo < (b - a) * 0.6, "[{lo}, {hi}] vs [{a}, {b}]");
+    assert!(lo < 0.3 && 0.3 < hi, "covers the true lift");
+    assert!(report.to_string().contains("CUPED diff"));
+    // A shorter window misses the pre-exposure events: nothing to adjust with.
+    let short = AnalysisSpecBuilder::new(A)
+        .flag(even())
+        .metric(Metric::new("views", "view", Aggregation::Count).cuped())
+        .cuped_window_ms(3_600_000)
+        .build()
+        .expect("valid");
+    let report = analyze(&short, &imps, &events);
+    let c = report.flags[0].units[0].impacts[0]
+        .cuped
+        .clone()
+        .expect("estimate");
+    assert_eq!(c.theta, 0.0);
+}
+
+#[test]
 fn small_samples_are_not_yet_conclusive() {
     let (imps, events) = experiment(354, 400);
     let report = analyze(&spec(even()), &imps, &events);
@@ -264,6 +348,7 @@ fn reports_without_the_new_fields_still_read() {
         "sample_ratio_mismatch",
         "always_valid_p_value",
         "confidence_sequence",
+        "cuped",
     ];
     for key in [
         "srm_threshold",
@@ -348,6 +433,11 @@ proptest! {
             };
             prop_assert!(near(a.adjusted_p_value, b.adjusted_p_value), "{:?} {:?}", a, b);
             prop_assert!(near(a.difference, b.difference));
+            let cuped = |i: &splitkit::analysis::Impact| i.cuped.as_ref().map(|c| (c.difference, c.n_treatment));
+            match (cuped(a), cuped(b)) {
+                (Some((x, n)), Some((y, k))) => prop_assert!(n == k && near(Some(x), Some(y))),
+                (x, y) => prop_assert_eq!(x, y),
+            }
         }
     }
 }

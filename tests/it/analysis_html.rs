@@ -73,17 +73,11 @@ fn browser_available() -> bool {
     found
 }
 
-/// The JSON value at `field` of an impact: `confidence_interval.1` is the upper end.
+/// The JSON value at `field` of an impact: `confidence_interval.1` is the upper end,
+/// `cuped.difference` a field of the CUPED estimate.
 fn json_number(impact: &Value, field: &str) -> Option<f64> {
-    let (name, end) = match field.rsplit_once('.') {
-        Some((name, end)) => (name, end.parse::<usize>().ok()),
-        None => (field, None),
-    };
-    let v = &impact[name];
-    match end {
-        Some(i) => v.get(i).and_then(Value::as_f64),
-        None => v.as_f64(),
-    }
+    let pointer = format!("/{}", field.replace('.', "/"));
+    impact.pointer(&pointer).and_then(Value::as_f64)
 }
 
 /// Whether the rounded text shown equals the exact value to its displayed precision.
