@@ -879,6 +879,21 @@ impl EventPass {
             touched ^= self.accumulators.get(acc).map_or(0, |a| a.count);
         }
         black_box(touched);
+        // Two copies of the attribution loop, so that analyses without CUPED run the loop
+        // they ran before CUPED existed.
+        if self.pre_first.is_empty() {
+            self.attribute_batch::<false>();
+        } else {
+            self.attribute_batch::<true>();
+        }
+        self.batch.clear();
+        self.batch_keys.bytes.clear();
+    }
+
+    /// Attributes every batched event to the windows of its key's slots, and with `CUPED` to
+    /// their pre-exposure windows too.
+    fn attribute_batch<const CUPED: bool>(&mut self) {
+        let width = self.event_types.len();
         for p in &self.batch {
             let mut attributed = false;
             let mut s = p.first_slot as usize;
@@ -891,7 +906,9 @@ impl EventPass {
                         acc.add(p.value);
                     }
                 }
-                if let Some(&first) = self.pre_first.get(s).filter(|_| same_type)
+                if CUPED
+                    && same_type
+                    && let Some(&first) = self.pre_first.get(s)
                     && first.saturating_sub(self.cuped_window) <= p.t
                     && p.t < first
                 {
@@ -909,8 +926,6 @@ impl EventPass {
                 self.stats.events_attributed += 1;
             }
         }
-        self.batch.clear();
-        self.batch_keys.bytes.clear();
     }
 
     /// Ends the analysis of this input: per-key metric values are folded into group
