@@ -42,7 +42,15 @@
 //! [`merge`](PartialReport::merge). A job partitioned by key runs the impression pass in every
 //! partition, merges the partitions' [`ImpressionPass::version_starts`], hands the merged starts
 //! to [`ImpressionPass::finish_with`] so every partition cuts versions alike, attributes its
-//! events, and merges the partial reports.
+//! events, and merges the partial reports. Every statistic (sample-ratio checks, adjusted
+//! p-values, CUPED, sequential tests) is computed by [`PartialReport::report`] from the merged
+//! sums, so a partitioned job gets exactly the statistics of a single pass.
+//!
+//! The partitions can be threads of one process or separate machines: [`VersionStarts`] and
+//! [`PartialReport`] are serde types, and a partial report holds sums per group, not keys.
+//! `examples/attribution_parallel.rs` runs both: two threads (about twice as fast as one on two
+//! free cores), and three "machines" that exchange their version starts and partial reports
+//! as JSON, each giving the single-pass report.
 //!
 //! # The rules, as settled
 //!
