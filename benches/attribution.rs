@@ -1,5 +1,6 @@
 //! Records per second of the attribution analysis on a scaled-down workload (20,000 keys,
-//! 200,000 impressions, 200,000 events), and of the JSON-lines readers.
+//! 200,000 impressions, 200,000 events), with and without every optional statistic, the
+//! statistics alone (`PartialReport::report`), and the JSON-lines readers.
 //!
 //! Run with `cargo bench --bench attribution`. The full-size run (10 M + 10 M records over
 //! 1 M keys, with peak memory) is `cargo run --release --example attribution_scale`.
@@ -12,7 +13,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use splitkit::analysis::{
-    AttributionEvent, AttributionImpression, analyze, read_events, read_impressions,
+    AttributionEvent, AttributionImpression, ImpressionPass, analyze, read_events, read_impressions,
 };
 use workload::Workload;
 
@@ -67,6 +68,22 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(2 * RECORDS));
     group.bench_function("analyze 200k impressions + 200k events, 20k keys", |b| {
         b.iter(|| analyze(&spec, black_box(&impressions), black_box(&events)))
+    });
+    let full = Workload::spec_with_statistics();
+    group.bench_function(
+        "analyze with SRM, tiers, CUPED and sequential, 200k + 200k, 20k keys",
+        |b| b.iter(|| analyze(&full, black_box(&impressions), black_box(&events))),
+    );
+    let partial = {
+        let mut pass = ImpressionPass::new(&full);
+        pass.extend(&impressions);
+        let mut pass = pass.finish();
+        pass.extend(&events);
+        pass.finish()
+    };
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("report: every statistic of a partial report", |b| {
+        b.iter(|| black_box(&partial).report())
     });
     let (imp_lines, event_lines) = as_json_lines(&impressions, &events);
     group.throughput(Throughput::Elements(RECORDS));

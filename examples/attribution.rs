@@ -4,9 +4,11 @@
 //! the default rule (50/50 `on`/`off`); beta testers get `on` through a segment rule. Some users
 //! join the beta mid-experiment (one switch), a few join and leave again (excluded). Users on
 //! `on` convert a little more often. The data is written in Split's wire formats (JSON lines),
-//! read back with the module's readers and analysed.
+//! read back with the module's readers and analysed: the text report goes to stdout, and the
+//! HTML report (one self-contained page) to the path given as the first argument, by default
+//! `attribution-report.html` in the system's temporary directory.
 //!
-//! Run with `cargo run --example attribution`.
+//! Run with `cargo run --example attribution [-- report.html]`.
 
 #[path = "support/workload.rs"]
 #[expect(dead_code, reason = "this example only needs the PRNG")]
@@ -16,7 +18,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 use splitkit::analysis::{
-    Aggregation, AnalysisError, AnalysisSpecBuilder, FlagSpec, ImpressionPass, Metric, read_events,
+    Aggregation, AnalysisSpecBuilder, FlagSpec, ImpressionPass, Metric, Tier, read_events,
     read_impressions,
 };
 use workload::Rng;
@@ -119,15 +121,18 @@ fn generate() -> (String, String) {
     (impressions, events)
 }
 
-fn main() -> Result<(), AnalysisError> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (impressions, events) = generate();
+    let flag = FlagSpec::new(FLAG, "user", "off")
+        .expected_split(DEFAULT_RULE, [("on", 50.0), ("off", 50.0)])
+        .expected_split(BETA_RULE, [("on", 100.0)]);
     let spec = AnalysisSpecBuilder::new(ANALYSIS_TIME)
-        .flag(FlagSpec::new(FLAG, "user", "off"))
-        .metric(Metric::new("page_views", "page_view", Aggregation::Count))
+        .flag(flag)
+        .metric(Metric::new("converted", "checkout", Aggregation::HasEvent).tier(Tier::Key))
+        .metric(Metric::new("revenue", "checkout", Aggregation::Sum).tier(Tier::Key))
+        .metric(Metric::new("page_views", "page_view", Aggregation::Count).tier(Tier::Guardrail))
         .metric(Metric::new("checkouts", "checkout", Aggregation::Count))
-        .metric(Metric::new("revenue", "checkout", Aggregation::Sum))
         .metric(Metric::new("order_value", "checkout", Aggregation::Average))
-        .metric(Metric::new("converted", "checkout", Aggregation::HasEvent))
         .build()?;
 
     let mut pass = ImpressionPass::new(&spec);
@@ -140,5 +145,11 @@ fn main() -> Result<(), AnalysisError> {
     }
     let report = pass.finish().report();
     print!("{report}");
+    let path = std::env::args_os().nth(1).map_or_else(
+        || std::env::temp_dir().join("attribution-report.html"),
+        Into::into,
+    );
+    std::fs::write(&path, report.to_html())?;
+    eprintln!("HTML report written to {}", path.display());
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! with and without the generation time (measured in a separate dry run).
 
 #[path = "support/workload.rs"]
+#[expect(dead_code, reason = "the spec with every statistic is the bench's")]
 mod workload;
 
 use std::hint::black_box;

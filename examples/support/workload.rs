@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use splitkit::analysis::{
     Aggregation, AnalysisSpec, AnalysisSpecBuilder, AttributionEvent, AttributionImpression,
-    FlagSpec, Metric,
+    FlagSpec, Metric, Tier,
 };
 
 /// SplitMix64: a tiny deterministic PRNG.
@@ -57,6 +57,23 @@ impl Workload {
             .metric(Metric::new("revenue", "checkout", Aggregation::Sum))
             .metric(Metric::new("order_value", "checkout", Aggregation::Average))
             .metric(Metric::new("converted", "checkout", Aggregation::HasEvent))
+            .build()
+            .expect("valid spec")
+    }
+
+    /// [`spec`](Self::spec) with every optional statistic: the rules' expected splits,
+    /// metric tiers, CUPED on the page views and sequential testing.
+    pub fn spec_with_statistics() -> AnalysisSpec {
+        let flag = FlagSpec::new(FLAG, "user", "off")
+            .expected_split("default rule", [("on", 50.0), ("off", 50.0)])
+            .expected_split("in segment beta", [("on", 100.0)]);
+        AnalysisSpecBuilder::new(START + 14 * 24 * HOUR)
+            .flag(flag)
+            .metric(Metric::new("views", "page_view", Aggregation::Count).cuped())
+            .metric(Metric::new("revenue", "checkout", Aggregation::Sum).tier(Tier::Key))
+            .metric(Metric::new("order_value", "checkout", Aggregation::Average))
+            .metric(Metric::new("converted", "checkout", Aggregation::HasEvent).tier(Tier::Key))
+            .sequential(0.01)
             .build()
             .expect("valid spec")
     }

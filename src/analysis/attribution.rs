@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use serde::{Deserialize, Serialize};
 
+use super::cuped::Covariance;
 use super::hash::{FxMap, Interner, KeyTable, hash_key};
 use super::input::{AttributionEvent, AttributionImpression};
 use super::report::{InputStats, PartialFlag, PartialGroup, PartialReport, PartialUnit, Unit};
@@ -512,6 +513,9 @@ impl ImpressionPass {
         let mut slots: Vec<Slot> = Vec::with_capacity(self.nodes.len() + self.overflow.len());
         let mut groups = Groups::default();
         let b = self.spec.buffer_ms();
+        let cuped = self.spec.metrics().iter().any(|m| m.uses_cuped());
+        // Per slot, its key's first impression in the unit: the end of its CUPED window.
+        let mut pre_first: Vec<i64> = Vec::new();
         for first in &self.nodes {
             let start = slots.len();
             let mut node = Some(first);
@@ -521,10 +525,14 @@ impl ImpressionPass {
                 let end = layout.local_end[n.unit as usize];
                 let traffic_type = flag_tt[n.flag as usize];
                 let st = &n.state;
+                let key_first = st.runs[0].t0;
                 let mut place = |pair: u64, lo: i64, hi: i64| {
                     let group = groups.id(n.flag, unit, pair);
                     groups.info[group as usize].sample_size += 1;
                     slots.push(Slot::new(lo, hi, group, traffic_type));
+                    if cuped {
+                        pre_first.push(key_first);
+                    }
                 };
                 let [first_run, second_run] = st.runs;
                 let first_pair = pack(first_run.label, first_run.treatment);
@@ -575,7 +583,11 @@ impl ImpressionPass {
             .map(|m| event_types.intern(m.event_type()))
             .collect();
         let accumulators = vec![KeyAccumulator::default(); slots.len() * event_types.len()];
+        let pre_accumulators = vec![KeyAccumulator::default(); pre_first.len() * event_types.len()];
         EventPass {
+            pre_first,
+            pre_accumulators,
+            cuped_window: self.spec.cuped_window_ms(),
             cutoff: self.cutoff,
             keys,
             slots,
@@ -797,6 +809,11 @@ pub struct EventPass {
     batch_keys: BatchKeys,
     /// `accumulators[slot * event types + event type]`.
     accumulators: Vec<KeyAccumulator>,
+    /// Per slot, its key's first impression in the unit; empty when no metric uses CUPED.
+    pre_first: Vec<i64>,
+    /// The pre-exposure events, laid out as `accumulators`; empty without CUPED.
+    pre_accumulators: Vec<KeyAccumulator>,
+    cuped_window: i64,
     /// The metrics' distinct event types.
     event_types: Interner,
     /// Index of each metric's event type.
@@ -862,14 +879,41 @@ impl EventPass {
             touched ^= self.accumulators.get(acc).map_or(0, |a| a.count);
         }
         black_box(touched);
+        // Two copies of the attribution loop, so that analyses without CUPED run the loop
+        // they ran before CUPED existed.
+        if self.pre_first.is_empty() {
+            self.attribute_batch::<false>();
+        } else {
+            self.attribute_batch::<true>();
+        }
+        self.batch.clear();
+        self.batch_keys.bytes.clear();
+    }
+
+    /// Attributes every batched event to the windows of its key's slots, and with `CUPED` to
+    /// their pre-exposure windows too.
+    fn attribute_batch<const CUPED: bool>(&mut self) {
+        let width = self.event_types.len();
         for p in &self.batch {
             let mut attributed = false;
             let mut s = p.first_slot as usize;
             while let Some(slot) = self.slots.get(s) {
-                if slot.traffic_type() == p.traffic_type && slot.lo <= p.t && p.t <= slot.hi {
+                let same_type = slot.traffic_type() == p.traffic_type;
+                if same_type && slot.lo <= p.t && p.t <= slot.hi {
                     attributed = true;
                     let acc = s * width + p.event_type as usize;
                     if let Some(acc) = self.accumulators.get_mut(acc) {
+                        acc.add(p.value);
+                    }
+                }
+                if CUPED
+                    && same_type
+                    && let Some(&first) = self.pre_first.get(s)
+                    && first.saturating_sub(self.cuped_window) <= p.t
+                    && p.t < first
+                {
+                    let acc = s * width + p.event_type as usize;
+                    if let Some(acc) = self.pre_accumulators.get_mut(acc) {
                         acc.add(p.value);
                     }
                 }
@@ -882,8 +926,6 @@ impl EventPass {
                 self.stats.events_attributed += 1;
             }
         }
-        self.batch.clear();
-        self.batch_keys.bytes.clear();
     }
 
     /// Ends the analysis of this input: per-key metric values are folded into group
@@ -894,6 +936,30 @@ impl EventPass {
         let width = metrics.len();
         let stride = self.event_types.len();
         let mut group_acc = vec![MetricAccumulator::default(); self.groups.info.len() * width];
+        let cuped_width = if self.pre_first.is_empty() { 0 } else { width };
+        let mut group_cov = vec![Covariance::default(); self.groups.info.len() * cuped_width];
+        if stride > 0 && cuped_width > 0 {
+            let pre = self.pre_accumulators.chunks_exact(stride);
+            for ((slot, keyacc), preacc) in self
+                .slots
+                .iter()
+                .zip(self.accumulators.chunks_exact(stride))
+                .zip(pre)
+            {
+                let g = slot.group as usize * width;
+                for (m, (metric, &e)) in metrics.iter().zip(&self.metric_event).enumerate() {
+                    let value = |accs: &[KeyAccumulator]| {
+                        accs.get(e as usize)
+                            .and_then(|acc| acc.value(metric.aggregation()))
+                    };
+                    if let (true, Some(x), Some(y)) =
+                        (metric.uses_cuped(), value(keyacc), value(preacc))
+                    {
+                        group_cov[g + m].push(x, y);
+                    }
+                }
+            }
+        }
         if stride > 0 {
             for (slot, keyacc) in self
                 .slots
@@ -928,6 +994,7 @@ impl EventPass {
                         groups: Vec::new(),
                     })
                     .collect(),
+                expected_splits: flag.splits().to_vec(),
             })
             .collect();
         for (g, info) in self.groups.info.iter().enumerate() {
@@ -938,6 +1005,9 @@ impl EventPass {
                 sample_size: info.sample_size,
                 excluded: info.excluded,
                 metrics: group_acc[g * width..(g + 1) * width].to_vec(),
+                cuped: group_cov
+                    .get(g * cuped_width..(g + 1) * cuped_width)
+                    .map_or_else(Vec::new, <[Covariance]>::to_vec),
             };
             if let Some(unit) = flags
                 .get_mut(info.flag as usize)

@@ -35,13 +35,22 @@
 //! sum). Memory grows with keys, not with impressions or events: about 32–64 bytes per key for
 //! the key table, plus 80 bytes per (flag, unit, key) during the impression pass, then
 //! 24 bytes per (group, key) and 16 more per event type read by the metrics during the event
-//! pass. Keys, and (group, key) pairs, are limited to 2³² each. [`EventPass::finish`] yields a
+//! pass (with a CUPED metric, 8 more per (group, key) and 16 more per event type for the
+//! pre-exposure window). Keys, and (group, key) pairs, are limited to 2³² each. [`EventPass::finish`] yields a
 //! [`PartialReport`] holding, per group, the sample size, the excluded count and per metric the
 //! count, sum and sum of squares of the keys' values: partial reports of disjoint key sets
 //! [`merge`](PartialReport::merge). A job partitioned by key runs the impression pass in every
 //! partition, merges the partitions' [`ImpressionPass::version_starts`], hands the merged starts
 //! to [`ImpressionPass::finish_with`] so every partition cuts versions alike, attributes its
-//! events, and merges the partial reports.
+//! events, and merges the partial reports. Every statistic (sample-ratio checks, adjusted
+//! p-values, CUPED, sequential tests) is computed by [`PartialReport::report`] from the merged
+//! sums, so a partitioned job gets exactly the statistics of a single pass.
+//!
+//! The partitions can be threads of one process or separate machines: [`VersionStarts`] and
+//! [`PartialReport`] are serde types, and a partial report holds sums per group, not keys.
+//! `examples/attribution_parallel.rs` runs both: two threads (about twice as fast as one on two
+//! free cores), and three "machines" that exchange their version starts and partial reports
+//! as JSON, each giving the single-pass report.
 //!
 //! # The rules, as settled
 //!
@@ -103,6 +112,37 @@
 //!     `control` treatments and special labels (`killed`, `not in split`, ...) are ordinary
 //!     pairs.
 //!
+//! # Statistics beyond the t-test
+//!
+//! Every [`Impact`] also carries, computed from the merged groups (so partial reports merge
+//! before any of this is computed):
+//!
+//! - **Sample-ratio mismatch.** For each label with an expected split
+//!   ([`FlagSpec::expected_split`], [`FlagSpec::version_expected_split`], or the partitions of a
+//!   flag definition, [`FlagSpec::expected_splits_from`]), [`UnitReport::sample_ratios`] holds
+//!   Pearson's chi-square goodness of fit of the treatments' sample sizes, overall and for
+//!   every pair, flagged below [`AnalysisSpecBuilder::srm_threshold`] (0.001, as Harness FME);
+//!   [`Impact::sample_ratio_mismatch`] marks the comparisons it compromises.
+//! - **Multiple comparisons.** Metrics have a [`Tier`] (key, guardrail, supporting); within
+//!   each unit and tier, [`Impact::adjusted_p_value`] is the Benjamini–Hochberg adjusted
+//!   p-value and [`Impact::adjusted_confidence_interval`] the interval at the matching level
+//!   `1 - alpha · R / m` (see the module `multiple.rs` for the derivation).
+//! - **Relative lift.** [`Impact::relative_confidence_interval`]: the delta-method interval of
+//!   `mean_t / mean_b - 1` (Deng, Knoblich and Lu 2018).
+//! - **Minimum sample and power.** [`Impact::conclusive`] is false while either group has
+//!   fewer than [`AnalysisSpecBuilder::min_sample_size`] keys with a value (355, as Harness
+//!   FME); [`Impact::minimum_detectable_effect`] is the difference the test would detect with
+//!   [`AnalysisSpecBuilder::power`] (80%) at the current sample.
+//! - **CUPED** (per metric, [`Metric::cuped`]): [`Impact::cuped`], the estimate adjusted by
+//!   the same metric over the pre-exposure window, its interval and the variance reduction
+//!   achieved (Deng et al. 2013; see the module `cuped.rs`).
+//! - **Sequential testing** (optional, [`AnalysisSpecBuilder::sequential`]):
+//!   [`Impact::always_valid_p_value`] and [`Impact::confidence_sequence`] by the
+//!   normal-mixture mSPRT (Johari et al. 2017), valid however often the report is looked at.
+//!
+//! [`Report::to_html`] renders all of it as one self-contained HTML page with a chart per
+//! impact; `Display` renders it as text tables.
+//!
 //! # Where the rules are silent
 //!
 //! - A missing label and an empty label are the same label ("no label").
@@ -119,15 +159,22 @@
 //!   are ignored.
 
 mod attribution;
+mod cuped;
 mod hash;
+mod html;
 mod input;
+mod multiple;
 mod report;
+mod sequential;
 pub(crate) mod spec;
+mod srm;
 mod stats;
+mod text;
 
 use std::borrow::Borrow;
 
 pub use attribution::{EventPass, ImpressionPass, VersionStarts};
+pub use cuped::CupedEstimate;
 pub use input::{
     AttributionEvent, AttributionImpression, EventReader, ImpressionReader, read_events,
     read_impressions,
@@ -135,7 +182,8 @@ pub use input::{
 pub use report::{
     FlagReport, GroupReport, Impact, InputStats, PartialReport, Report, Unit, UnitReport,
 };
-pub use spec::{Aggregation, AnalysisSpec, AnalysisSpecBuilder, DateRange, FlagSpec, Metric};
+pub use spec::{Aggregation, AnalysisSpec, AnalysisSpecBuilder, DateRange, FlagSpec, Metric, Tier};
+pub use srm::{PairwiseRatio, SampleRatio, SampleRatioCell};
 pub use stats::GroupStats;
 
 /// What can go wrong in an analysis: bad input lines, a bad spec, or partial reports that do

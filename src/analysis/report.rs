@@ -5,8 +5,15 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::AnalysisError;
-use super::spec::{AnalysisSpec, Metric};
-use super::stats::{GroupStats, MetricAccumulator, welch};
+use super::cuped::{Covariance, CupedEstimate, cuped};
+use super::multiple::benjamini_hochberg;
+use super::sequential::msprt;
+use super::spec::{
+    AnalysisSpec, DEFAULT_MIN_SAMPLE_SIZE, DEFAULT_POWER, DEFAULT_SRM_THRESHOLD, Metric, Tier,
+};
+use super::srm::{self, ExpectedSplit, SampleRatio};
+use super::stats::{GroupStats, MetricAccumulator, Welch, minimum_detectable_effect, welch};
+use super::text::format_time;
 
 /// A unit of analysis: one flag version or one custom date range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +133,29 @@ pub(crate) struct PartialFlag {
     pub(crate) traffic_type: String,
     pub(crate) baseline: String,
     pub(crate) units: Vec<PartialUnit>,
+    #[serde(default)]
+    pub(crate) expected_splits: Vec<ExpectedSplit>,
+}
+
+/// The settings of the statistics computed from merged partial reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    srm_threshold: f64,
+    min_sample_size: u64,
+    power: f64,
+    #[serde(default)]
+    sequential: Option<f64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            srm_threshold: DEFAULT_SRM_THRESHOLD,
+            min_sample_size: DEFAULT_MIN_SAMPLE_SIZE,
+            power: DEFAULT_POWER,
+            sequential: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +171,10 @@ pub(crate) struct PartialGroup {
     pub(crate) sample_size: u64,
     pub(crate) excluded: u64,
     pub(crate) metrics: Vec<MetricAccumulator>,
+    /// Per metric, the joint moments of value and pre-exposure value; empty when no metric
+    /// uses CUPED.
+    #[serde(default)]
+    pub(crate) cuped: Vec<Covariance>,
 }
 
 /// The mergeable result of analysing some keys: per group its sample size, excluded count and,
@@ -159,6 +193,8 @@ pub struct PartialReport {
     metrics: Vec<Metric>,
     flags: Vec<PartialFlag>,
     stats: InputStats,
+    #[serde(default)]
+    settings: Settings,
 }
 
 impl PartialReport {
@@ -169,6 +205,12 @@ impl PartialReport {
             metrics: spec.metrics().to_vec(),
             flags,
             stats,
+            settings: Settings {
+                srm_threshold: spec.srm_threshold(),
+                min_sample_size: spec.min_sample_size(),
+                power: spec.power(),
+                sequential: spec.sequential(),
+            },
         }
     }
 
@@ -177,7 +219,8 @@ impl PartialReport {
     /// # Errors
     ///
     /// [`AnalysisError::Merge`], leaving `self` unchanged, when the two come from different
-    /// specs (analysis time, alpha, metrics or flags differ) or cut a version differently
+    /// specs (analysis time, alpha, SRM threshold, minimum sample, power, metrics, flags or
+    /// expected splits differ) or cut a version differently
     /// (partitions that were not given the same merged version starts).
     ///
     /// # Examples
@@ -210,12 +253,14 @@ impl PartialReport {
         if self.analysis_time_ms != other.analysis_time_ms
             || self.alpha != other.alpha
             || self.metrics != other.metrics
+            || self.settings != other.settings
         {
-            return fail("the analysis time, alpha or metrics differ");
+            return fail("the analysis time, alpha, metrics or statistics settings differ");
         }
         let same_flags = self.flags.len() == other.flags.len()
             && self.flags.iter().zip(&other.flags).all(|(a, b)| {
-                (&a.flag, &a.traffic_type, &a.baseline) == (&b.flag, &b.traffic_type, &b.baseline)
+                (&a.flag, &a.traffic_type, &a.baseline, &a.expected_splits)
+                    == (&b.flag, &b.traffic_type, &b.baseline, &b.expected_splits)
             });
         if !same_flags {
             return fail("the flags differ");
@@ -253,11 +298,20 @@ impl PartialReport {
         Ok(())
     }
 
-    /// Computes group statistics and impacts.
+    /// Computes group statistics, sample-ratio checks and impacts.
     pub fn report(&self) -> Report {
+        let ctx = Ctx {
+            alpha: self.alpha,
+            settings: self.settings,
+            metrics: &self.metrics,
+        };
         Report {
             analysis_time_ms: self.analysis_time_ms,
             alpha: self.alpha,
+            srm_threshold: self.settings.srm_threshold,
+            min_sample_size: self.settings.min_sample_size,
+            power: self.settings.power,
+            sequential_tau_squared: self.settings.sequential,
             metrics: self.metrics.clone(),
             stats: self.stats,
             flags: self
@@ -267,11 +321,7 @@ impl PartialReport {
                     flag: f.flag.clone(),
                     traffic_type: f.traffic_type.clone(),
                     baseline: f.baseline.clone(),
-                    units: f
-                        .units
-                        .iter()
-                        .map(|u| unit_report(u, &f.baseline, &self.metrics, self.alpha))
-                        .collect(),
+                    units: f.units.iter().map(|u| unit_report(u, f, &ctx)).collect(),
                 })
                 .collect(),
         }
@@ -306,13 +356,24 @@ fn merge_groups(mine: &mut Vec<PartialGroup>, theirs: Vec<PartialGroup>) {
                 for (a, b) in g.metrics.iter_mut().zip(&group.metrics) {
                     a.merge(b);
                 }
+                for (a, b) in g.cuped.iter_mut().zip(&group.cuped) {
+                    a.merge(b);
+                }
             }
             Err(i) => mine.insert(i, group),
         }
     }
 }
 
-fn unit_report(unit: &PartialUnit, baseline: &str, metrics: &[Metric], alpha: f64) -> UnitReport {
+/// What every unit's statistics need besides the unit.
+struct Ctx<'a> {
+    alpha: f64,
+    settings: Settings,
+    metrics: &'a [Metric],
+}
+
+fn unit_report(unit: &PartialUnit, flag: &PartialFlag, ctx: &Ctx<'_>) -> UnitReport {
+    let baseline = flag.baseline.as_str();
     let groups: Vec<GroupReport> = unit
         .groups
         .iter()
@@ -321,42 +382,147 @@ fn unit_report(unit: &PartialUnit, baseline: &str, metrics: &[Metric], alpha: f6
             treatment: g.treatment.clone(),
             sample_size: g.sample_size,
             excluded: g.excluded,
-            metrics: metrics
+            metrics: ctx
+                .metrics
                 .iter()
                 .zip(&g.metrics)
                 .map(|(m, acc)| acc.stats(m.name()))
                 .collect(),
         })
         .collect();
+    let sample_ratios = sample_ratios(unit, &flag.expected_splits, ctx.settings.srm_threshold);
     let mut impacts = Vec::new();
-    for g in groups.iter().filter(|g| g.treatment != baseline) {
-        let Some(base) = groups
+    let mut tests = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        if g.treatment == baseline {
+            continue;
+        }
+        let Some(bi) = groups
             .iter()
-            .find(|b| b.label == g.label && b.treatment == baseline)
+            .position(|b| b.label == g.label && b.treatment == baseline)
         else {
             continue;
         };
-        for (gs, bs) in g.metrics.iter().zip(&base.metrics) {
-            let w = welch(gs, bs, alpha);
-            impacts.push(Impact {
-                label: g.label.clone(),
-                treatment: g.treatment.clone(),
-                baseline: baseline.to_owned(),
-                metric: gs.metric.clone(),
-                difference: w.difference,
-                relative_difference: w.relative_difference,
-                t: w.t,
-                df: w.df,
-                p_value: w.p_value,
-                confidence_interval: w.ci,
-                significant: w.p_value.is_some_and(|p| p < alpha),
-            });
+        let base = &groups[bi];
+        let covariances = |m: usize| {
+            let t = unit.groups.get(gi)?.cuped.get(m)?;
+            Some((t, unit.groups.get(bi)?.cuped.get(m)?))
+        };
+        let mismatch = sample_ratios
+            .iter()
+            .any(|s| s.label == g.label && s.flags(&g.treatment, baseline));
+        let rows = g.metrics.iter().zip(&base.metrics).zip(ctx.metrics);
+        for (m, ((gs, bs), metric)) in rows.enumerate() {
+            let w = welch(gs, bs, ctx.alpha);
+            let tier = metric.metric_tier();
+            let mut row = impact(g, baseline, gs, bs, tier, &w, ctx, mismatch);
+            if metric.uses_cuped() {
+                row.cuped = covariances(m).and_then(|(t, b)| cuped(t, b, ctx.alpha));
+            }
+            impacts.push(row);
+            tests.push(w);
+        }
+    }
+    for tier in [Tier::Key, Tier::Guardrail, Tier::Supporting] {
+        let family: Vec<usize> = (0..impacts.len())
+            .filter(|&i| impacts[i].tier == tier)
+            .collect();
+        let p: Vec<Option<f64>> = family.iter().map(|&i| impacts[i].p_value).collect();
+        let (adjusted, interval_alpha) = benjamini_hochberg(&p, ctx.alpha);
+        for (&i, q) in family.iter().zip(adjusted) {
+            let (row, w) = (&mut impacts[i], &tests[i]);
+            row.adjusted_p_value = q;
+            row.adjusted_significant = q.is_some_and(|q| q < ctx.alpha);
+            row.adjusted_confidence_interval = w.interval(interval_alpha);
+            row.adjusted_relative_confidence_interval = w.relative_interval(interval_alpha);
         }
     }
     UnitReport {
         unit: unit.unit,
         groups,
         impacts,
+        sample_ratios,
+    }
+}
+
+/// The checks of every label with an expected split: the version's own split of the label,
+/// else the split declared for every unit.
+fn sample_ratios(unit: &PartialUnit, splits: &[ExpectedSplit], threshold: f64) -> Vec<SampleRatio> {
+    let cn = unit.unit.change_number();
+    let mut labels: Vec<&Option<String>> = splits.iter().map(|s| &s.label).collect();
+    labels.sort();
+    labels.dedup();
+    labels
+        .into_iter()
+        .filter_map(|label| {
+            let mine = |s: &&ExpectedSplit| &s.label == label;
+            let split = splits
+                .iter()
+                .filter(mine)
+                .find(|s| cn.is_some() && s.change_number == cn)
+                .or_else(|| {
+                    splits
+                        .iter()
+                        .filter(mine)
+                        .find(|s| s.change_number.is_none())
+                })?;
+            let observed = unit
+                .groups
+                .iter()
+                .filter(|g| &g.label == label)
+                .map(|g| (g.treatment.as_str(), g.sample_size));
+            Some(srm::check(split, observed, threshold))
+        })
+        .collect()
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row from its parts, called once"
+)]
+fn impact(
+    group: &GroupReport,
+    baseline: &str,
+    gs: &GroupStats,
+    bs: &GroupStats,
+    tier: Tier,
+    w: &Welch,
+    ctx: &Ctx<'_>,
+    sample_ratio_mismatch: bool,
+) -> Impact {
+    let mde =
+        w.se.and_then(|se| minimum_detectable_effect(se, ctx.alpha, ctx.settings.power));
+    let base_mean = bs.mean.filter(|m| *m != 0.0);
+    // τ² on the difference's scale: the standardized τ² times the mean per-key variance.
+    let sequential = ctx.settings.sequential.and_then(|tau2| {
+        let per_key = (gs.variance? + bs.variance?) / 2.0;
+        msprt(w.difference?, w.se?, tau2 * per_key, ctx.alpha)
+    });
+    Impact {
+        label: group.label.clone(),
+        treatment: group.treatment.clone(),
+        baseline: baseline.to_owned(),
+        metric: gs.metric.clone(),
+        tier,
+        difference: w.difference,
+        relative_difference: w.relative_difference,
+        t: w.t,
+        df: w.df,
+        p_value: w.p_value,
+        confidence_interval: w.ci,
+        relative_confidence_interval: w.relative_interval(ctx.alpha),
+        significant: w.p_value.is_some_and(|p| p < ctx.alpha),
+        adjusted_p_value: None,
+        adjusted_confidence_interval: None,
+        adjusted_relative_confidence_interval: None,
+        adjusted_significant: false,
+        conclusive: gs.n.min(bs.n) >= ctx.settings.min_sample_size,
+        minimum_detectable_effect: mde,
+        relative_minimum_detectable_effect: mde.zip(base_mean).map(|(d, m)| d / m.abs()),
+        sample_ratio_mismatch,
+        always_valid_p_value: sequential.map(|(p, _)| p),
+        confidence_sequence: sequential.map(|(_, cs)| cs),
+        cuped: None,
     }
 }
 
@@ -371,12 +537,37 @@ pub struct Report {
     pub analysis_time_ms: i64,
     /// The significance threshold.
     pub alpha: f64,
+    /// The p-value below which a sample-ratio test is a mismatch.
+    #[serde(default = "default_srm_threshold")]
+    pub srm_threshold: f64,
+    /// The sample per treatment below which an impact is not yet conclusive.
+    #[serde(default = "default_min_sample_size")]
+    pub min_sample_size: u64,
+    /// The power of the minimum detectable effects.
+    #[serde(default = "default_power")]
+    pub power: f64,
+    /// The sequential test's mixing variance τ² (standardized effects); `None` when the
+    /// analysis has no sequential test.
+    #[serde(default)]
+    pub sequential_tau_squared: Option<f64>,
     /// The metrics, in the order of every `metrics` list below.
     pub metrics: Vec<Metric>,
     /// One entry per flag of the spec, in spec order.
     pub flags: Vec<FlagReport>,
     /// What the input held and what was dropped.
     pub stats: InputStats,
+}
+
+fn default_srm_threshold() -> f64 {
+    DEFAULT_SRM_THRESHOLD
+}
+
+fn default_min_sample_size() -> u64 {
+    DEFAULT_MIN_SAMPLE_SIZE
+}
+
+fn default_power() -> f64 {
+    DEFAULT_POWER
 }
 
 impl Report {
@@ -419,6 +610,9 @@ pub struct UnitReport {
     pub groups: Vec<GroupReport>,
     /// Each non-baseline treatment against the baseline under the same label, per metric.
     pub impacts: Vec<Impact>,
+    /// The sample-ratio check of every label with an expected split, by label.
+    #[serde(default)]
+    pub sample_ratios: Vec<SampleRatio>,
 }
 
 impl UnitReport {
@@ -427,6 +621,13 @@ impl UnitReport {
         self.groups
             .iter()
             .find(|g| g.label.as_deref() == label && g.treatment == treatment)
+    }
+
+    /// The sample-ratio check of `label`.
+    pub fn sample_ratio(&self, label: Option<&str>) -> Option<&SampleRatio> {
+        self.sample_ratios
+            .iter()
+            .find(|s| s.label.as_deref() == label)
     }
 
     /// The impact of `treatment` under `label` on `metric`.
@@ -473,6 +674,9 @@ pub struct Impact {
     pub baseline: String,
     /// The metric's name.
     pub metric: String,
+    /// The metric's tier: the family of the multiple-comparison adjustment.
+    #[serde(default)]
+    pub tier: Tier,
     /// `mean(treatment) - mean(baseline)`; `None` when either group has no value.
     pub difference: Option<f64>,
     /// The difference as a fraction of the baseline mean; `None` when that mean is 0.
@@ -485,265 +689,52 @@ pub struct Impact {
     pub p_value: Option<f64>,
     /// `diff ± t(1 - alpha/2, df) · se`; `None` as `t`.
     pub confidence_interval: Option<(f64, f64)>,
-    /// `p_value < alpha`.
+    /// The `1 - alpha` interval of `relative_difference` by the delta method; `None` as `t`
+    /// and when the baseline mean is 0.
+    #[serde(default)]
+    pub relative_confidence_interval: Option<(f64, f64)>,
+    /// `p_value < alpha`, before any multiple-comparison adjustment.
     pub significant: bool,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.stats;
-        writeln!(
-            f,
-            "Attribution report at {} (alpha {})",
-            format_time(self.analysis_time_ms),
-            self.alpha
-        )?;
-        writeln!(
-            f,
-            "impressions: {} read, {} before cutoff, {} unknown flag, {} outside ranges",
-            s.impressions,
-            s.impressions_before_cutoff,
-            s.impressions_unknown_flag,
-            s.impressions_outside_ranges
-        )?;
-        writeln!(
-            f,
-            "events: {} read, {} before cutoff, {} attributed",
-            s.events, s.events_before_cutoff, s.events_attributed
-        )?;
-        if !self.metrics.is_empty() {
-            let list: Vec<String> = self
-                .metrics
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{} = {}({})",
-                        m.name(),
-                        m.aggregation().as_str(),
-                        m.event_type()
-                    )
-                })
-                .collect();
-            writeln!(f, "metrics: {}", list.join(", "))?;
-        }
-        for flag in &self.flags {
-            writeln!(
-                f,
-                "\n== flag {} (traffic type {}, baseline {})",
-                flag.flag, flag.traffic_type, flag.baseline
-            )?;
-            if flag.units.is_empty() {
-                writeln!(f, "no impressions")?;
-            }
-            for unit in &flag.units {
-                writeln!(f, "\n-- {}", unit.unit)?;
-                write_unit(f, unit, self.alpha)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn write_unit(f: &mut fmt::Formatter<'_>, unit: &UnitReport, alpha: f64) -> fmt::Result {
-    if unit.groups.is_empty() {
-        return writeln!(f, "no groups");
-    }
-    let mut groups = Table::new(&[
-        ("label", false),
-        ("treatment", false),
-        ("sample", true),
-        ("excluded", true),
-        ("metric", false),
-        ("n", true),
-        ("mean", true),
-        ("variance", true),
-    ]);
-    for g in &unit.groups {
-        let head = [
-            label_text(&g.label),
-            g.treatment.clone(),
-            g.sample_size.to_string(),
-            g.excluded.to_string(),
-        ];
-        if g.metrics.is_empty() {
-            groups.row(head.clone().into_iter().chain([
-                "-".into(),
-                "".into(),
-                "".into(),
-                "".into(),
-            ]));
-        }
-        for (i, m) in g.metrics.iter().enumerate() {
-            let lead = if i == 0 {
-                head.clone()
-            } else {
-                Default::default()
-            };
-            groups.row(lead.into_iter().chain([
-                m.metric.clone(),
-                m.n.to_string(),
-                number(m.mean),
-                number(m.variance),
-            ]));
-        }
-    }
-    groups.write(f)?;
-    if unit.impacts.is_empty() {
-        return Ok(());
-    }
-    writeln!(f)?;
-    let confidence = format!("{}% CI", trim_float((1.0 - alpha) * 100.0));
-    let mut impacts = Table::new(&[
-        ("label", false),
-        ("treatment", false),
-        ("vs", false),
-        ("metric", false),
-        ("diff", true),
-        ("relative", true),
-        ("t", true),
-        ("df", true),
-        ("p", true),
-        (confidence.as_str(), false),
-        ("significant", false),
-    ]);
-    for i in &unit.impacts {
-        impacts.row([
-            label_text(&i.label),
-            i.treatment.clone(),
-            i.baseline.clone(),
-            i.metric.clone(),
-            number(i.difference),
-            i.relative_difference
-                .map_or("-".into(), |r| format!("{:+.2}%", r * 100.0)),
-            number(i.t),
-            i.df.map_or("-".into(), |d| format!("{d:.1}")),
-            i.p_value.map_or("-".into(), p_value_text),
-            i.confidence_interval.map_or("-".into(), |(lo, hi)| {
-                format!("[{}, {}]", number(Some(lo)), number(Some(hi)))
-            }),
-            (if i.significant { "yes" } else { "no" }).into(),
-        ]);
-    }
-    impacts.write(f)
-}
-
-fn label_text(label: &Option<String>) -> String {
-    label.clone().unwrap_or_else(|| "(no label)".into())
-}
-
-fn number(x: Option<f64>) -> String {
-    match x {
-        None => "-".into(),
-        Some(0.0) => "0".into(),
-        Some(v) if v.abs() >= 1e6 || v.abs() < 1e-3 => format!("{v:.3e}"),
-        Some(v) => format!("{v:.4}"),
-    }
-}
-
-fn p_value_text(p: f64) -> String {
-    if p < 1e-4 {
-        "<0.0001".into()
-    } else {
-        format!("{p:.4}")
-    }
-}
-
-fn trim_float(x: f64) -> String {
-    let s = format!("{x:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
-/// A plain text table: columns padded to their widest cell, numbers aligned right.
-struct Table {
-    headers: Vec<(String, bool)>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(headers: &[(&str, bool)]) -> Self {
-        Table {
-            headers: headers.iter().map(|&(h, r)| (h.to_owned(), r)).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    fn row(&mut self, cells: impl IntoIterator<Item = String>) {
-        self.rows.push(cells.into_iter().collect());
-    }
-
-    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let widths: Vec<usize> = self
-            .headers
-            .iter()
-            .enumerate()
-            .map(|(c, (h, _))| {
-                self.rows
-                    .iter()
-                    .filter_map(|r| r.get(c))
-                    .map(|s| s.chars().count())
-                    .chain([h.chars().count()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let header: Vec<String> = self.headers.iter().map(|(h, _)| h.clone()).collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
-            let mut line = String::new();
-            for (c, ((_, right), width)) in self.headers.iter().zip(&widths).enumerate() {
-                let cell = row.get(c).map_or("", String::as_str);
-                if c > 0 {
-                    line.push_str("  ");
-                }
-                if *right {
-                    line.push_str(&format!("{cell:>width$}"));
-                } else {
-                    line.push_str(&format!("{cell:<width$}"));
-                }
-            }
-            writeln!(f, "{}", line.trim_end())?;
-        }
-        Ok(())
-    }
-}
-
-/// Epoch milliseconds as `YYYY-MM-DD HH:MM:SS[.mmm]Z` (proleptic Gregorian, UTC).
-fn format_time(ms: i64) -> String {
-    let c = crate::time::Civil::from_epoch_ms(ms);
-    let (year, month, day, h, m, s) = (c.year, c.month, c.day, c.hour, c.minute, c.second);
-    if c.milli == 0 {
-        format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}Z")
-    } else {
-        format!(
-            "{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{:03}Z",
-            c.milli
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_times() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
-        assert_eq!(format_time(1_700_000_000_000), "2023-11-14 22:13:20Z");
-        assert_eq!(format_time(951_782_400_001), "2000-02-29 00:00:00.001Z");
-        assert_eq!(format_time(-1), "1969-12-31 23:59:59.999Z");
-        // Extreme values do not panic.
-        let _ = format_time(i64::MIN);
-        let _ = format_time(i64::MAX);
-    }
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(number(None), "-");
-        assert_eq!(number(Some(0.0)), "0");
-        assert_eq!(number(Some(1.23456)), "1.2346");
-        assert_eq!(number(Some(1e-5)), "1.000e-5");
-        assert_eq!(number(Some(2.5e7)), "2.500e7");
-        assert_eq!(p_value_text(0.00001), "<0.0001");
-        assert_eq!(trim_float(95.0), "95");
-        assert_eq!(trim_float(99.5), "99.5");
-    }
+    /// Benjamini–Hochberg adjusted p-value within the unit and tier; `None` as `t`.
+    #[serde(default)]
+    pub adjusted_p_value: Option<f64>,
+    /// The interval of the difference at the adjusted level `1 - alpha · R / m` (R
+    /// significant of m tests in the family, R at least 1); it excludes 0 exactly when
+    /// `adjusted_significant`.
+    #[serde(default)]
+    pub adjusted_confidence_interval: Option<(f64, f64)>,
+    /// The interval of the relative difference at the adjusted level.
+    #[serde(default)]
+    pub adjusted_relative_confidence_interval: Option<(f64, f64)>,
+    /// `adjusted_p_value < alpha`.
+    #[serde(default)]
+    pub adjusted_significant: bool,
+    /// Both groups have at least the minimum sample (keys with a value of the metric); an
+    /// inconclusive impact should not be acted on yet, whatever its p-value.
+    #[serde(default)]
+    pub conclusive: bool,
+    /// The smallest difference the test detects with the report's power at the current
+    /// sample, `(z(1 - alpha/2) + z(power)) · se`; `None` as `t`.
+    #[serde(default)]
+    pub minimum_detectable_effect: Option<f64>,
+    /// `minimum_detectable_effect` as a fraction of the baseline mean; `None` also when that
+    /// mean is 0.
+    #[serde(default)]
+    pub relative_minimum_detectable_effect: Option<f64>,
+    /// The sample-ratio check of the label flags this comparison (see
+    /// [`SampleRatio::flags`]): the groups may not be comparable.
+    #[serde(default)]
+    pub sample_ratio_mismatch: bool,
+    /// The always-valid p-value of the sequential test (mSPRT), valid at any look; `None`
+    /// without a sequential test and as `t`.
+    #[serde(default)]
+    pub always_valid_p_value: Option<f64>,
+    /// The `1 - alpha` confidence sequence of the difference: it covers the true difference
+    /// at every look at once with probability `1 - alpha`; `None` as `always_valid_p_value`.
+    #[serde(default)]
+    pub confidence_sequence: Option<(f64, f64)>,
+    /// The CUPED-adjusted comparison, for a metric with [`Metric::cuped`]; `None` otherwise
+    /// and when a side has no key with a pre-exposure value.
+    #[serde(default)]
+    pub cuped: Option<CupedEstimate>,
 }

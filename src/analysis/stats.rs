@@ -1,7 +1,8 @@
-//! Mergeable group accumulators, group statistics and Welch's t-test.
+//! Mergeable group accumulators, group statistics, Welch's t-test, the delta-method interval
+//! of the relative difference and the minimum detectable effect.
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// A sum with Neumaier compensation: the rounding error of every addition is kept aside, so
 /// sums of many values (and of merged partial sums) stay accurate to about one rounding.
@@ -119,12 +120,58 @@ pub(crate) struct Welch {
     pub(crate) df: Option<f64>,
     pub(crate) p_value: Option<f64>,
     pub(crate) ci: Option<(f64, f64)>,
+    /// Standard error of the difference; `None` as `t`.
+    pub(crate) se: Option<f64>,
+    /// Delta-method standard error of the relative difference; `None` as `t` and when the
+    /// baseline mean is 0.
+    pub(crate) relative_se: Option<f64>,
+}
+
+impl Welch {
+    /// The `1 - alpha` interval of the difference, `diff ± t(1 - alpha/2, df) · se`.
+    pub(crate) fn interval(&self, alpha: f64) -> Option<(f64, f64)> {
+        let q = t_quantile(self.df?, alpha)?;
+        let (d, se) = (self.difference?, self.se?);
+        Some((d - q * se, d + q * se))
+    }
+
+    /// The `1 - alpha` interval of the relative difference by the delta method,
+    /// `rel ± t(1 - alpha/2, df) · se_rel`, with the quantile of the absolute interval.
+    pub(crate) fn relative_interval(&self, alpha: f64) -> Option<(f64, f64)> {
+        let q = t_quantile(self.df?, alpha)?;
+        let (r, se) = (self.relative_difference?, self.relative_se?);
+        Some((r - q * se, r + q * se))
+    }
+}
+
+fn t_quantile(df: f64, alpha: f64) -> Option<f64> {
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return None;
+    }
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    Some(dist.inverse_cdf(1.0 - alpha / 2.0)).filter(|q| q.is_finite())
+}
+
+/// The smallest absolute difference a two-sided level-`alpha` test detects with probability
+/// `power` at standard error `se` (normal approximation):
+/// `(z(1 - alpha/2) + z(power)) · se`.
+pub(crate) fn minimum_detectable_effect(se: f64, alpha: f64, power: f64) -> Option<f64> {
+    let z = Normal::standard();
+    let ok = |p: f64| p > 0.0 && p < 1.0;
+    if !(ok(alpha) && ok(power) && se.is_finite() && se >= 0.0) {
+        return None;
+    }
+    Some((z.inverse_cdf(1.0 - alpha / 2.0) + z.inverse_cdf(power)) * se)
 }
 
 /// Compares two groups: difference of means, relative difference (none when the baseline mean
 /// is 0), and, when both groups have `n >= 2` and the standard error is positive, Welch's t,
 /// the Welch–Satterthwaite degrees of freedom, the two-sided p-value and the
-/// `1 - alpha` confidence interval `diff ± t(1 - alpha/2, df) · se`.
+/// `1 - alpha` confidence interval `diff ± t(1 - alpha/2, df) · se`; and, when the baseline
+/// mean is not 0, the delta-method standard error of the relative difference
+/// `mean_t / mean_b - 1`: `se_rel² = var_t / (n_t · mean_b²) + mean_t² · var_b / (n_b · mean_b⁴)`
+/// (first-order Taylor expansion of the ratio of two independent means; Deng, Knoblich and Lu
+/// 2018, "Applying the Delta Method in Metric Analytics").
 pub(crate) fn welch(treatment: &GroupStats, baseline: &GroupStats, alpha: f64) -> Welch {
     let mut out = Welch::default();
     let (Some(mt), Some(mb)) = (treatment.mean, baseline.mean) else {
@@ -154,11 +201,15 @@ pub(crate) fn welch(treatment: &GroupStats, baseline: &GroupStats, alpha: f64) -
         return out;
     };
     let p = (2.0 * dist.sf(t.abs())).min(1.0);
-    let q = dist.inverse_cdf(1.0 - alpha / 2.0);
     out.t = Some(t);
     out.df = Some(df);
     out.p_value = Some(p);
-    out.ci = Some((diff - q * se, diff + q * se));
+    out.se = Some(se);
+    if mb != 0.0 {
+        let rel_se = (at / (mb * mb) + mt * mt * ab / (mb * mb * mb * mb)).sqrt();
+        out.relative_se = rel_se.is_finite().then_some(rel_se);
+    }
+    out.ci = out.interval(alpha);
     out
 }
 
@@ -246,6 +297,48 @@ mod tests {
         let (lo, hi) = w.ci.unwrap_or((0.0, 0.0));
         assert!(close(lo, 3.0 - PY_Q * se, 1e-6));
         assert!(close(hi, 3.0 + PY_Q * se, 1e-6));
+    }
+
+    /// The same example's relative difference 3 / 2 = 1.5 by the delta method:
+    /// se_rel² = (14/3)/4 / 2² + 5² · 0.5/5 / 2⁴ = 0.291667 + 0.15625, se_rel = 0.669266;
+    /// interval 1.5 ± 2.933504 · se_rel (scipy.stats.t.ppf(0.975, df) for the quantile). The
+    /// 99% interval of the difference is 3 ± t(0.995, df) · se (scipy).
+    #[test]
+    fn relative_interval_by_the_delta_method() {
+        let t = stats_of(&[3.0, 4.0, 5.0, 8.0]);
+        let b = stats_of(&[1.0, 2.0, 2.0, 3.0, 2.0]);
+        let w = welch(&t, &b, 0.05);
+        assert!(close(
+            w.relative_se.unwrap_or(0.0),
+            0.6692657668420421,
+            1e-12
+        ));
+        let (lo, hi) = w.relative_interval(0.05).unwrap_or((0.0, 0.0));
+        assert!(close(lo, -0.46329410679613914, 1e-7));
+        assert!(close(hi, 3.4632941067961394, 1e-7));
+        let (lo, hi) = w.interval(0.01).unwrap_or((0.0, 0.0));
+        assert!(close(lo, -2.701455594764444, 1e-7));
+        assert!(close(hi, 8.701455594764443, 1e-7));
+        assert_eq!(w.interval(0.05), w.ci);
+        assert_eq!(w.interval(0.0), None);
+    }
+
+    #[test]
+    fn relative_interval_needs_a_nonzero_baseline() {
+        let zero = stats_of(&[0.0, 0.0, 0.0]);
+        let w = welch(&stats_of(&[1.0, 3.0]), &zero, 0.05);
+        assert!(w.se.is_some());
+        assert_eq!((w.relative_se, w.relative_interval(0.05)), (None, None));
+    }
+
+    /// The textbook factor z(0.975) + z(0.8) = 1.959964 + 0.841621 = 2.801585 (scipy).
+    #[test]
+    fn minimum_detectable_effect_is_the_textbook_factor() {
+        let mde = minimum_detectable_effect(0.5, 0.05, 0.8).unwrap_or(0.0);
+        assert!(close(mde, 0.5 * 2.8015852181129683, 1e-9));
+        assert_eq!(minimum_detectable_effect(0.0, 0.05, 0.8), Some(0.0));
+        assert_eq!(minimum_detectable_effect(1.0, 0.05, 1.0), None);
+        assert_eq!(minimum_detectable_effect(f64::NAN, 0.05, 0.8), None);
     }
 
     const PY_DF: f64 = 3.516947432514715;

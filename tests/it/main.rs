@@ -1,5 +1,7 @@
 //! Integration tests: one binary, one module per concern.
 
+mod analysis;
+mod analysis_html;
 mod client;
 mod common;
 mod events;
