@@ -39,12 +39,7 @@ struct Workload {
 
 fn workload() -> Workload {
     let keys = workload::uuid_keys(KEYS);
-    let whitelist: Vec<&str> = keys
-        .iter()
-        .step_by(KEYS / 10)
-        .take(10)
-        .map(String::as_str)
-        .collect();
+    let whitelist = workload::ten_of(&keys);
     let doc = json!({"ff": {"d": [workload::flag(FLAG, &whitelist, 100, false)], "s": -1, "t": 1}});
     let (snapshot, problems) = Snapshot::from_json(&doc.to_string(), "bench").expect("parses");
     assert!(problems.is_empty(), "{problems:?}");

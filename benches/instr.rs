@@ -77,12 +77,7 @@ fn main() {
         _ => return usage(),
     };
     let keys = workload::uuid_keys(KEYS);
-    let whitelist: Vec<&str> = keys
-        .iter()
-        .step_by(KEYS / 10)
-        .take(10)
-        .map(String::as_str)
-        .collect();
+    let whitelist = workload::ten_of(&keys);
     let plans: Vec<&str> = (0..KEYS).map(|i| PLANS[i % PLANS.len()]).collect();
     let doc = serde_json::json!({"ff": {"d": [workload::flag(FLAG, &whitelist, 100, false)],
                                         "s": -1, "t": 1}});

@@ -22,12 +22,7 @@ const FLAG: &str = "checkout_v2";
 
 fn peers(c: &mut Criterion) {
     let keys = workload::uuid_keys(KEYS);
-    let whitelist: Vec<&str> = keys
-        .iter()
-        .step_by(KEYS / 10)
-        .take(10)
-        .map(String::as_str)
-        .collect();
+    let whitelist = workload::ten_of(&keys);
     let plans: Vec<&str> = (0..KEYS)
         .map(|i| ["enterprise", "pro", "free", "team"][i % 4])
         .collect();

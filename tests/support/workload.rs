@@ -62,3 +62,13 @@ pub(crate) fn uuid_keys(n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// Ten of `keys`, evenly spaced: the standard workload's whitelist.
+#[allow(dead_code)]
+pub(crate) fn ten_of(keys: &[String]) -> Vec<&str> {
+    keys.iter()
+        .step_by((keys.len() / 10).max(1))
+        .take(10)
+        .map(String::as_str)
+        .collect()
+}
