@@ -36,6 +36,8 @@ pub(crate) struct DefinitionsReader {
     failing: bool,
     /// Whether the missing-till warning was given.
     warned_missing: bool,
+    /// Tills that were not numbers when last read, warned about once each.
+    bad_tills: FastSet<String>,
 }
 
 impl DefinitionsReader {
@@ -49,6 +51,7 @@ impl DefinitionsReader {
             loaded: None,
             failing: false,
             warned_missing: false,
+            bad_tills: FastSet::default(),
         }
     }
 
@@ -103,18 +106,23 @@ impl DefinitionsReader {
         Ok(())
     }
 
-    /// A till's value, or `None` (with a warning naming the key) when it is missing or
-    /// not a number.
-    fn till(&self, name: &str, value: Option<String>) -> Option<i64> {
+    /// A till's value, or `None` when it is missing or not a number (warned about once, by
+    /// key, until it is a number again: the reader looks every second).
+    fn till(&mut self, name: &str, value: Option<String>) -> Option<i64> {
         let value = value?;
         match value.trim().parse::<i64>() {
-            Ok(n) => Some(n),
+            Ok(n) => {
+                self.bad_tills.remove(name);
+                Some(n)
+            }
             Err(_) => {
-                log::warn!(
-                    "{}: {} is {value:?}, not a change number; ignored",
-                    self.link.describe(),
-                    self.keys.key(name)
-                );
+                if self.bad_tills.insert(name.to_string()) {
+                    log::warn!(
+                        "{}: {} is {value:?}, not a change number; ignored",
+                        self.link.describe(),
+                        self.keys.key(name)
+                    );
+                }
                 None
             }
         }

@@ -54,25 +54,6 @@ fn chromium(page: &Path, profile: &Path, mode: &str) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 DOM")
 }
 
-fn browser_available() -> bool {
-    let found = Command::new(BROWSER)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but `{BROWSER}` is not installed (.ci/run installs it)");
-        }
-        eprintln!(
-            "SKIPPED analysis_html: `{BROWSER}` is not installed and CI is unset \
-             (apt-get install -y chromium to run this test)"
-        );
-    }
-    found
-}
-
 /// The JSON value at `field` of an impact: `confidence_interval.1` is the upper end,
 /// `cuped.difference` a field of the CUPED estimate.
 fn json_number(impact: &Value, field: &str) -> Option<f64> {
@@ -96,7 +77,7 @@ fn shows(text: &str, exact: f64) -> bool {
 
 #[test]
 fn the_page_renders_and_shows_the_json_reports_numbers() {
-    if !browser_available() {
+    if !crate::common::installed(BROWSER, "chromium") {
         return;
     }
     let (imps, events) = experiment(5_200, 4_800);

@@ -142,3 +142,26 @@ impl Collect {
         std::mem::take(&mut *self.0.lock().expect("collect"))
     }
 }
+
+/// Whether `program` runs here (`program --version`). A test that needs it skips, saying
+/// so, only outside CI: under `CI` set, a missing program fails the test (`.ci/run`
+/// installs it with `apt-get install -y <package>`).
+#[allow(dead_code)]
+pub fn installed(program: &str, package: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but `{program}` is not installed (apt-get install -y {package}; .ci/run does)"
+        );
+        eprintln!(
+            "SKIPPED: `{program}` is not installed and CI is unset (apt-get install -y {package} to run this test)"
+        );
+    }
+    found
+}

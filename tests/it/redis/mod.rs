@@ -315,6 +315,11 @@ fn bad_data_is_skipped_with_a_warning_naming_the_key() {
         .block_until_ready(Duration::from_millis(500))
         .expect_err("not ready without a till");
     assert!(err.to_string().contains("bad.SPLITIO.splits.till"), "{err}");
+    // A till that is not a number is warned about once, not at every refresh.
+    let _: () = c.set("bad.SPLITIO.splits.till", "soon").expect("SET");
+    std::thread::sleep(Duration::from_millis(400));
+    let warned = logs::any_thread("bad.SPLITIO.splits.till is \"soon\"");
+    assert_eq!(warned.len(), 1, "{warned:?}");
     let _: () = c
         .set("bad.SPLITIO.split.broken", "{\"name\":\"broken\",")
         .expect("SET");

@@ -20,23 +20,9 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Whether `redis-server` can be run here. Outside CI a machine without it skips the Redis
-/// tests (saying so); under `CI=true` they must run, so a missing server fails them.
+/// Whether `redis-server` can be run here (outside CI, the Redis tests skip without it).
 pub fn available() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is not installed (CI must install it: apt-get install -y redis-server)"
-        );
-        eprintln!("redis-server is not installed: skipping this Redis test");
-    }
-    found
+    crate::common::installed("redis-server", "redis-server")
 }
 
 impl RedisServer {
