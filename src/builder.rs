@@ -67,8 +67,10 @@ impl ClientBuilder {
     }
 
     /// Checks the localhost file (and segment directory) for changes at this period and
-    /// reloads them; a bad edit keeps the last good definitions and logs the error.
-    /// Default: off. Minimum: 10 ms.
+    /// reloads them; a bad edit keeps the last good definitions and logs the error. Files
+    /// modified within the last 50 ms are read at a later check, so a file that is being
+    /// written (truncated, then filled) is not loaded half-written. Default: off.
+    /// Minimum: 10 ms.
     pub fn localhost_refresh_rate(mut self, period: Duration) -> Self {
         self.options.localhost_refresh_rate = Some(period);
         self

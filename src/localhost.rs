@@ -466,20 +466,44 @@ pub(crate) fn snapshot(config: &crate::Config) -> Result<(crate::Snapshot, Vec<E
     Ok((snap, problems))
 }
 
+/// The localhost inputs: the flags file and the files of the segment directory, sorted.
+fn inputs(config: &crate::Config) -> Vec<PathBuf> {
+    let mut files = vec![config.split_file().to_path_buf()];
+    if let Some(dir) = config.segment_directory() {
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        segments.sort();
+        files.extend(segments);
+    }
+    files
+}
+
+/// How long the localhost inputs must be left alone before a reload reads them.
+pub(crate) const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// True when no localhost input was modified within the last `quiet`: an editor or a
+/// script that truncates a file and then writes it leaves it empty for a moment, and that
+/// moment must not be loaded as the new definitions. A modification time in the future
+/// counts as settled, so a skewed clock cannot stop reloads.
+pub(crate) fn settled(config: &crate::Config, quiet: std::time::Duration) -> bool {
+    let now = std::time::SystemTime::now();
+    inputs(config).iter().all(|f| {
+        std::fs::metadata(f)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_none_or(|age| age >= quiet)
+    })
+}
+
 /// A fingerprint of the localhost inputs (file contents and segment files), to notice edits.
 pub(crate) fn fingerprint(config: &crate::Config) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::fs::read(config.split_file()).ok().hash(&mut h);
-    if let Some(dir) = config.segment_directory() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.sort();
-        for f in files {
-            f.hash(&mut h);
-            std::fs::read(&f).ok().hash(&mut h);
-        }
+    for f in inputs(config) {
+        f.hash(&mut h);
+        std::fs::read(&f).ok().hash(&mut h);
     }
     h.finish()
 }

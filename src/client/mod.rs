@@ -649,16 +649,25 @@ impl Manager {
 }
 
 /// Starts the localhost reload thread: every `period`, reloads the files when their
-/// fingerprint changed, keeping the last good definitions when a reload fails.
+/// fingerprint changed, keeping the last good definitions when a reload fails. Files
+/// modified within the last [`localhost::QUIET`] are looked at again at the next period,
+/// and a load the files changed under is discarded, so a half-written file is never loaded.
 fn start_reloader(config: Config, store: Arc<Store>, period: Duration) -> Result<Periodic, Error> {
     let mut last = localhost::fingerprint(&config);
     Periodic::start("splitkit-localhost", period, move || {
+        if !localhost::settled(&config, localhost::QUIET) {
+            return;
+        }
         let now = localhost::fingerprint(&config);
         if now == last {
             return;
         }
+        let loaded = localhost::snapshot(&config);
+        if localhost::fingerprint(&config) != now {
+            return;
+        }
         last = now;
-        match localhost::snapshot(&config) {
+        match loaded {
             Ok((snapshot, problems)) => {
                 for p in &problems {
                     log::warn!("{p}");

@@ -612,6 +612,36 @@ fn reload_on_change_keeps_last_good_definitions() {
 }
 
 #[test]
+fn a_file_being_written_is_not_loaded_until_it_settles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flags.split");
+    write(&file, "checkout on\n");
+    let c = ClientBuilder::new("localhost")
+        .split_file(&file)
+        .localhost_refresh_rate(Duration::from_millis(10))
+        .build()
+        .expect("builds");
+    // A writer that truncated the file and has not filled it yet: empty, and modified
+    // again and again. An empty file is valid (no flags), so loading it would answer control.
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        write(&file, "");
+        assert_eq!(
+            c.get_treatment("k", "checkout", None),
+            "on",
+            "a file being written is not loaded"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    write(&file, "checkout off\n");
+    assert!(
+        wait_for(|| c.get_treatment("k", "checkout", None) == "off"),
+        "loaded once settled"
+    );
+    assert!(c.destroy(Duration::from_secs(2)), "reload thread joined");
+}
+
+#[test]
 fn dropping_the_last_handle_stops_the_reload_thread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("flags.split");
