@@ -30,6 +30,14 @@ impl Name {
     pub(crate) fn as_str(self) -> &'static str {
         self.0
     }
+
+    /// The name's address: equal for equal interned strings (the table holds one name per
+    /// string), so a map can key by it instead of by the bytes. A name made by
+    /// [`Name::from_static`] has an address of its own.
+    #[inline]
+    pub(crate) fn addr(self) -> usize {
+        std::ptr::from_ref(self.0) as usize
+    }
 }
 
 impl PartialEq for Name {

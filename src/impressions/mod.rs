@@ -5,6 +5,7 @@
 //! Recording never blocks the caller: the queue is bounded and lock-free, and what does not
 //! fit is dropped and counted (see [`ImpressionStats`]).
 
+mod flag_map;
 mod impression;
 mod queued;
 mod strategy;
@@ -593,7 +594,7 @@ impl Recorder {
             },
             ..fields
         };
-        let decision = self.strategy.process(&fields, now);
+        let decision = self.strategy.process(&fields, names.flag, now);
         let previous_time = match decision {
             Decision::Queue { previous_time } | Decision::Deduplicated { previous_time } => {
                 previous_time

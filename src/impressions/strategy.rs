@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::engine::{FastMap, FastSet};
+use crate::intern::Name;
 use crate::stripe::{self, Padded, STRIPES};
 
+use super::flag_map::{FlagMap, FlagName};
 use super::impression::ImpressionFields;
 
 /// How impressions are reported.
@@ -171,20 +173,18 @@ pub(crate) struct Counter {
 
 /// Flag to its (hour, count) pairs; a flag sees one or two hours between flushes, so a
 /// short vector beats a map.
-type HourCounts = FastMap<String, Vec<(i64, u64)>>;
+type HourCounts = FlagMap<Vec<(i64, u64)>>;
 
 impl Counter {
-    pub(crate) fn inc(&self, flag: &str, hour: i64) {
+    /// Counts an impression of `flag` (interned as `name`, when it is) in `hour`.
+    pub(crate) fn inc(&self, flag: &str, name: Option<Name>, hour: i64) {
         let mut s = self.stripes[stripe::this_thread()].0.lock();
-        match s.get_mut(flag) {
-            Some(hours) => match hours.iter_mut().find(|(h, _)| *h == hour) {
+        s.update(flag, name, Vec::new, |hours| {
+            match hours.iter_mut().find(|(h, _)| *h == hour) {
                 Some((_, n)) => *n += 1,
                 None => hours.push((hour, 1)),
-            },
-            None => {
-                s.insert(flag.to_string(), vec![(hour, 1)]);
             }
-        }
+        });
     }
 
     /// Takes every count: `(flag, hour, count)`, sorted, the stripes' counts added up.
@@ -192,9 +192,9 @@ impl Counter {
         let mut all: FastMap<(String, i64), u64> = FastMap::default();
         for stripe in &self.stripes {
             let taken = std::mem::take(&mut *stripe.0.lock());
-            for (flag, hours) in taken {
+            for (flag, hours) in taken.into_entries() {
                 for (hour, n) in hours {
-                    *all.entry((flag.clone(), hour)).or_default() += n;
+                    *all.entry((flag.as_str().to_string(), hour)).or_default() += n;
                 }
             }
         }
@@ -215,21 +215,16 @@ pub(crate) struct UniqueKeys {
     held: AtomicUsize,
 }
 
-type FlagKeySets = FastMap<String, FastSet<String>>;
+type FlagKeySets = FlagMap<FastSet<String>>;
 
 impl UniqueKeys {
-    /// Adds a key; returns the number of keys held.
-    pub(crate) fn add(&self, flag: &str, key: &str) -> usize {
+    /// Adds a key of `flag` (interned as `name`, when it is); returns the number of keys
+    /// held.
+    pub(crate) fn add(&self, flag: &str, name: Option<Name>, key: &str) -> usize {
         let mut map = self.stripes[stripe::this_thread()].0.lock();
-        let inserted = match map.get_mut(flag) {
-            Some(keys) => !keys.contains(key) && keys.insert(key.to_string()),
-            None => {
-                let mut keys = FastSet::default();
-                keys.insert(key.to_string());
-                map.insert(flag.to_string(), keys);
-                true
-            }
-        };
+        let inserted = map.update(flag, name, FastSet::default, |keys| {
+            !keys.contains(key) && keys.insert(key.to_string())
+        });
         // Counted under the stripe's lock, so that a drain never takes a key it has not
         // counted yet.
         if inserted {
@@ -249,25 +244,25 @@ impl UniqueKeys {
             // The lock is held only to swap the map out and, later, to put the sized sets
             // in: the allocations happen outside it.
             let taken = std::mem::take(&mut *stripe.0.lock());
-            let sized: Vec<(String, FastSet<String>)> = taken
+            let sized: Vec<(FlagName, FastSet<String>)> = taken
                 .iter()
                 .filter(|(_, keys)| !keys.is_empty())
                 .map(|(flag, keys)| {
                     let set = FastSet::with_capacity_and_hasher(keys.len(), Default::default());
-                    (flag.clone(), set)
+                    (flag, set)
                 })
                 .collect();
             if !sized.is_empty() {
                 let mut map = stripe.0.lock();
                 for (flag, set) in sized {
                     // A set created since the swap (a key added meanwhile) is kept.
-                    map.entry(flag).or_insert(set);
+                    map.or_insert(flag, set);
                 }
             }
-            for (flag, keys) in taken {
+            for (flag, keys) in taken.into_entries() {
                 taken_keys += keys.len();
                 if !keys.is_empty() {
-                    all.entry(flag).or_default().extend(keys);
+                    all.entry(flag.into_string()).or_default().extend(keys);
                 }
             }
         }
@@ -332,10 +327,16 @@ impl Strategy {
 
     /// Decides what happens to an impression (before it is built, so that deduplicated ones
     /// cost no allocation).
-    pub(crate) fn process(&self, imp: &ImpressionFields<'_>, now: i64) -> Decision {
+    /// `flag` is the impression's flag name where it is interned.
+    pub(crate) fn process(
+        &self,
+        imp: &ImpressionFields<'_>,
+        flag: Option<Name>,
+        now: i64,
+    ) -> Decision {
         if self.mode == ImpressionsMode::None || imp.disabled {
-            self.counter.inc(imp.flag, truncate_hour(now));
-            let unique_keys = self.unique_keys.add(imp.flag, imp.key);
+            self.counter.inc(imp.flag, flag, truncate_hour(now));
+            let unique_keys = self.unique_keys.add(imp.flag, flag, imp.key);
             return Decision::CountedOnly { unique_keys };
         }
         // Impression properties make every impression count: queued, never deduplicated,
@@ -353,7 +354,7 @@ impl Strategy {
         }
         match previous_time {
             Some(pt) => {
-                self.counter.inc(imp.flag, truncate_hour(now));
+                self.counter.inc(imp.flag, flag, truncate_hour(now));
                 if pt < truncate_hour(now) {
                     Decision::Queue { previous_time }
                 } else {
@@ -386,27 +387,42 @@ mod tests {
     const H: i64 = 3_600_000;
 
     #[test]
+    fn counts_and_keys_of_a_flag_seen_interned_and_not_are_merged_by_name() {
+        let s = Strategy::new(ImpressionsMode::None, 1000);
+        let name = crate::intern::intern("f");
+        assert!(name.is_some());
+        s.process(&imp("a", "on", H, false), name, H);
+        s.process(&imp("a", "on", H, false), None, H);
+        s.process(&imp("b", "on", H, false), name, H);
+        assert_eq!(s.counter.drain(), [("f".to_string(), H, 3)]);
+        assert_eq!(
+            s.unique_keys.drain(),
+            [("f".to_string(), vec!["a".to_string(), "b".to_string()])]
+        );
+    }
+
+    #[test]
     fn optimized_dedupes_within_the_hour() {
         let s = Strategy::new(ImpressionsMode::Optimized, 1000);
         let now = 10 * H + 5;
         assert!(matches!(
-            s.process(&imp("a", "on", now, false), now),
+            s.process(&imp("a", "on", now, false), None, now),
             Decision::Queue {
                 previous_time: None
             }
         ));
         assert!(matches!(
-            s.process(&imp("a", "on", now + 1, false), now + 1),
+            s.process(&imp("a", "on", now + 1, false), None, now + 1),
             Decision::Deduplicated { .. }
         ));
         assert!(matches!(
-            s.process(&imp("a", "off", now + 2, false), now + 2),
+            s.process(&imp("a", "off", now + 2, false), None, now + 2),
             Decision::Queue { .. }
         ));
         // The next hour: queued again, with pt from the last hour.
         let later = 11 * H + 1;
         assert!(
-            matches!(s.process(&imp("a", "on", later, false), later), Decision::Queue { previous_time: Some(p) } if p == now + 1)
+            matches!(s.process(&imp("a", "on", later, false), None, later), Decision::Queue { previous_time: Some(p) } if p == now + 1)
         );
         assert_eq!(
             s.counter.drain(),
@@ -418,13 +434,13 @@ mod tests {
     fn debug_queues_everything_with_pt() {
         let s = Strategy::new(ImpressionsMode::Debug, 1000);
         assert!(matches!(
-            s.process(&imp("a", "on", 1, false), 1),
+            s.process(&imp("a", "on", 1, false), None, 1),
             Decision::Queue {
                 previous_time: None
             }
         ));
         assert!(matches!(
-            s.process(&imp("a", "on", 2, false), 2),
+            s.process(&imp("a", "on", 2, false), None, 2),
             Decision::Queue {
                 previous_time: Some(1)
             }
@@ -433,16 +449,16 @@ mod tests {
         let deferred = Strategy::new(ImpressionsMode::Debug, 1000).deferring_pt();
         for t in [1, 2] {
             assert_eq!(
-                deferred.process(&imp("a", "on", t, false), t),
+                deferred.process(&imp("a", "on", t, false), None, t),
                 Decision::Queue {
                     previous_time: None
                 }
             );
         }
         let optimized = Strategy::new(ImpressionsMode::Optimized, 1000).deferring_pt();
-        optimized.process(&imp("a", "on", 1, false), 1);
+        optimized.process(&imp("a", "on", 1, false), None, 1);
         assert!(matches!(
-            optimized.process(&imp("a", "on", 2, false), 2),
+            optimized.process(&imp("a", "on", 2, false), None, 2),
             Decision::Deduplicated { .. }
         ));
     }
@@ -451,15 +467,15 @@ mod tests {
     fn none_and_disabled_only_count() {
         let s = Strategy::new(ImpressionsMode::None, 1000);
         assert!(matches!(
-            s.process(&imp("a", "on", 1, false), 1),
+            s.process(&imp("a", "on", 1, false), None, 1),
             Decision::CountedOnly { unique_keys: 1 }
         ));
         assert!(matches!(
-            s.process(&imp("a", "on", 2, false), 2),
+            s.process(&imp("a", "on", 2, false), None, 2),
             Decision::CountedOnly { unique_keys: 1 }
         ));
         assert!(matches!(
-            s.process(&imp("b", "on", 2, false), 2),
+            s.process(&imp("b", "on", 2, false), None, 2),
             Decision::CountedOnly { unique_keys: 2 }
         ));
         assert_eq!(s.counter.drain(), vec![("f".to_string(), 0, 3)]);
@@ -469,7 +485,7 @@ mod tests {
         );
         let d = Strategy::new(ImpressionsMode::Debug, 1000);
         assert!(matches!(
-            d.process(&imp("a", "on", 1, true), 1),
+            d.process(&imp("a", "on", 1, true), None, 1),
             Decision::CountedOnly { .. }
         ));
     }
@@ -483,9 +499,13 @@ mod tests {
                 scope.spawn(move || {
                     for n in 0..100 {
                         // Every thread sees keys k0..k49 twice, and its own key once.
-                        s.process(&imp(&format!("k{}", n % 50), "on", H + n, false), H + n);
+                        s.process(
+                            &imp(&format!("k{}", n % 50), "on", H + n, false),
+                            None,
+                            H + n,
+                        );
                     }
-                    s.process(&imp(&format!("own{t}"), "on", 2 * H, false), 2 * H);
+                    s.process(&imp(&format!("own{t}"), "on", 2 * H, false), None, 2 * H);
                 });
             }
         });
@@ -501,7 +521,7 @@ mod tests {
         assert!(s.unique_keys.drain().is_empty());
         // After a drain the next key counts from 1 again.
         assert!(matches!(
-            s.process(&imp("again", "on", 1, false), 1),
+            s.process(&imp("again", "on", 1, false), None, 1),
             Decision::CountedOnly { unique_keys: 1 }
         ));
     }
