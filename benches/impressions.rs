@@ -149,35 +149,48 @@ fn bench(c: &mut Criterion) {
         assert_eq!(s.queue.dropped(), 0, "{name}: {s:?}");
         cl.destroy(Duration::from_secs(10));
     }
-    for threads in [1usize, 2] {
-        g.bench_function(format!("client_debug_threads/{threads}"), |b| {
+    // Client throughput with 1 and 2 application threads, every impression delivered: each
+    // round, every thread makes ROUND calls, then the flush waits until the worker has
+    // serialised and posted them all, so the worker's and the loopback server's work is in
+    // the time (they share the same two cores). The time is per call over all threads: the
+    // speedup of two threads is the ratio of the two lines.
+    const ROUND: u64 = 50_000;
+    for threads in [1u32, 2] {
+        let cl = delivering_to(Some(&sink), ImpressionsMode::Debug);
+        g.bench_function(format!("client_debug_delivered_threads/{threads}"), |b| {
             b.iter_custom(|iters| {
-                let cl = client(&sink, ImpressionsMode::Debug);
-                let per = (iters as usize).div_ceil(threads);
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for t in 0..threads {
-                        let cl = cl.clone();
-                        let keys = &keys;
-                        let attrs = &attrs;
-                        s.spawn(move || {
-                            for n in 0..per {
-                                let k = &keys[(n * 7 + t * 13) % keys.len()];
-                                std::hint::black_box(cl.get_treatment(
-                                    k.as_str(),
-                                    "checkout",
-                                    Some(attrs),
-                                ));
-                            }
-                        });
-                    }
-                });
-                let elapsed = start.elapsed();
-                cl.destroy(Duration::from_secs(10));
-                // Wall time per evaluation across all threads.
-                elapsed / threads as u32
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(ROUND) as usize;
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for t in 0..threads as usize {
+                            let cl = &cl;
+                            let keys = &keys;
+                            let attrs = &attrs;
+                            s.spawn(move || {
+                                for j in 0..n {
+                                    let k = &keys[(j * 7 + t * 13) % keys.len()];
+                                    std::hint::black_box(cl.get_treatment(
+                                        k.as_str(),
+                                        "checkout",
+                                        Some(attrs),
+                                    ));
+                                }
+                            });
+                        }
+                    });
+                    assert!(cl.flush(Duration::from_secs(60)));
+                    total += start.elapsed();
+                    left -= n as u64;
+                }
+                total / threads
             })
         });
+        let s = cl.stats().impressions;
+        assert_eq!(s.queue.dropped(), 0, "{threads} threads: {s:?}");
+        cl.destroy(Duration::from_secs(10));
     }
     {
         let cl = client(&sink, ImpressionsMode::Debug);

@@ -4,6 +4,9 @@
 # by N, so that setup, warm-up and exit cancel out. Repeatable to a few instructions, under
 # any load.
 #
+# With THREAD=worker, the busiest thread other than the calling one is counted instead: in
+# the client_* scenarios, the impressions worker (serialisation and batching, per impression).
+#
 # Usage: benches/instr.sh [scenario...]   (default: every scenario; N=$N, default 8192)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +20,23 @@ else
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# The instructions of the main thread (callgrind numbers threads from 1) of `bin $1 $2`.
+# The instructions of one thread's profile file.
+total() {
+    sed -n 's/^summary: *//p;s/^totals: *//p' "$1" | head -n 1
+}
+# The instructions of the main thread (callgrind numbers threads from 1) of `bin $1 $2`, or
+# with THREAD=worker of the busiest other thread.
 count() {
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/$1.$2" \
         "$bin" "$1" "$2" >/dev/null 2>"$out/$1.$2.log" || { cat "$out/$1.$2.log" >&2; exit 1; }
-    sed -n 's/^summary: *//p;s/^totals: *//p' "$out/$1.$2-01" | head -n 1
+    if [ "${THREAD:-main}" = worker ]; then
+        for f in "$out/$1.$2"-*; do
+            case "$f" in *-01|*.log) continue ;; esac
+            total "$f"
+        done | sort -n | tail -n 1
+    else
+        total "$out/$1.$2-01"
+    fi
 }
 printf '%-22s %12s\n' scenario instr/op
 for s in "${scenarios[@]}"; do

@@ -282,6 +282,14 @@ pub(crate) struct Wire<'a> {
 /// (`r`, `b`, `pt`, `properties` omitted when absent; `properties` is a JSON object's text,
 /// sent as a string as the official SDKs do).
 pub(crate) fn write_wire(out: &mut Vec<u8>, w: &Wire<'_>) {
+    // Room for the item unless something needs escaping: one reservation instead of a
+    // capacity check growing the buffer along the way.
+    let strings = w.key.len()
+        + w.treatment.len()
+        + w.label.map_or(0, <[u8]>::len)
+        + w.bucketing_key.map_or(0, <[u8]>::len)
+        + w.properties.map_or(0, <[u8]>::len);
+    out.reserve(strings + 128);
     out.extend_from_slice(b"{\"k\":");
     write_json_bytes(out, w.key);
     out.extend_from_slice(b",\"t\":");
@@ -335,26 +343,16 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// escaped; other bytes are copied, so valid UTF-8 stays valid).
 fn write_json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
-    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0..=0x1f => None,
-            _ => continue,
-        };
+    while let Some((i, b)) = find_escape(bytes, start) {
         out.extend_from_slice(&bytes[start..i]);
-        match esc {
-            Some(e) => out.extend_from_slice(e),
-            None => {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(b >> 4) as usize]);
@@ -367,28 +365,95 @@ fn write_json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-/// Appends an integer in decimal.
-pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut n = v.unsigned_abs();
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// Whether `b` must be escaped in a JSON string.
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The first byte at or after `from` that must be escaped, and its index. Eight bytes at a time: a word
+/// has such a byte when one of its bytes is below 0x20, or equals `"` or `\\` (the classic
+/// has-zero-byte test on `x - 0x20`, `x ^ '"'` and `x ^ '\\'`; its rare false positives
+/// are resolved byte by byte).
+#[inline]
+fn find_escape(bytes: &[u8], from: usize) -> Option<(usize, u8)> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut i = from;
+    let rest = bytes.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_ne_bytes(w);
+        // Bytes below 0x20: `x - 0x20` borrows into the byte's high bit (bytes of 0x80 and
+        // above have it set already, and are masked out by `!x`).
+        let below = x.wrapping_sub(0x20 * ONES) & !x & HIGHS;
+        if below | has_zero(x ^ QUOTES) | has_zero(x ^ BACKSLASHES) != 0
+            && let Some(j) = word.iter().position(|&b| needs_escape(b))
+        {
+            return Some((i + j, word[j]));
         }
+        i += 8;
     }
-    if v < 0 {
-        out.push(b'-');
+    let tail = words.remainder();
+    tail.iter()
+        .position(|&b| needs_escape(b))
+        .map(|j| (i + j, tail[j]))
+}
+
+/// Appends an integer in decimal.
+#[inline]
+pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v).as_bytes();
+    // Times and change numbers in milliseconds have 13 digits: a copy of known length is
+    // two stores instead of a call to `memcpy`.
+    match <&[u8; 13]>::try_from(digits) {
+        Ok(ms) => out.extend_from_slice(ms),
+        Err(_) => out.extend_from_slice(digits),
     }
-    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_read_back_as_written_at_every_offset() {
+        let specials = [
+            "\"", "\\", "\n", "\r", "\t", "\u{0}", "\u{8}", "\u{c}", "\u{1f}", "é", "€", "😀",
+            "\u{7f}",
+        ];
+        for len in 0..40 {
+            for special in specials {
+                for at in 0..=len {
+                    let mut text: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+                        .chars()
+                        .take(len)
+                        .collect();
+                    text.insert_str(at, special);
+                    let mut out = Vec::new();
+                    write_json_bytes(&mut out, text.as_bytes());
+                    let back: String = serde_json::from_slice(&out).unwrap_or_else(|e| {
+                        panic!("{text:?} gave {:?}: {e}", String::from_utf8_lossy(&out))
+                    });
+                    assert_eq!(back, text);
+                    let plain = !text.bytes().any(needs_escape);
+                    assert_eq!(plain, out.len() == text.len() + 2, "{text:?}");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for v in [0, 7, -7, 1_700_000_000_123, i64::MIN, i64::MAX] {
+            out.clear();
+            write_int(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
+    }
 
     fn imp(label: Option<&str>, b: Option<&str>) -> Impression {
         Impression::new(ImpressionFields {
