@@ -228,12 +228,6 @@ impl ClientBuilder {
     }
 
     /// Impressions the queue holds; beyond it they are dropped and counted. Default: 10,000.
-    ///
-    /// The queue takes memory as it fills and gives it back as it drains, nothing up front:
-    /// 112 bytes a waiting impression whose keys fit in 45 bytes together (longer keys and
-    /// impression properties add an allocation of their own). Optimized mode's dedupe cache
-    /// adds about 22 bytes for each impression it remembers, up to
-    /// [`dedupe_cache_size`](Self::dedupe_cache_size).
     pub fn impressions_queue_size(mut self, size: usize) -> Self {
         self.options.impressions_queue_size = Some(size);
         self
@@ -267,7 +261,6 @@ impl ClientBuilder {
     }
 
     /// Events the queue holds; beyond it they are dropped and counted. Default: 10,000.
-    /// The queue takes memory as it fills and gives it back as it drains, nothing up front.
     pub fn events_queue_size(mut self, size: usize) -> Self {
         self.options.events_queue_size = Some(size);
         self

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use splitkit::{Attributes, ImpressionsMode, Snapshot};
+use splitkit::{Attributes, Snapshot};
 
 #[path = "support/documents.rs"]
 mod documents;
@@ -244,57 +244,4 @@ fn from_json_holds_little_beyond_the_compiled_snapshot() {
     // The compiled snapshot itself: 1.79 times the text (2.02 while whitelists were hash sets
     // of boxed strings).
     assert!(heap <= 2 * size, "peak {:.1} MiB", mib(heap));
-}
-
-/// The impression queue takes its memory as it fills: a queue of 1.1M impressions costs
-/// nothing up front (it used to allocate all its slots at once, 123 MB), and each waiting
-/// impression costs the 112 bytes of its slot (96 for the impression, keys inline, and the
-/// channel's 16), in blocks of 31.
-#[test]
-fn the_impression_queue_takes_memory_as_it_fills() {
-    let _serial = one_at_a_time();
-    let server = Server::start();
-    let builder = |queue: usize| {
-        localhost(&server)
-            // Optimized mode's dedupe cache would hold each new impression too (22 bytes).
-            .impressions_mode(ImpressionsMode::Debug)
-            .impressions_queue_size(queue)
-            // Nothing wakes the worker before the test is done: what is pushed waits in
-            // the queue.
-            .impressions_bulk_size(1_000_000)
-            .enforce_minimum_rates(false)
-            .impressions_refresh_rate(Duration::from_secs(3600))
-    };
-    let (small, small_heap, _) = measure(|| builder(10_000).build().expect("client"));
-    let (big, big_heap, _) = measure(|| builder(1_100_000).build().expect("client"));
-    eprintln!(
-        "a client with a queue of 10,000 impressions: +{:.2} MiB of heap; of 1,100,000: +{:.2} MiB",
-        mib(small_heap),
-        mib(big_heap)
-    );
-    assert!(
-        big_heap < small_heap + MIB,
-        "a queue of 1.1M impressions took {:.1} MiB up front",
-        mib(big_heap.saturating_sub(small_heap))
-    );
-    small.destroy(Duration::from_secs(5));
-
-    let n = 200_000;
-    let keys: Vec<String> = (0..n)
-        .map(|i| format!("5f0c8a9e-3b1d-4c2a-9e7f-{i:012}"))
-        .collect();
-    let attributes = Attributes::new();
-    let start = LIVE.load(Ordering::Relaxed);
-    for key in &keys {
-        big.get_treatment(key, "new_checkout", Some(&attributes));
-    }
-    let held = LIVE.load(Ordering::Relaxed).saturating_sub(start);
-    let per = held as f64 / n as f64;
-    eprintln!("{n} queued impressions (36-byte keys): {per:.1} bytes each");
-    assert_eq!(big.stats().impressions.queue.queued_now, n as u64);
-    assert!(
-        (112.0..=118.0).contains(&per),
-        "{per:.1} bytes a queued impression"
-    );
-    assert!(big.destroy(Duration::from_secs(30)), "delivered at the end");
 }

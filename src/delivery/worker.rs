@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select, unbounded};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded, select,
+};
 use parking_lot::Mutex;
 
 use super::http_stage::HttpDelivery;
@@ -87,41 +89,6 @@ struct Gate {
     /// Items given up (dropped at shutdown or spooled) when the gate closed: what
     /// shutdown gives up is counted from there.
     given_up_at_close: AtomicU64,
-}
-
-/// The queue's bound: how many items the channel holds, counted apart from it so that
-/// the channel can be crossbeam's unbounded one, which allocates its slots in blocks of 31
-/// as it fills and frees them as they are taken. A bounded channel would allocate every
-/// slot of the capacity up front (112 bytes an impression: 123 MB for 1.1M).
-#[derive(Debug)]
-struct Occupancy {
-    items: AtomicUsize,
-    capacity: usize,
-}
-
-impl Occupancy {
-    fn new(capacity: usize) -> Self {
-        Occupancy {
-            items: AtomicUsize::new(0),
-            capacity,
-        }
-    }
-
-    /// Takes a place for one item; false when the queue is full.
-    #[inline]
-    fn take_place(&self) -> bool {
-        self.items
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.capacity).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives back the place of an item taken off the channel.
-    #[inline]
-    fn free_place(&self) {
-        self.items.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Messages handled per wake-up before timers are looked at again.
@@ -325,8 +292,6 @@ impl<T: Send + 'static> fmt::Debug for WorkerHandle<T> {
 struct Shared<T> {
     name: Arc<str>,
     tx: Sender<Msg<T>>,
-    /// The bound on the items in `tx`'s channel.
-    occupancy: Arc<Occupancy>,
     /// Kept so that items can never be lost inside the channel: whatever is left in
     /// it after the worker thread ended is drained and counted here.
     rx: Receiver<Msg<T>>,
@@ -346,6 +311,7 @@ struct Shared<T> {
     gate: Arc<Gate>,
     stats: Arc<WorkerStats>,
     queue_full_warning: RateLimiter,
+    capacity: usize,
     shutdown_timeout: Duration,
     thread_id: ThreadId,
     join: Mutex<Option<JoinHandle<()>>>,
@@ -392,8 +358,7 @@ impl<T: Send + 'static> Worker<T> {
         consumer: C,
     ) -> Result<Self, DeliveryError> {
         let name: Arc<str> = config.thread_name().into();
-        let (tx, rx) = unbounded();
-        let occupancy = Arc::new(Occupancy::new(config.queue_capacity()));
+        let (tx, rx) = bounded(config.queue_capacity());
         let (wake_tx, wake_rx) = bounded(1);
         let (drain_tx, drain_rx) = bounded(1);
         let (stop_tx, stop_rx) = bounded(1);
@@ -402,7 +367,6 @@ impl<T: Send + 'static> Worker<T> {
         let stats = Arc::new(WorkerStats::default());
         let core = Core {
             rx: rx.clone(),
-            occupancy: Arc::clone(&occupancy),
             wake: wake_rx,
             drain: drain_rx,
             lazy: config.wake_every() > 1,
@@ -432,7 +396,6 @@ impl<T: Send + 'static> Worker<T> {
         let shared = Shared {
             name,
             tx,
-            occupancy,
             rx,
             wake: wake_tx,
             drain: drain_tx,
@@ -443,6 +406,7 @@ impl<T: Send + 'static> Worker<T> {
             gate,
             stats,
             queue_full_warning: RateLimiter::new(config.warn_interval()),
+            capacity: config.queue_capacity(),
             shutdown_timeout: config.shutdown_timeout(),
             thread_id: join.thread().id(),
             join: Mutex::new(Some(join)),
@@ -508,10 +472,9 @@ impl<T: Send + 'static> WorkerHandle<T> {
     /// shutting down (counted in `rejected_after_shutdown`; a push that races with
     /// the start of shutdown is counted in `recorded` and `dropped_shutdown` instead).
     ///
-    /// Cost: one atomic increment, two atomic loads, a compare-and-swap on the queue's
-    /// bound and the channel's own `send` (which wakes the worker thread if it sleeps on
-    /// the queue; with [`WorkerConfig::wake_every`] above 1 only every `n`-th push wakes
-    /// it; and which allocates a block of 31 slots every 31 pushes).
+    /// Cost: one atomic increment, two atomic loads and the queue's own `try_send`
+    /// (which wakes the worker thread if it sleeps on the queue; with
+    /// [`WorkerConfig::wake_every`] above 1 only every `n`-th push wakes it).
     pub fn push(&self, item: T) -> bool {
         let s = &*self.shared;
         if s.gate.closed.load(Ordering::Acquire) {
@@ -526,30 +489,33 @@ impl<T: Send + 'static> WorkerHandle<T> {
             s.gate.raced.fetch_add(1, Ordering::SeqCst);
             return false;
         }
-        if !s.occupancy.take_place() {
-            let dropped = s.stats.on_queue_full();
-            // A full wake channel already holds a flush request: nothing to add.
-            let _ = s.wake.try_send(());
-            if s.queue_full_warning.allow() {
-                log::warn!(
-                    "{}: queue full ({}), dropping new items ({dropped} dropped so far)",
-                    s.name,
-                    text::count(s.occupancy.capacity, "item", "items")
-                );
+        match s.tx.try_send(Msg::Item(item)) {
+            Ok(()) => {
+                if s.wake_every > 1 && s.wake_at.contains(recorded) {
+                    // A full drain channel already holds a request: nothing to add.
+                    let _ = s.drain.try_send(());
+                }
+                true
             }
-            return false;
+            Err(TrySendError::Full(_)) => {
+                let dropped = s.stats.on_queue_full();
+                // A full wake channel already holds a flush request: nothing to add.
+                let _ = s.wake.try_send(());
+                if s.queue_full_warning.allow() {
+                    log::warn!(
+                        "{}: queue full ({}), dropping new items ({dropped} dropped so far)",
+                        s.name,
+                        text::count(s.capacity, "item", "items")
+                    );
+                }
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                // Unreachable while `Shared` holds a receiver; counted all the same.
+                s.stats.on_dropped(DropReason::Shutdown, 1);
+                false
+            }
         }
-        if s.tx.send(Msg::Item(item)).is_err() {
-            // Unreachable while `Shared` holds a receiver; counted all the same.
-            s.occupancy.free_place();
-            s.stats.on_dropped(DropReason::Shutdown, 1);
-            return false;
-        }
-        if s.wake_every > 1 && s.wake_at.contains(recorded) {
-            // A full drain channel already holds a request: nothing to add.
-            let _ = s.drain.try_send(());
-        }
-        true
     }
 
     /// Waits until everything pushed before this call has been delivered or finally
@@ -572,15 +538,21 @@ impl<T: Send + 'static> WorkerHandle<T> {
             return s.wait_ended(deadline);
         }
         let (reply_tx, reply_rx) = bounded(1);
-        // The marker takes no place of the bound: it goes in at once, even when the queue
-        // is full.
-        let sent = s.tx.send(Msg::Flush(Box::new((reply_tx, deadline))));
         if s.wake_every > 1 {
-            // A lazy worker takes what waits, marker included, when asked to.
+            // A lazy worker takes what waits first, so that a full queue makes room for
+            // the marker; and again once the marker is in.
+            let _ = s.drain.try_send(());
+        }
+        let sent =
+            s.tx.send_deadline(Msg::Flush(Box::new((reply_tx, deadline))), deadline);
+        if s.wake_every > 1 {
             let _ = s.drain.try_send(());
         }
         gate.flushers.fetch_sub(1, Ordering::SeqCst);
-        sent.is_ok() && reply_rx.recv_deadline(deadline).is_ok()
+        match sent {
+            Ok(()) => reply_rx.recv_deadline(deadline).is_ok(),
+            Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => false,
+        }
     }
 
     /// Current counters.
@@ -666,10 +638,7 @@ impl<T> Shared<T> {
         let mut items = 0;
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                Msg::Item(_) => {
-                    self.occupancy.free_place();
-                    items += 1;
-                }
+                Msg::Item(_) => items += 1,
                 Msg::Flush(flush) => {
                     let _ = flush.0.send(());
                 }
@@ -702,8 +671,6 @@ fn deadline_after(timeout: Duration) -> Instant {
 /// The worker thread's state.
 struct Core<T, C> {
     rx: Receiver<Msg<T>>,
-    /// The bound on the items in `rx`'s channel: a place is freed as an item is taken.
-    occupancy: Arc<Occupancy>,
     wake: Receiver<()>,
     drain: Receiver<()>,
     /// The worker does not wait on `rx`: producers and timers wake it through `drain`.
@@ -831,7 +798,6 @@ impl<T, C: Consumer<T>> Core<T, C> {
     fn handle(&mut self, msg: Msg<T>) {
         match msg {
             Msg::Item(item) => {
-                self.occupancy.free_place();
                 self.taken += 1;
                 self.consumer.accept(item, &mut self.ctx);
                 if self.consumer.wants_flush() {
@@ -913,7 +879,6 @@ impl<T, C: Consumer<T>> Core<T, C> {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 Msg::Item(item) if Instant::now() >= deadline => {
-                    self.occupancy.free_place();
                     self.taken += 1;
                     self.consumer.late(item, &mut self.ctx);
                 }
