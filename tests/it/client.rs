@@ -577,16 +577,23 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
-#[test]
-fn reload_on_change_keeps_last_good_definitions() {
+/// A localhost client on a flags file holding `text`, in a directory of its own (kept
+/// while the first value lives), reloading it every `period`.
+fn reloading_on(text: &str, period: Duration) -> (tempfile::TempDir, PathBuf, Client) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("flags.split");
-    write(&file, "checkout on\n");
+    write(&file, text);
     let c = ClientBuilder::new("localhost")
         .split_file(&file)
-        .localhost_refresh_rate(Duration::from_millis(20))
+        .localhost_refresh_rate(period)
         .build()
         .expect("builds");
+    (dir, file, c)
+}
+
+#[test]
+fn reload_on_change_keeps_last_good_definitions() {
+    let (_dir, file, c) = reloading_on("checkout on\n", Duration::from_millis(20));
     assert_eq!(c.get_treatment("k", "checkout", None), "on");
     write(&file, "checkout off\nsearch v2\n");
     assert!(
@@ -613,14 +620,7 @@ fn reload_on_change_keeps_last_good_definitions() {
 
 #[test]
 fn a_file_being_written_is_not_loaded_until_it_settles() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("flags.split");
-    write(&file, "checkout on\n");
-    let c = ClientBuilder::new("localhost")
-        .split_file(&file)
-        .localhost_refresh_rate(Duration::from_millis(10))
-        .build()
-        .expect("builds");
+    let (_dir, file, c) = reloading_on("checkout on\n", Duration::from_millis(10));
     // A writer that truncated the file and has not filled it yet: empty, and modified
     // again and again. An empty file is valid (no flags), so loading it would answer control.
     let until = Instant::now() + Duration::from_millis(300);
@@ -643,14 +643,7 @@ fn a_file_being_written_is_not_loaded_until_it_settles() {
 
 #[test]
 fn dropping_the_last_handle_stops_the_reload_thread() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("flags.split");
-    write(&file, "checkout on\n");
-    let c = ClientBuilder::new("localhost")
-        .split_file(&file)
-        .localhost_refresh_rate(Duration::from_millis(10))
-        .build()
-        .expect("builds");
+    let (_dir, file, c) = reloading_on("checkout on\n", Duration::from_millis(10));
     let started = Instant::now();
     drop(c);
     assert!(started.elapsed() < Duration::from_secs(2));
