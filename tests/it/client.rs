@@ -643,7 +643,7 @@ fn a_file_being_written_is_not_loaded_until_it_settles() {
 
 #[test]
 fn dropping_the_last_handle_stops_the_reload_thread() {
-    let (_dir, file, c) = reloading_on("checkout on\n", Duration::from_millis(10));
+    let (_dir, _file, c) = reloading_on("checkout on\n", Duration::from_millis(10));
     let started = Instant::now();
     drop(c);
     assert!(started.elapsed() < Duration::from_secs(2));
