@@ -371,10 +371,10 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// The first byte at or after `from` that must be escaped, and its index. Eight bytes at a time: a word
-/// has such a byte when one of its bytes is below 0x20, or equals `"` or `\\` (the classic
-/// has-zero-byte test on `x - 0x20`, `x ^ '"'` and `x ^ '\\'`; its rare false positives
-/// are resolved byte by byte).
+/// The first byte at or after `from` that must be escaped, and its index. Eight bytes at
+/// a time: a word has such a byte when one of its bytes is below 0x20, or equals `"` or
+/// `\\` (the classic has-zero-byte test on `x - 0x20`, `x ^ '"'` and `x ^ '\\'`, exact as a
+/// yes or no); the byte is then found one by one.
 #[inline]
 fn find_escape(bytes: &[u8], from: usize) -> Option<(usize, u8)> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
@@ -393,16 +393,18 @@ fn find_escape(bytes: &[u8], from: usize) -> Option<(usize, u8)> {
         // above have it set already, and are masked out by `!x`).
         let below = x.wrapping_sub(0x20 * ONES) & !x & HIGHS;
         if below | has_zero(x ^ QUOTES) | has_zero(x ^ BACKSLASHES) != 0
-            && let Some(j) = word.iter().position(|&b| needs_escape(b))
+            && let Some((j, &b)) = word.iter().enumerate().find(|(_, b)| needs_escape(**b))
         {
-            return Some((i + j, word[j]));
+            return Some((i + j, b));
         }
         i += 8;
     }
-    let tail = words.remainder();
-    tail.iter()
-        .position(|&b| needs_escape(b))
-        .map(|j| (i + j, tail[j]))
+    words
+        .remainder()
+        .iter()
+        .enumerate()
+        .find(|(_, b)| needs_escape(**b))
+        .map(|(j, &b)| (i + j, b))
 }
 
 /// Appends an integer in decimal.
