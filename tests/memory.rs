@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use splitkit::{Attributes, Snapshot};
+use splitkit::{Attributes, ImpressionsMode, Snapshot};
 
 #[path = "support/documents.rs"]
 mod documents;
@@ -244,4 +244,52 @@ fn from_json_holds_little_beyond_the_compiled_snapshot() {
     // The compiled snapshot itself: 1.79 times the text (2.02 while whitelists were hash sets
     // of boxed strings).
     assert!(heap <= 2 * size, "peak {:.1} MiB", mib(heap));
+}
+
+/// What the impression queue costs, as `impressions_queue_size` documents it: its slots up
+/// front, 112 bytes each (the 96 of a queued impression, keys inline, and the channel's 16),
+/// and nothing more for an impression waiting in it (its keys fitting the 45 bytes).
+#[test]
+fn the_impression_queue_costs_what_its_documentation_says() {
+    let _serial = one_at_a_time();
+    let server = Server::start();
+    let queue = 1_100_000;
+    let builder = |queue: usize| {
+        localhost(&server)
+            // Optimized mode's dedupe cache would hold each new impression too.
+            .impressions_mode(ImpressionsMode::Debug)
+            .impressions_queue_size(queue)
+            // Nothing wakes the worker before the test is done: what is pushed waits in
+            // the queue.
+            .impressions_bulk_size(1_000_000)
+            .enforce_minimum_rates(false)
+            .impressions_refresh_rate(Duration::from_secs(3600))
+    };
+    let (small, small_heap, _) = measure(|| builder(1).build().expect("client"));
+    let (big, big_heap, _) = measure(|| builder(queue).build().expect("client"));
+    let per_slot = big_heap.saturating_sub(small_heap) as f64 / queue as f64;
+    eprintln!(
+        "a queue of {queue} impressions: {:.1} MiB up front, {per_slot:.1} bytes a slot",
+        mib(big_heap.saturating_sub(small_heap))
+    );
+    assert!(
+        (111.5..=112.5).contains(&per_slot),
+        "{per_slot:.1} bytes a slot"
+    );
+    small.destroy(Duration::from_secs(5));
+
+    let n = 200_000;
+    let keys: Vec<String> = (0..n)
+        .map(|i| format!("5f0c8a9e-3b1d-4c2a-9e7f-{i:012}"))
+        .collect();
+    let attributes = Attributes::new();
+    let start = LIVE.load(Ordering::Relaxed);
+    for key in &keys {
+        big.get_treatment(key, "new_checkout", Some(&attributes));
+    }
+    let held = LIVE.load(Ordering::Relaxed).saturating_sub(start);
+    eprintln!("{n} queued impressions (36-byte keys): {held} bytes beyond their slots");
+    assert_eq!(big.stats().impressions.queue.queued_now, n as u64);
+    assert!(held < 64 * 1024, "{held} bytes for {n} queued impressions");
+    assert!(big.destroy(Duration::from_secs(30)), "delivered at the end");
 }
