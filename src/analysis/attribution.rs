@@ -918,10 +918,9 @@ impl EventPass {
                     && let Some(&first) = self.pre_first.get(s)
                     && p.t < first
                     && first.abs_diff(p.t) <= self.cuped_window
+                    && let Some(acc) = self.accumulators.get_mut(acc + width)
                 {
-                    if let Some(acc) = self.accumulators.get_mut(acc + width) {
-                        acc.add(p.value);
-                    }
+                    acc.add(p.value);
                 }
                 if slot.is_last() {
                     break;
