@@ -864,9 +864,23 @@ impl EventPass {
 
     /// Attributes the batched events.
     fn flush(&mut self) {
+        // Two copies of the attribution, so that analyses without CUPED run the loops they
+        // ran before CUPED existed.
+        if self.pre_first.is_empty() {
+            self.attribute_batch::<false>();
+        } else {
+            self.attribute_batch::<true>();
+        }
+        self.batch.clear();
+        self.batch_keys.bytes.clear();
+    }
+
+    /// Attributes every batched event to the windows of its key's slots, and with `CUPED` to
+    /// their pre-exposure windows too.
+    fn attribute_batch<const CUPED: bool>(&mut self) {
         let stride = self.stride;
-        // Touch the key table entries, then the keys' first slots and accumulators: each
-        // loop's loads are independent, so their cache misses overlap.
+        // Touch the key table entries, then the keys' first slots and accumulators (and their
+        // CUPED window ends): each loop's loads are independent, so their cache misses overlap.
         let mut touched = 0u32;
         for p in &mut self.batch {
             p.hash = hash_key(self.batch_keys.get(p.key));
@@ -881,30 +895,18 @@ impl EventPass {
             touched ^= self.slots.get(s).map_or(0, |slot| slot.group);
             let acc = s.wrapping_mul(stride).wrapping_add(p.event_type as usize);
             touched ^= self.accumulators.get(acc).map_or(0, |a| a.count);
-            touched ^= self.pre_first.get(s).map_or(0, |&t| t as u32);
+            if CUPED {
+                touched ^= self.pre_first.get(s).map_or(0, |&t| t as u32);
+            }
         }
         black_box(touched);
-        // Two copies of the attribution loop, so that analyses without CUPED run the loop
-        // they ran before CUPED existed.
-        if self.pre_first.is_empty() {
-            self.attribute_batch::<false>();
-        } else {
-            self.attribute_batch::<true>();
-        }
-        self.batch.clear();
-        self.batch_keys.bytes.clear();
-    }
-
-    /// Attributes every batched event to the windows of its key's slots, and with `CUPED` to
-    /// their pre-exposure windows too.
-    fn attribute_batch<const CUPED: bool>(&mut self) {
         let width = self.event_types.len();
         for p in &self.batch {
             let mut attributed = false;
             let mut s = p.first_slot as usize;
             while let Some(slot) = self.slots.get(s) {
                 let same_type = slot.traffic_type() == p.traffic_type;
-                let acc = s * self.stride + p.event_type as usize;
+                let acc = s * stride + p.event_type as usize;
                 if same_type && slot.lo <= p.t && p.t <= slot.hi {
                     attributed = true;
                     if let Some(acc) = self.accumulators.get_mut(acc) {
@@ -933,41 +935,59 @@ impl EventPass {
         }
     }
 
+    /// Folds every slot's per-key metric values into its group's accumulators, and with
+    /// `CUPED` the pairs of a CUPED metric's value and pre-exposure value into its group's
+    /// covariances. Both are laid out `[group * metrics + metric]`.
+    fn fold_keys<const CUPED: bool>(
+        &self,
+        group_acc: &mut [MetricAccumulator],
+        group_cov: &mut [Covariance],
+    ) {
+        let metrics = self.spec.metrics();
+        let events = self.event_types.len();
+        if self.stride == 0 {
+            return;
+        }
+        for (slot, accs) in self
+            .slots
+            .iter()
+            .zip(self.accumulators.chunks_exact(self.stride))
+        {
+            let g = slot.group as usize * metrics.len();
+            for (m, (metric, &e)) in metrics.iter().zip(&self.metric_event).enumerate() {
+                let value =
+                    |at: usize| accs.get(at).and_then(|acc| acc.value(metric.aggregation()));
+                let x = value(e as usize);
+                if let Some(x) = x
+                    && let Some(group) = group_acc.get_mut(g + m)
+                {
+                    group.push(x);
+                }
+                if CUPED
+                    && metric.uses_cuped()
+                    && let (Some(x), Some(y)) = (x, value(events + e as usize))
+                    && let Some(cov) = group_cov.get_mut(g + m)
+                {
+                    cov.push(x, y);
+                }
+            }
+        }
+    }
+
     /// Ends the analysis of this input: per-key metric values are folded into group
     /// statistics. The result can be merged with other partitions' or turned into a report.
     pub fn finish(mut self) -> PartialReport {
         self.flush();
         let metrics = self.spec.metrics();
         let width = metrics.len();
-        let events = self.event_types.len();
         let mut group_acc = vec![MetricAccumulator::default(); self.groups.info.len() * width];
         let cuped_width = if self.pre_first.is_empty() { 0 } else { width };
         let mut group_cov = vec![Covariance::default(); self.groups.info.len() * cuped_width];
-        if self.stride > 0 {
-            for (slot, accs) in self
-                .slots
-                .iter()
-                .zip(self.accumulators.chunks_exact(self.stride))
-            {
-                // Without CUPED, `pre` is empty.
-                let (own, pre) = accs.split_at(events.min(accs.len()));
-                let g = slot.group as usize * width;
-                for (m, (metric, &e)) in metrics.iter().zip(&self.metric_event).enumerate() {
-                    let value = |accs: &[KeyAccumulator]| {
-                        accs.get(e as usize)
-                            .and_then(|acc| acc.value(metric.aggregation()))
-                    };
-                    let x = value(own);
-                    if let Some(x) = x {
-                        group_acc[g + m].push(x);
-                    }
-                    if let (true, Some(x), Some(y)) = (metric.uses_cuped(), x, value(pre))
-                        && let Some(cov) = group_cov.get_mut(g + m)
-                    {
-                        cov.push(x, y);
-                    }
-                }
-            }
+        // As in the event pass, a copy without CUPED runs the loop from before CUPED.
+        if cuped_width == 0 {
+            self.fold_keys::<false>(&mut group_acc, &mut group_cov);
+        } else {
+            self.fold_keys::<true>(&mut group_acc, &mut group_cov);
         }
         let mut flags: Vec<PartialFlag> = self
             .spec
