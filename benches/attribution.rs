@@ -2,8 +2,9 @@
 //! 200,000 impressions, 200,000 events), with and without every optional statistic, the
 //! statistics alone (`PartialReport::report`), and the JSON-lines readers.
 //!
-//! Run with `cargo bench --bench attribution`. The full-size run (10 M + 10 M records over
-//! 1 M keys, with peak memory) is `cargo run --release --example attribution_scale`.
+//! Run with `cargo bench --bench attribution`. The full-size comparison (10 M + 10 M records
+//! over 1 M keys, the default spec and every statistic in alternating runs, with median
+//! throughput and peak memory) is `cargo run --release --example attribution_scale`.
 
 #[path = "../examples/support/workload.rs"]
 mod workload;

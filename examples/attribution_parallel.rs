@@ -42,6 +42,8 @@ use workload::Workload;
 
 const KEYS: u64 = 100_000;
 const RECORDS: u64 = 1_000_000;
+/// Runs of each configuration.
+const ROUNDS: usize = 7;
 
 /// The partition of a key: FNV-1a of its bytes, so every record of a key goes to one place.
 fn partition(key: &str, parts: usize) -> usize {
@@ -187,17 +189,40 @@ fn max_difference(a: &Report, b: &Report) -> Result<f64, String> {
     Ok(worst)
 }
 
-/// The fastest of `runs` runs of `f` (wall clock), with the last run's result.
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (T, Duration) {
-    let mut best = Duration::MAX;
-    let mut out = None;
-    for _ in 0..runs {
-        let start = Instant::now();
-        let value = f();
-        best = best.min(start.elapsed());
-        out = Some(value);
+/// `f` timed (wall clock).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+/// The median of some durations.
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+/// Runs the analysis of `whole` (one shard) and of `halves` (two) alternately, `rounds` times
+/// each, so that both see the same machine: the medians of their wall times and CPU critical
+/// paths, and the two threads' last partial reports.
+fn alternating(
+    spec: &AnalysisSpec,
+    whole: &[Shard<'_>],
+    halves: &[Shard<'_>],
+    rounds: usize,
+) -> (Vec<PartialReport>, [Duration; 4]) {
+    let (mut wall1, mut cpu1, mut wall2, mut cpu2) = (vec![], vec![], vec![], vec![]);
+    let mut two = Vec::new();
+    for _ in 0..rounds {
+        let ((_, cpu), wall) = timed(|| in_threads(spec, whole));
+        wall1.push(wall);
+        cpu1.push(cpu);
+        let ((partials, cpu), wall) = timed(|| in_threads(spec, halves));
+        wall2.push(wall);
+        cpu2.push(cpu);
+        two = partials;
     }
-    (out.expect("at least one run"), best)
+    (two, [wall1, cpu1, wall2, cpu2].map(median))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -222,14 +247,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let one = analyze(&spec, &impressions, &events);
 
-    let (whole, _) = best_of(1, || split_by_key(&impressions, &events, 1));
-    let ((_, cpu1), t1) = best_of(3, || in_threads(&spec, &whole));
-    let (halves, split) = best_of(1, || split_by_key(&impressions, &events, 2));
-    let ((two, cpu2), t2) = best_of(3, || in_threads(&spec, &halves));
+    let whole = split_by_key(&impressions, &events, 1);
+    let (halves, split) = timed(|| split_by_key(&impressions, &events, 2));
+    let (two, [t1, cpu1, t2, cpu2]) = alternating(&spec, &whole, &halves, ROUNDS);
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "{RECORDS} impressions + {RECORDS} events over {KEYS} keys (split by key in {:.0} ms): \
-         one thread {:.0} ms, two threads {:.0} ms, speedup {:.2}x (best of 3; {cores} cores)",
+         one thread {:.0} ms, two threads {:.0} ms, speedup {:.2}x (medians of {ROUNDS} alternating runs; {cores} cores)",
         ms(split),
         ms(t1),
         ms(t2),

@@ -582,12 +582,14 @@ impl ImpressionPass {
             .iter()
             .map(|m| event_types.intern(m.event_type()))
             .collect();
-        let accumulators = vec![KeyAccumulator::default(); slots.len() * event_types.len()];
-        let pre_accumulators = vec![KeyAccumulator::default(); pre_first.len() * event_types.len()];
+        // With CUPED, a slot's pre-exposure accumulators follow its own, on the same cache line.
+        let stride = event_types.len() * if cuped { 2 } else { 1 };
+        let accumulators = vec![KeyAccumulator::default(); slots.len() * stride];
         EventPass {
             pre_first,
-            pre_accumulators,
-            cuped_window: self.spec.cuped_window_ms(),
+            stride,
+            // A window that is not positive holds nothing.
+            cuped_window: u64::try_from(self.spec.cuped_window_ms()).unwrap_or(0),
             cutoff: self.cutoff,
             keys,
             slots,
@@ -807,13 +809,15 @@ pub struct EventPass {
     slots: Vec<Slot>,
     batch: Vec<PendingEvent>,
     batch_keys: BatchKeys,
-    /// `accumulators[slot * event types + event type]`.
+    /// `accumulators[slot * stride + event type]`; with CUPED, the slot's pre-exposure events
+    /// follow at `slot * stride + event types + event type`.
     accumulators: Vec<KeyAccumulator>,
     /// Per slot, its key's first impression in the unit; empty when no metric uses CUPED.
     pre_first: Vec<i64>,
-    /// The pre-exposure events, laid out as `accumulators`; empty without CUPED.
-    pre_accumulators: Vec<KeyAccumulator>,
-    cuped_window: i64,
+    /// Accumulators per slot: the number of event types, twice that with CUPED.
+    stride: usize,
+    /// The CUPED window's length in milliseconds.
+    cuped_window: u64,
     /// The metrics' distinct event types.
     event_types: Interner,
     /// Index of each metric's event type.
@@ -860,27 +864,8 @@ impl EventPass {
 
     /// Attributes the batched events.
     fn flush(&mut self) {
-        let width = self.event_types.len();
-        // Touch the key table entries, then the keys' first slots and accumulators: each
-        // loop's loads are independent, so their cache misses overlap.
-        let mut touched = 0u32;
-        for p in &mut self.batch {
-            p.hash = hash_key(self.batch_keys.get(p.key));
-            touched ^= self.keys.touch(p.hash);
-        }
-        for p in &mut self.batch {
-            p.first_slot = self
-                .keys
-                .get(self.batch_keys.get(p.key), p.hash)
-                .unwrap_or(NO_SLOTS);
-            let s = p.first_slot as usize;
-            touched ^= self.slots.get(s).map_or(0, |slot| slot.group);
-            let acc = s.wrapping_mul(width).wrapping_add(p.event_type as usize);
-            touched ^= self.accumulators.get(acc).map_or(0, |a| a.count);
-        }
-        black_box(touched);
-        // Two copies of the attribution loop, so that analyses without CUPED run the loop
-        // they ran before CUPED existed.
+        // Two copies of the attribution, so that analyses without CUPED run the loops they
+        // ran before CUPED existed.
         if self.pre_first.is_empty() {
             self.attribute_batch::<false>();
         } else {
@@ -893,29 +878,51 @@ impl EventPass {
     /// Attributes every batched event to the windows of its key's slots, and with `CUPED` to
     /// their pre-exposure windows too.
     fn attribute_batch<const CUPED: bool>(&mut self) {
+        let stride = self.stride;
+        // Touch the key table entries, then the keys' first slots and accumulators (and their
+        // CUPED window ends): each loop's loads are independent, so their cache misses overlap.
+        let mut touched = 0u32;
+        for p in &mut self.batch {
+            p.hash = hash_key(self.batch_keys.get(p.key));
+            touched ^= self.keys.touch(p.hash);
+        }
+        for p in &mut self.batch {
+            p.first_slot = self
+                .keys
+                .get(self.batch_keys.get(p.key), p.hash)
+                .unwrap_or(NO_SLOTS);
+            let s = p.first_slot as usize;
+            touched ^= self.slots.get(s).map_or(0, |slot| slot.group);
+            let acc = s.wrapping_mul(stride).wrapping_add(p.event_type as usize);
+            touched ^= self.accumulators.get(acc).map_or(0, |a| a.count);
+            if CUPED {
+                touched ^= self.pre_first.get(s).map_or(0, |&t| t as u32);
+            }
+        }
+        black_box(touched);
         let width = self.event_types.len();
         for p in &self.batch {
             let mut attributed = false;
             let mut s = p.first_slot as usize;
             while let Some(slot) = self.slots.get(s) {
                 let same_type = slot.traffic_type() == p.traffic_type;
+                let acc = s * stride + p.event_type as usize;
                 if same_type && slot.lo <= p.t && p.t <= slot.hi {
                     attributed = true;
-                    let acc = s * width + p.event_type as usize;
                     if let Some(acc) = self.accumulators.get_mut(acc) {
                         acc.add(p.value);
                     }
                 }
+                // In the pre-exposure window `[first - window, first)`; `abs_diff` cannot
+                // overflow, unlike `first - p.t`.
                 if CUPED
                     && same_type
                     && let Some(&first) = self.pre_first.get(s)
-                    && first.saturating_sub(self.cuped_window) <= p.t
                     && p.t < first
+                    && first.abs_diff(p.t) <= self.cuped_window
+                    && let Some(acc) = self.accumulators.get_mut(acc + width)
                 {
-                    let acc = s * width + p.event_type as usize;
-                    if let Some(acc) = self.pre_accumulators.get_mut(acc) {
-                        acc.add(p.value);
-                    }
+                    acc.add(p.value);
                 }
                 if slot.is_last() {
                     break;
@@ -928,54 +935,59 @@ impl EventPass {
         }
     }
 
+    /// Folds every slot's per-key metric values into its group's accumulators, and with
+    /// `CUPED` the pairs of a CUPED metric's value and pre-exposure value into its group's
+    /// covariances. Both are laid out `[group * metrics + metric]`.
+    fn fold_keys<const CUPED: bool>(
+        &self,
+        group_acc: &mut [MetricAccumulator],
+        group_cov: &mut [Covariance],
+    ) {
+        let metrics = self.spec.metrics();
+        let events = self.event_types.len();
+        if self.stride == 0 {
+            return;
+        }
+        for (slot, accs) in self
+            .slots
+            .iter()
+            .zip(self.accumulators.chunks_exact(self.stride))
+        {
+            let g = slot.group as usize * metrics.len();
+            for (m, (metric, &e)) in metrics.iter().zip(&self.metric_event).enumerate() {
+                let value =
+                    |at: usize| accs.get(at).and_then(|acc| acc.value(metric.aggregation()));
+                let x = value(e as usize);
+                if let Some(x) = x
+                    && let Some(group) = group_acc.get_mut(g + m)
+                {
+                    group.push(x);
+                }
+                if CUPED
+                    && metric.uses_cuped()
+                    && let (Some(x), Some(y)) = (x, value(events + e as usize))
+                    && let Some(cov) = group_cov.get_mut(g + m)
+                {
+                    cov.push(x, y);
+                }
+            }
+        }
+    }
+
     /// Ends the analysis of this input: per-key metric values are folded into group
     /// statistics. The result can be merged with other partitions' or turned into a report.
     pub fn finish(mut self) -> PartialReport {
         self.flush();
         let metrics = self.spec.metrics();
         let width = metrics.len();
-        let stride = self.event_types.len();
         let mut group_acc = vec![MetricAccumulator::default(); self.groups.info.len() * width];
         let cuped_width = if self.pre_first.is_empty() { 0 } else { width };
         let mut group_cov = vec![Covariance::default(); self.groups.info.len() * cuped_width];
-        if stride > 0 && cuped_width > 0 {
-            let pre = self.pre_accumulators.chunks_exact(stride);
-            for ((slot, keyacc), preacc) in self
-                .slots
-                .iter()
-                .zip(self.accumulators.chunks_exact(stride))
-                .zip(pre)
-            {
-                let g = slot.group as usize * width;
-                for (m, (metric, &e)) in metrics.iter().zip(&self.metric_event).enumerate() {
-                    let value = |accs: &[KeyAccumulator]| {
-                        accs.get(e as usize)
-                            .and_then(|acc| acc.value(metric.aggregation()))
-                    };
-                    if let (true, Some(x), Some(y)) =
-                        (metric.uses_cuped(), value(keyacc), value(preacc))
-                    {
-                        group_cov[g + m].push(x, y);
-                    }
-                }
-            }
-        }
-        if stride > 0 {
-            for (slot, keyacc) in self
-                .slots
-                .iter()
-                .zip(self.accumulators.chunks_exact(stride))
-            {
-                let g = slot.group as usize * width;
-                for (m, (metric, &e)) in metrics.iter().zip(&self.metric_event).enumerate() {
-                    let value = keyacc
-                        .get(e as usize)
-                        .and_then(|acc| acc.value(metric.aggregation()));
-                    if let Some(v) = value {
-                        group_acc[g + m].push(v);
-                    }
-                }
-            }
+        // As in the event pass, a copy without CUPED runs the loop from before CUPED.
+        if cuped_width == 0 {
+            self.fold_keys::<false>(&mut group_acc, &mut group_cov);
+        } else {
+            self.fold_keys::<true>(&mut group_acc, &mut group_cov);
         }
         let mut flags: Vec<PartialFlag> = self
             .spec
