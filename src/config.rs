@@ -143,7 +143,7 @@ impl Config {
     }
 
     /// True in consumer mode: definitions come from, and impressions and events go to, the
-    /// Redis of [`crate::ClientBuilder::redis`].
+    /// Redis of `ClientBuilder::redis` (feature `redis`; always false without it).
     pub fn is_consumer(&self) -> bool {
         #[cfg(feature = "redis")]
         return self.redis.is_some();
