@@ -105,21 +105,15 @@ fn main() {
                 };
             }
         }
-        "engine" => {
-            let attrs: Vec<Attributes> = plans
-                .iter()
-                .map(|p| Attributes::new().with("plan", *p))
-                .collect();
-            for j in 0..n {
-                let i = j % KEYS;
-                acc += snapshot
-                    .evaluate(&keys[i], None, FLAG, &attrs[i])
-                    .treatment
-                    .len();
-            }
-        }
-        "engine_attrs4" => {
-            let attrs: Vec<Attributes> = (0..KEYS).map(attrs4).collect();
+        "engine" | "engine_attrs4" => {
+            let attrs: Vec<Attributes> = if scenario == "engine" {
+                plans
+                    .iter()
+                    .map(|p| Attributes::new().with("plan", *p))
+                    .collect()
+            } else {
+                (0..KEYS).map(attrs4).collect()
+            };
             for j in 0..n {
                 let i = j % KEYS;
                 acc += snapshot
