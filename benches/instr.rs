@@ -157,7 +157,11 @@ fn main() {
                     .get_treatment(keys[i].as_str(), FLAG, Some(&attrs[i]))
                     .len();
             }
-            client.destroy(std::time::Duration::from_secs(30));
+            // Destroyed on a thread of its own: the last counts and unique keys are drained
+            // by the destroying thread, and they are not the calls' work.
+            std::thread::spawn(move || client.destroy(std::time::Duration::from_secs(30)))
+                .join()
+                .expect("destroyed");
         }
         "unleash" => {
             let u = peers::Unleash::new(FLAG, &whitelist, &keys, &plans);

@@ -310,7 +310,6 @@ impl Client {
                 ..o.names
             },
             attributes,
-            now,
         );
     }
 

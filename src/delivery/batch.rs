@@ -10,16 +10,22 @@ use serde::Serialize;
 /// per request attempt. All run on the worker thread, never on the producer's.
 ///
 /// Implementations should not panic; if one does, the panic is caught and logged:
-/// a panicking `prepare` leaves the item as it is, a panicking `estimate_size` counts
+/// a panicking `prepare` leaves the item as it is (and sends it), a panicking `estimate_size` counts
 /// the item as 1 KiB, a panicking `encode` drops the batch (counted in
 /// `dropped_rejected`).
 pub trait Batcher<T>: Send + 'static {
     /// Completes `item` when the worker takes it from the queue, in queue order: a place
-    /// for work that need not slow the producer down (the impressions worker sets `pt`
-    /// from its dedupe cache here). Does nothing by default.
-    fn prepare(&mut self, item: &mut T) {
+    /// for work that need not slow the producer down (the impressions worker applies the
+    /// impressions mode here: sets `pt` from its dedupe cache, counts). Returns whether
+    /// the item is still to be sent. Sends it unchanged by default.
+    fn prepare(&mut self, item: &mut T) -> Prepared {
         let _ = item;
+        Prepared::Send
     }
+
+    /// The worker takes no more items from its queue: shutdown began and everything
+    /// queued before it was taken (and prepared). Does nothing by default.
+    fn closing(&mut self) {}
 
     /// Estimated encoded size of `item` in bytes. Cheap and roughly right is better
     /// than exact and slow: it only drives the byte thresholds.
@@ -37,8 +43,12 @@ pub trait Batcher<T>: Send + 'static {
 
 /// A boxed batcher is a batcher: a worker's batcher can be chosen at run time.
 impl<T, B: Batcher<T> + ?Sized> Batcher<T> for Box<B> {
-    fn prepare(&mut self, item: &mut T) {
-        (**self).prepare(item);
+    fn prepare(&mut self, item: &mut T) -> Prepared {
+        (**self).prepare(item)
+    }
+
+    fn closing(&mut self) {
+        (**self).closing();
     }
 
     fn estimate_size(&self, item: &T) -> usize {
@@ -48,6 +58,16 @@ impl<T, B: Batcher<T> + ?Sized> Batcher<T> for Box<B> {
     fn encode(&self, items: &[T], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         (**self).encode(items, out)
     }
+}
+
+/// What [`Batcher::prepare`] made of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// Batched and sent.
+    Send,
+    /// Used up by the batcher, not sent (it leaves the queue's `recorded`): an
+    /// impression that the impressions mode only counts.
+    Absorbed,
 }
 
 /// A batch could not be encoded.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::spool::{Claimed, Spool};
 use super::stats::DropReason;
 use super::worker::{Consumer, Ctx, RateLimiter, Recovered};
-use super::{Batcher, Endpoint, Request, Transport, TransportError, WorkerConfig};
+use super::{Batcher, Endpoint, Prepared, Request, Transport, TransportError, WorkerConfig};
 use crate::backoff::Backoff;
 use crate::text;
 
@@ -101,6 +101,14 @@ pub(crate) struct HttpDelivery<T, B> {
 }
 
 impl<T, B: Batcher<T>> HttpDelivery<T, B> {
+    /// [`Batcher::prepare`], a panic caught and logged (the item is then sent as it is).
+    fn prepare(&mut self, item: &mut T, ctx: &Ctx) -> Prepared {
+        catch_unwind(AssertUnwindSafe(|| self.batcher.prepare(item))).unwrap_or_else(|_| {
+            log::error!("{}: prepare panicked; the item is sent as it is", ctx.name);
+            Prepared::Send
+        })
+    }
+
     pub(crate) fn new(
         config: &WorkerConfig,
         batcher: B,
@@ -515,8 +523,9 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
     }
 
     fn accept(&mut self, mut item: T, ctx: &mut Ctx) {
-        if catch_unwind(AssertUnwindSafe(|| self.batcher.prepare(&mut item))).is_err() {
-            log::error!("{}: prepare panicked; the item is sent as it is", ctx.name);
+        if self.prepare(&mut item, ctx) == Prepared::Absorbed {
+            ctx.absorbed(1);
+            return;
         }
         let size = catch_unwind(AssertUnwindSafe(|| self.batcher.estimate_size(&item)))
             .unwrap_or_else(|_| {
@@ -556,6 +565,9 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
     }
 
     fn finish(&mut self, ctx: &mut Ctx, deadline: Instant) {
+        if catch_unwind(AssertUnwindSafe(|| self.batcher.closing())).is_err() {
+            log::error!("{}: closing panicked", ctx.name);
+        }
         // With a spool, stop sending a little early: what is left still has to be written.
         let last_send = if self.spool.is_some() {
             deadline.checked_sub(SPOOL_MARGIN).unwrap_or(deadline)
@@ -621,7 +633,13 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
         }
     }
 
-    fn late(&mut self, item: T, ctx: &mut Ctx) {
+    fn late(&mut self, mut item: T, ctx: &mut Ctx) {
+        // Prepared like any other, so that an item the batcher would not send is not
+        // spooled (what it counts is taken up after `closing`, like the rest).
+        if self.prepare(&mut item, ctx) == Prepared::Absorbed {
+            ctx.absorbed(1);
+            return;
+        }
         if self.spool.is_some() {
             // Kept for `finish` to write to the spool.
             let size = catch_unwind(AssertUnwindSafe(|| self.batcher.estimate_size(&item)))

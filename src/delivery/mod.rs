@@ -45,7 +45,7 @@ mod spool;
 mod stats;
 mod worker;
 
-pub use batch::{Batcher, EncodeError, JsonBatcher};
+pub use batch::{Batcher, EncodeError, JsonBatcher, Prepared};
 pub(crate) use config::Retention;
 pub use config::{WorkerConfig, WorkerConfigBuilder};
 pub use error::DeliveryError;

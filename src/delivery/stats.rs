@@ -20,6 +20,8 @@ pub(crate) struct WorkerStats {
     dropped_retained_overflow: AtomicU64,
     dropped_shutdown: AtomicU64,
     spooled: AtomicU64,
+    /// Items the stage used up without sending them (see [`WorkerStats::on_absorbed`]).
+    absorbed: AtomicU64,
     recovered: AtomicU64,
     failed_attempts: AtomicU64,
     requests: AtomicU64,
@@ -58,8 +60,10 @@ impl WorkerStats {
         let dropped_retained_overflow = self.dropped_retained_overflow.load(ACQ);
         let dropped_shutdown = self.dropped_shutdown.load(ACQ);
         let spooled = self.spooled.load(ACQ);
+        let absorbed = self.absorbed.load(ACQ);
         let recovered = self.recovered.load(ACQ);
-        let recorded = self.recorded.load(ACQ);
+        // An item the stage used up was never for delivery: it leaves `recorded`.
+        let recorded = self.recorded.load(ACQ).saturating_sub(absorbed);
         let queued_now = (recorded + recovered).saturating_sub(
             sent + dropped_queue_full
                 + dropped_rejected
@@ -90,6 +94,12 @@ impl WorkerStats {
     pub(crate) fn on_record(&self) -> u64 {
         // SeqCst: part of the shutdown handshake (see `worker::Gate`).
         self.recorded.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Takes back an [`on_record`](Self::on_record) whose item did not go in (the queue was
+    /// full and the producer kept it).
+    pub(crate) fn on_unrecord(&self) {
+        self.recorded.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The queue was full: the recorded item is dropped. Returns the number of items
@@ -138,6 +148,13 @@ impl WorkerStats {
         self.spooled.fetch_add(n, REL);
     }
 
+    /// `n` queued items were used up by the stage instead of being sent (the impressions
+    /// worker applying the optimized or `none` mode, which counts them elsewhere): they
+    /// leave `recorded`, as if never pushed.
+    pub(crate) fn on_absorbed(&self, n: u64) {
+        self.absorbed.fetch_add(n, REL);
+    }
+
     /// `n` items written to the spool by an earlier run were taken up for delivery.
     pub(crate) fn on_recovered(&self, n: u64) {
         self.recovered.fetch_add(n, REL);
@@ -179,7 +196,10 @@ impl WorkerStats {
 pub struct DeliveryStats {
     /// Items handed to the worker by `push`: queued, dropped because the queue was
     /// full, or dropped because shutdown began during the push. Pushes refused after
-    /// shutdown are not included (see `rejected_after_shutdown`).
+    /// shutdown are not included (see `rejected_after_shutdown`), nor impressions that the
+    /// impressions worker itself found deduplicated or only counted (optimized and `none`
+    /// modes apply there, off the evaluating thread; see
+    /// [`ImpressionStats`](crate::ImpressionStats)).
     pub recorded: u64,
     /// Items held by the worker right now: queued, being encoded or sent, or retained
     /// for a retry.

@@ -26,6 +26,9 @@ enum Msg<T> {
     /// A flush caller: its reply channel, and how long it waits (boxed: a flush is rare,
     /// and every queue slot is as large as the largest message).
     Flush(Box<(Sender<()>, Instant)>),
+    /// A [`taken`](WorkerHandle::taken) caller: answered as soon as the worker reaches it,
+    /// when the items before it have been handed to the stage.
+    Taken(Box<Sender<()>>),
 }
 
 /// Whether a push count is a multiple of `wake_every`, with one multiplication instead of
@@ -81,7 +84,8 @@ pub(crate) const fn slot_bytes<T>() -> usize {
 #[derive(Debug, Default)]
 struct Gate {
     closed: AtomicBool,
-    /// `flush` calls between their check of `closed` and the end of their send.
+    /// `flush` and `taken` calls between their check of `closed` and the end of their
+    /// send.
     flushers: AtomicUsize,
     /// Recorded pushes that found `closed` set right after recording (counted in
     /// `dropped_shutdown`, never queued).
@@ -157,6 +161,14 @@ impl Ctx {
     pub(crate) fn dropped(&mut self, reason: DropReason, n: usize) {
         let n = count(n);
         self.stats.on_dropped(reason, n);
+        self.resolved += n;
+    }
+
+    /// `n` items were used up by the stage instead of being sent
+    /// ([`Prepared::Absorbed`](super::batch::Prepared::Absorbed)).
+    pub(crate) fn absorbed(&mut self, n: usize) {
+        let n = count(n);
+        self.stats.on_absorbed(n);
         self.resolved += n;
     }
 
@@ -428,10 +440,28 @@ impl<T: Send + 'static> Worker<T> {
         self.handle.push(item)
     }
 
+    /// Queues `item` without blocking, or hands it back if the queue is full; see
+    /// [`WorkerHandle::try_push`].
+    #[inline]
+    pub(crate) fn try_push(&self, item: T) -> Result<bool, T> {
+        self.handle.try_push(item)
+    }
+
+    /// Counts an item dropped on a full queue; see [`WorkerHandle::drop_full`].
+    pub(crate) fn drop_full(&self) {
+        self.handle.drop_full();
+    }
+
     /// Waits until everything pushed before this call is resolved; see
     /// [`WorkerHandle::flush`].
     pub fn flush(&self, timeout: Duration) -> bool {
         self.handle.flush(timeout)
+    }
+
+    /// Waits until everything pushed before this call was taken off the queue; see
+    /// [`WorkerHandle::taken`].
+    pub(crate) fn taken(&self, deadline: Instant) -> bool {
+        self.handle.taken(deadline)
     }
 
     /// Current counters.
@@ -476,10 +506,25 @@ impl<T: Send + 'static> WorkerHandle<T> {
     /// (which wakes the worker thread if it sleeps on the queue; with
     /// [`WorkerConfig::wake_every`] above 1 only every `n`-th push wakes it).
     pub fn push(&self, item: T) -> bool {
+        match self.try_push(item) {
+            Ok(queued) => queued,
+            Err(_) => {
+                self.drop_full();
+                false
+            }
+        }
+    }
+
+    /// [`push`](Self::push), except that an item finding the queue full is handed back,
+    /// and not counted, for the producer to do something else with it (or to count it
+    /// dropped with [`drop_full`](Self::drop_full)). `Ok(false)`: refused by shutdown,
+    /// counted as `push` counts it.
+    #[inline]
+    pub(crate) fn try_push(&self, item: T) -> Result<bool, T> {
         let s = &*self.shared;
         if s.gate.closed.load(Ordering::Acquire) {
             s.stats.on_rejected_after_shutdown();
-            return false;
+            return Ok(false);
         }
         let recorded = s.stats.on_record();
         if s.gate.closed.load(Ordering::SeqCst) {
@@ -487,7 +532,7 @@ impl<T: Send + 'static> WorkerHandle<T> {
             // last look at the queue already.
             s.stats.on_unqueued_shutdown_drop();
             s.gate.raced.fetch_add(1, Ordering::SeqCst);
-            return false;
+            return Ok(false);
         }
         match s.tx.try_send(Msg::Item(item)) {
             Ok(()) => {
@@ -495,26 +540,38 @@ impl<T: Send + 'static> WorkerHandle<T> {
                     // A full drain channel already holds a request: nothing to add.
                     let _ = s.drain.try_send(());
                 }
-                true
+                Ok(true)
             }
-            Err(TrySendError::Full(_)) => {
-                let dropped = s.stats.on_queue_full();
-                // A full wake channel already holds a flush request: nothing to add.
-                let _ = s.wake.try_send(());
-                if s.queue_full_warning.allow() {
-                    log::warn!(
-                        "{}: queue full ({}), dropping new items ({dropped} dropped so far)",
-                        s.name,
-                        text::count(s.capacity, "item", "items")
-                    );
+            Err(TrySendError::Full(msg)) => {
+                s.stats.on_unrecord();
+                match msg {
+                    Msg::Item(item) => Err(item),
+                    // Only items are sent here.
+                    Msg::Flush(_) | Msg::Taken(_) => Ok(false),
                 }
-                false
             }
             Err(TrySendError::Disconnected(_)) => {
                 // Unreachable while `Shared` holds a receiver; counted all the same.
                 s.stats.on_dropped(DropReason::Shutdown, 1);
-                false
+                Ok(false)
             }
+        }
+    }
+
+    /// Counts one item dropped because the queue was full (`dropped_queue_full`), logs
+    /// it (at most once per warning interval) and asks the worker to flush.
+    pub(crate) fn drop_full(&self) {
+        let s = &*self.shared;
+        s.stats.on_record();
+        let dropped = s.stats.on_queue_full();
+        // A full wake channel already holds a flush request: nothing to add.
+        let _ = s.wake.try_send(());
+        if s.queue_full_warning.allow() {
+            log::warn!(
+                "{}: queue full ({}), dropping new items ({dropped} dropped so far)",
+                s.name,
+                text::count(s.capacity, "item", "items")
+            );
         }
     }
 
@@ -526,8 +583,22 @@ impl<T: Send + 'static> WorkerHandle<T> {
     /// Implemented as a marker that travels through the queue behind the items.
     /// During or after shutdown it waits for the worker thread to end.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let s = &*self.shared;
         let deadline = deadline_after(timeout);
+        self.barrier(deadline, |reply| Msg::Flush(Box::new((reply, deadline))))
+    }
+
+    /// Waits until the worker has taken everything pushed before this call off the queue
+    /// and handed it to its stage (a [`Batcher`] has prepared it), without waiting for
+    /// delivery. Returns `false` if that did not happen by `deadline`. During or after
+    /// shutdown it waits for the worker thread to end.
+    pub(crate) fn taken(&self, deadline: Instant) -> bool {
+        self.barrier(deadline, |reply| Msg::Taken(Box::new(reply)))
+    }
+
+    /// Sends the marker `make` builds behind the items queued so far and waits for its
+    /// answer by `deadline`.
+    fn barrier(&self, deadline: Instant, make: impl FnOnce(Sender<()>) -> Msg<T>) -> bool {
+        let s = &*self.shared;
         let gate = &s.gate;
         if gate.closed.load(Ordering::SeqCst) {
             return s.wait_ended(deadline);
@@ -543,8 +614,7 @@ impl<T: Send + 'static> WorkerHandle<T> {
             // the marker; and again once the marker is in.
             let _ = s.drain.try_send(());
         }
-        let sent =
-            s.tx.send_deadline(Msg::Flush(Box::new((reply_tx, deadline))), deadline);
+        let sent = s.tx.send_deadline(make(reply_tx), deadline);
         if s.wake_every > 1 {
             let _ = s.drain.try_send(());
         }
@@ -641,6 +711,9 @@ impl<T> Shared<T> {
                 Msg::Item(_) => items += 1,
                 Msg::Flush(flush) => {
                     let _ = flush.0.send(());
+                }
+                Msg::Taken(reply) => {
+                    let _ = reply.send(());
                 }
             }
         }
@@ -810,6 +883,10 @@ impl<T, C: Consumer<T>> Core<T, C> {
                 self.ctx.flush_until = self.ctx.flush_until.max(Some(until));
                 self.consumer.flush(&mut self.ctx);
             }
+            Msg::Taken(reply) => {
+                // The caller may have timed out and gone: nothing to tell then.
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -891,6 +968,20 @@ impl<T, C: Consumer<T>> Core<T, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::WorkerConfigBuilder;
+
+    /// A listener worker configured by `config` that sends each item to the receiver.
+    fn sending_listener(config: WorkerConfigBuilder) -> (Worker<u32>, Receiver<u32>) {
+        let (tx, rx) = bounded(100);
+        let worker = Worker::listener(
+            config.build().unwrap_or_else(|e| panic!("{e}")),
+            move |n: &u32| {
+                let _ = tx.send(*n);
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        (worker, rx)
+    }
 
     #[test]
     fn handles_are_send_and_sync() {
@@ -924,16 +1015,7 @@ mod tests {
 
     #[test]
     fn listener_flush_answers_after_items_before_it() {
-        let (tx, rx) = bounded(100);
-        let worker = Worker::listener(
-            WorkerConfig::builder("unit-listener")
-                .build()
-                .unwrap_or_else(|e| panic!("{e}")),
-            move |n: &u32| {
-                let _ = tx.send(*n);
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (worker, rx) = sending_listener(WorkerConfig::builder("unit-listener"));
         for n in 0..50 {
             assert!(worker.push(n));
         }
@@ -941,6 +1023,28 @@ mod tests {
         let seen: Vec<u32> = rx.try_iter().collect();
         assert_eq!(seen, (0..50).collect::<Vec<_>>());
         assert!(worker.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn taken_answers_once_a_lazy_worker_took_the_items_before_it() {
+        let (worker, rx) = sending_listener(
+            WorkerConfig::builder("unit-taken")
+                .queue_capacity(1000)
+                .wake_every(1000)
+                .flush_interval(Duration::from_secs(3600)),
+        );
+        for n in 0..10 {
+            assert!(worker.push(n));
+        }
+        // Lazy: nothing woke the worker yet.
+        thread::sleep(Duration::from_millis(50));
+        assert!(rx.is_empty());
+        assert!(worker.taken(Instant::now() + Duration::from_secs(5)));
+        let seen: Vec<u32> = rx.try_iter().collect();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert!(worker.shutdown(Duration::from_secs(5)));
+        // After shutdown: waits for the thread, which has ended.
+        assert!(worker.taken(Instant::now() + Duration::from_secs(1)));
     }
 
     #[test]
@@ -971,19 +1075,12 @@ mod tests {
 
     #[test]
     fn a_lazy_worker_takes_items_every_nth_push_on_flush_and_at_shutdown() {
-        let (tx, rx) = bounded(100);
-        let worker = Worker::listener(
+        let (worker, rx) = sending_listener(
             WorkerConfig::builder("unit-lazy")
                 .queue_capacity(8)
                 .wake_every(3)
-                .flush_interval(Duration::from_secs(3600))
-                .build()
-                .unwrap_or_else(|e| panic!("{e}")),
-            move |n: &u32| {
-                let _ = tx.send(*n);
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+                .flush_interval(Duration::from_secs(3600)),
+        );
         let seen = |want: usize| {
             let mut got = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(5);

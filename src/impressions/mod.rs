@@ -3,7 +3,9 @@
 //! by background workers in Split's wire format, and listeners see every impression.
 //!
 //! Recording never blocks the caller: the queue is bounded and lock-free, and what does not
-//! fit is dropped and counted (see [`ImpressionStats`]).
+//! fit is dropped and counted (see [`ImpressionStats`]). Without listeners, the evaluating
+//! thread only queues the impression: the impressions worker applies the mode as it takes
+//! it (see `strategy`).
 
 mod flag_map;
 mod impression;
@@ -24,11 +26,11 @@ pub(crate) use impression::ImpressionFields;
 pub(crate) use impression::{write_int, write_json_str};
 use queued::Queued;
 pub use strategy::ImpressionsMode;
-use strategy::{Decision, Observer, Strategy};
+use strategy::{Decision, Seen, Strategy};
 
 use crate::delivery::{
-    Batcher, DeliveryStats, EncodeError, Endpoint, HttpTransport, Retention, Transport, Worker,
-    WorkerConfig, WorkerConfigBuilder,
+    Batcher, DeliveryStats, EncodeError, Endpoint, HttpTransport, Prepared, Retention, Transport,
+    Worker, WorkerConfig, WorkerConfigBuilder,
 };
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::Names;
@@ -203,21 +205,27 @@ struct Listened {
 
 /// `testImpressions/bulk`: impressions grouped by flag, in first-seen order.
 struct BulkBatcher {
-    /// Debug mode without listeners: the dedupe cache that sets `pt` here, on the worker,
-    /// instead of on the evaluating thread.
-    observer: Option<Observer>,
+    /// Without listeners: the mode, applied here, on the worker, instead of on the
+    /// evaluating thread.
+    strategy: Option<Arc<Strategy>>,
+    /// Told (by being dropped) when the worker takes no more impressions: what they count
+    /// is then all counted.
+    closing: Option<Sender<()>>,
     /// In consumer mode: the `m` object of the Redis elements the batch is written as.
     #[cfg(feature = "redis")]
     redis_meta: Option<Arc<[u8]>>,
 }
 
 impl Batcher<Queued> for BulkBatcher {
-    fn prepare(&mut self, i: &mut Queued) {
-        // An impression with properties is never deduplicated and carries no `pt`.
-        if let Some(o) = self.observer.as_ref().filter(|_| !i.has_properties()) {
-            let hash = o.hash_parts(i.dedupe_parts(), i.change_number().unwrap_or(0));
-            i.set_previous_time(o.test_and_set(hash, i.time()));
+    fn prepare(&mut self, i: &mut Queued) -> Prepared {
+        match &self.strategy {
+            Some(s) if !s.process_queued(i) => Prepared::Absorbed,
+            _ => Prepared::Send,
         }
+    }
+
+    fn closing(&mut self) {
+        self.closing = None;
     }
 
     fn estimate_size(&self, i: &Queued) -> usize {
@@ -396,6 +404,10 @@ impl Routes {
     }
 }
 
+/// How long a period of the counts waits for the impressions worker to count what is
+/// queued (it may be busy posting a batch).
+const TAKEN_WAIT: Duration = Duration::from_secs(1);
+
 /// Where impressions go: HTTP workers, or nowhere (localhost without an events URL).
 struct Delivery {
     impressions: Worker<Queued>,
@@ -405,17 +417,19 @@ struct Delivery {
 
 /// The impression recorder.
 pub(crate) struct Recorder {
-    strategy: Strategy,
+    strategy: Arc<Strategy>,
+    /// The impressions worker applies the mode (there is a delivery queue and no
+    /// listener): recording only queues.
+    deferred: bool,
+    /// Disconnected when the impressions worker takes no more impressions (with
+    /// `deferred`): shutdown drains the counts after that.
+    closed: Option<Receiver<()>>,
     labels_enabled: bool,
     delivery: Option<Delivery>,
     listeners: Vec<Worker<Listened>>,
     metadata: SdkMetadata,
-    deduplicated: AtomicU64,
-    counted_only: AtomicU64,
     local_only: AtomicU64,
     timer: Mutex<Option<Timer>>,
-    /// Wakes the timer thread to send counts and unique keys early.
-    drain_now: Sender<()>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -467,9 +481,22 @@ impl Recorder {
         listeners: Vec<Arc<dyn ImpressionListener>>,
         metadata: SdkMetadata,
     ) -> Result<Arc<Recorder>, Error> {
-        // In debug mode `pt` is only needed on the wire unless a listener sees the
-        // impression first: then the worker computes it, off the evaluating thread.
-        let defer_pt = config.mode == ImpressionsMode::Debug && listeners.is_empty();
+        // The mode's decision (and `pt`) is only needed on the wire unless a listener sees
+        // the impression first: then the worker makes it, off the evaluating thread.
+        let deferred = destination.is_some() && listeners.is_empty();
+        let (drain_now, drain_rx) = bounded::<()>(1);
+        let strategy = Arc::new(Strategy::new(
+            config.mode,
+            config.dedupe_cache_size,
+            Some(drain_now),
+        ));
+        let (closing, closed) = match deferred {
+            true => {
+                let (tx, rx) = bounded::<()>(1);
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let delivery = match destination {
             None => None,
             Some(destination) => {
@@ -490,7 +517,8 @@ impl Recorder {
                         .retention(&config.retention)
                         .build()?,
                         BulkBatcher {
-                            observer: defer_pt.then(|| Observer::new(config.dedupe_cache_size)),
+                            strategy: deferred.then(|| strategy.clone()),
+                            closing,
                             #[cfg(feature = "redis")]
                             redis_meta: routes.redis_meta,
                         },
@@ -545,22 +573,16 @@ impl Recorder {
                 },
             )?);
         }
-        let (drain_now, drain_rx) = bounded::<()>(1);
         let recorder = Arc::new(Recorder {
-            strategy: if defer_pt {
-                Strategy::new(config.mode, 0).deferring_pt()
-            } else {
-                Strategy::new(config.mode, config.dedupe_cache_size)
-            },
+            strategy,
+            deferred,
+            closed,
             labels_enabled: config.labels_enabled,
             delivery,
             listeners: listener_workers,
             metadata,
-            deduplicated: AtomicU64::new(0),
-            counted_only: AtomicU64::new(0),
             local_only: AtomicU64::new(0),
             timer: Mutex::new(None),
-            drain_now,
         });
         if recorder.delivery.is_some() {
             let timer = Timer::start(
@@ -584,7 +606,6 @@ impl Recorder {
         fields: ImpressionFields<'_>,
         names: Names,
         attributes: Option<&Arc<Attributes>>,
-        now: i64,
     ) {
         let fields = ImpressionFields {
             label: if self.labels_enabled {
@@ -594,12 +615,26 @@ impl Recorder {
             },
             ..fields
         };
-        let decision = self.strategy.process(&fields, names.flag, now);
-        let previous_time = match decision {
-            Decision::Queue { previous_time } | Decision::Deduplicated { previous_time } => {
-                previous_time
+        if self.deferred
+            && let Some(d) = &self.delivery
+        {
+            // The worker applies the mode as it takes the impression. An impression that
+            // finds the queue full has it applied here, so that what the mode only counts
+            // is still counted; the rest is dropped, and counted as such.
+            if d.impressions
+                .try_push(Queued::new(&fields, names, None))
+                .is_err()
+                && let Decision::Queue { .. } =
+                    self.strategy.process(&Seen::fields(&fields, names.flag))
+            {
+                d.impressions.drop_full();
             }
-            Decision::CountedOnly { .. } => None,
+            return;
+        }
+        let decision = self.strategy.process(&Seen::fields(&fields, names.flag));
+        let previous_time = match decision {
+            Decision::Queue { previous_time } => previous_time,
+            Decision::Deduplicated | Decision::CountedOnly => None,
         };
         if !self.listeners.is_empty() {
             let mut impression = Impression::new(fields);
@@ -611,8 +646,8 @@ impl Recorder {
                 });
             }
         }
-        match decision {
-            Decision::Queue { .. } => match &self.delivery {
+        if let Decision::Queue { .. } = decision {
+            match &self.delivery {
                 Some(d) => {
                     d.impressions
                         .push(Queued::new(&fields, names, previous_time));
@@ -620,17 +655,19 @@ impl Recorder {
                 None => {
                     self.local_only.fetch_add(1, Ordering::Relaxed);
                 }
-            },
-            Decision::Deduplicated { .. } => {
-                self.deduplicated.fetch_add(1, Ordering::Relaxed);
-            }
-            Decision::CountedOnly { unique_keys } => {
-                self.counted_only.fetch_add(1, Ordering::Relaxed);
-                if unique_keys >= UNIQUE_KEYS_EARLY_FLUSH {
-                    let _ = self.drain_now.try_send(());
-                }
             }
         }
+    }
+
+    /// A period of the counts or unique keys ended (or the unique keys grew large:
+    /// `early`): moves them into their queues. With the mode applied on the impressions
+    /// worker, what waits in its queue is counted first (for at most [`TAKEN_WAIT`]; what
+    /// is still queued then goes with the next period).
+    fn on_period(&self, counts: bool, unique_keys: bool, early: bool) {
+        if let (true, false, Some(d)) = (self.deferred, early, &self.delivery) {
+            d.impressions.taken(std::time::Instant::now() + TAKEN_WAIT);
+        }
+        self.drain_counts(counts, unique_keys, early);
     }
 
     /// Moves the counts and unique keys gathered so far into their delivery queues.
@@ -659,10 +696,11 @@ impl Recorder {
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(std::time::Instant::now());
-        self.drain_counts(true, true, false);
         let mut ok = true;
         if let Some(d) = &self.delivery {
+            // First the impressions: their worker counts what the mode does not send.
             ok &= d.impressions.flush(left());
+            self.drain_counts(true, true, false);
             ok &= d.counts.flush(left());
             ok &= d.unique_keys.flush(left());
         }
@@ -680,10 +718,25 @@ impl Recorder {
         if let Some(t) = self.timer.lock().take() {
             ok &= t.stop();
         }
+        // Every queue is told as early as it can be, so that each has the time left to
+        // deliver: the impressions and listeners at once; the counts and unique keys once
+        // the impressions worker, which counts what the mode does not send, has taken every
+        // impression. What was counted before is on its way meanwhile.
         self.drain_counts(true, true, false);
-        // Every queue is told at once, so that each has the whole time to deliver.
-        self.stop_by(deadline);
         if let Some(d) = &self.delivery {
+            d.impressions.stop_by(deadline);
+        }
+        for l in &self.listeners {
+            l.stop_by(deadline);
+        }
+        if let Some(closed) = &self.closed {
+            // Disconnected when the worker is closing (or has ended).
+            let _ = closed.recv_deadline(deadline);
+            self.drain_counts(true, true, false);
+        }
+        if let Some(d) = &self.delivery {
+            d.counts.stop_by(deadline);
+            d.unique_keys.stop_by(deadline);
             ok &= d.impressions.shutdown(left());
             ok &= d.counts.shutdown(left());
             ok &= d.unique_keys.shutdown(left());
@@ -692,19 +745,6 @@ impl Recorder {
             ok &= l.shutdown(left());
         }
         ok
-    }
-
-    /// Tells every queue to deliver what it holds by `deadline` and stop, without waiting
-    /// (see [`Recorder::shutdown`]).
-    pub(crate) fn stop_by(&self, deadline: std::time::Instant) {
-        if let Some(d) = &self.delivery {
-            d.impressions.stop_by(deadline);
-            d.counts.stop_by(deadline);
-            d.unique_keys.stop_by(deadline);
-        }
-        for l in &self.listeners {
-            l.stop_by(deadline);
-        }
     }
 
     /// The counters.
@@ -717,8 +757,8 @@ impl Recorder {
             ),
             None => Default::default(),
         };
-        let deduplicated = self.deduplicated.load(Ordering::Relaxed);
-        let counted_only = self.counted_only.load(Ordering::Relaxed);
+        let deduplicated = self.strategy.deduplicated.load(Ordering::Relaxed);
+        let counted_only = self.strategy.counted_only.load(Ordering::Relaxed);
         let local_only = self.local_only.load(Ordering::Relaxed);
         ImpressionStats {
             // Every impression ends in exactly one of these (one counter fewer to update
@@ -767,7 +807,7 @@ impl Timer {
                         recv(drain_now) -> _ => (false, true, true),
                     };
                     match recorder.upgrade() {
-                        Some(r) => r.drain_counts(c, k, early),
+                        Some(r) => r.on_period(c, k, early),
                         None => break,
                     }
                 }
@@ -807,7 +847,8 @@ mod tests {
     fn bulk_groups_by_flag() {
         let mut out = Vec::new();
         BulkBatcher {
-            observer: None,
+            strategy: None,
+            closing: None,
             #[cfg(feature = "redis")]
             redis_meta: None,
         }

@@ -3,6 +3,7 @@
 //! the queue is most of what recording costs the caller, so the smaller the better.
 
 use super::impression::{Impression, ImpressionFields, Wire, write_wire};
+use super::strategy::Seen;
 use crate::engine::evaluator::Names;
 use crate::intern::Name;
 
@@ -12,7 +13,7 @@ pub(crate) enum Queued {
     Compact(Compact),
     /// What does not fit: keys longer than [`KEY_BYTES`] together, a name that is not
     /// interned (the evaluations of a client that is not ready, or a full table of names),
-    /// impression properties, or a flag whose impressions are only counted.
+    /// or impression properties.
     Full(Box<Impression>),
 }
 
@@ -22,6 +23,8 @@ pub(crate) const KEY_BYTES: usize = 45;
 const HAS_BUCKETING_KEY: u8 = 1;
 const HAS_CHANGE_NUMBER: u8 = 2;
 const HAS_PREVIOUS_TIME: u8 = 4;
+/// The flag has `impressionsDisabled`: the impressions worker only counts it.
+const DISABLED: u8 = 8;
 
 /// An impression whose strings are interned names and inline keys.
 pub(crate) struct Compact {
@@ -56,7 +59,7 @@ impl Queued {
         };
         match (names.flag, names.treatment, label) {
             (Some(flag), Some(treatment), Some(label))
-                if keys_end <= KEY_BYTES && !f.disabled && f.properties.is_none() =>
+                if keys_end <= KEY_BYTES && f.properties.is_none() =>
             {
                 let mut keys = [0u8; KEY_BYTES];
                 if let Some(dst) = keys.get_mut(..f.key.len()) {
@@ -74,6 +77,9 @@ impl Queued {
                 }
                 if previous_time.is_some() {
                     bits |= HAS_PREVIOUS_TIME;
+                }
+                if f.disabled {
+                    bits |= DISABLED;
                 }
                 Queued::Compact(Compact {
                     flag,
@@ -104,30 +110,6 @@ impl Queued {
         }
     }
 
-    /// The flag's change number (0 when it has none).
-    pub(crate) fn change_number(&self) -> Option<i64> {
-        match self {
-            Queued::Compact(c) => (c.bits & HAS_CHANGE_NUMBER != 0).then_some(c.change_number),
-            Queued::Full(i) => i.change_number(),
-        }
-    }
-
-    /// Whether the evaluation gave impression properties (such an impression has no `pt`).
-    pub(crate) fn has_properties(&self) -> bool {
-        match self {
-            Queued::Compact(_) => false,
-            Queued::Full(i) => i.properties().is_some(),
-        }
-    }
-
-    /// Evaluation time, epoch milliseconds.
-    pub(crate) fn time(&self) -> i64 {
-        match self {
-            Queued::Compact(c) => c.time,
-            Queued::Full(i) => i.time(),
-        }
-    }
-
     pub(crate) fn set_previous_time(&mut self, pt: Option<i64>) {
         match self {
             Queued::Compact(c) => {
@@ -138,17 +120,36 @@ impl Queued {
         }
     }
 
-    /// Key, flag, treatment and label (`UNKNOWN` without one) bytes, as the dedupe cache
-    /// hashes them (the same as [`Impression::dedupe_parts`]).
-    pub(crate) fn dedupe_parts(&self) -> [&[u8]; 4] {
+    /// What the impressions mode reads of it.
+    pub(crate) fn seen(&self) -> Seen<'_> {
         match self {
-            Queued::Compact(c) => [
-                c.key(),
-                c.flag.as_str().as_bytes(),
-                c.treatment.as_str().as_bytes(),
-                c.label.map_or(b"UNKNOWN", |l| l.as_str().as_bytes()),
-            ],
-            Queued::Full(i) => i.dedupe_parts(),
+            Queued::Compact(c) => Seen {
+                key: c.key(),
+                key_text: None,
+                flag: c.flag.as_str(),
+                flag_name: Some(c.flag),
+                dedupe_parts: [
+                    c.key(),
+                    c.flag.as_str().as_bytes(),
+                    c.treatment.as_str().as_bytes(),
+                    c.label.map_or(b"UNKNOWN", |l| l.as_str().as_bytes()),
+                ],
+                change_number: c.change_number,
+                time: c.time,
+                disabled: c.bits & DISABLED != 0,
+                properties: false,
+            },
+            Queued::Full(i) => Seen {
+                key: i.key().as_bytes(),
+                key_text: Some(i.key()),
+                flag: i.flag(),
+                flag_name: None,
+                dedupe_parts: i.dedupe_parts(),
+                change_number: i.change_number().unwrap_or(0),
+                time: i.time(),
+                disabled: i.impressions_disabled(),
+                properties: i.properties().is_some(),
+            },
         }
     }
 
@@ -200,7 +201,7 @@ impl Queued {
                     label: c.label.map(Name::as_str),
                     change_number: (c.bits & HAS_CHANGE_NUMBER != 0).then_some(c.change_number),
                     time: c.time,
-                    disabled: false,
+                    disabled: c.bits & DISABLED != 0,
                     properties: None,
                 });
                 i.set_previous_time((c.bits & HAS_PREVIOUS_TIME != 0).then_some(c.previous_time));
@@ -267,8 +268,15 @@ mod tests {
     #[test]
     fn compact_and_full_impressions_are_the_same_impression() {
         let long = "k".repeat(KEY_BYTES);
-        let cases: [(ImpressionFields<'_>, Option<i64>); 5] = [
+        let cases: [(ImpressionFields<'_>, Option<i64>); 6] = [
             (fields("ann", None), None),
+            (
+                ImpressionFields {
+                    disabled: true,
+                    ..fields("dan", None)
+                },
+                None,
+            ),
             (fields("ann", Some("bucket\"7")), Some(1_699_999_999_000)),
             (fields("", None), None),
             (fields(&long, None), Some(5)),
@@ -289,12 +297,14 @@ mod tests {
             assert_eq!(compact.to_impression(), whole);
             let full = Queued::Full(Box::new(whole.clone()));
             assert_eq!(wire(&compact), wire(&full));
-            assert_eq!(compact.dedupe_parts(), whole.dedupe_parts());
             assert_eq!(compact.string_bytes(), whole.heap_bytes());
+            let (c, w) = (compact.seen(), full.seen());
             assert_eq!(
-                (compact.flag(), compact.change_number(), compact.time()),
-                (whole.flag(), whole.change_number(), whole.time())
+                (c.key, c.flag, c.dedupe_parts, c.change_number, c.time),
+                (w.key, w.flag, w.dedupe_parts, w.change_number, w.time)
             );
+            assert_eq!((c.disabled, c.properties), (w.disabled, w.properties));
+            assert_eq!(c.flag_name.map(Name::as_str), Some(w.flag));
         }
     }
 
@@ -319,7 +329,7 @@ mod tests {
             ),
             (
                 ImpressionFields {
-                    disabled: true,
+                    properties: Some(r#"{"p":1}"#),
                     ..fields("ann", None)
                 },
                 names(),

@@ -8,20 +8,28 @@
 //!   and the keys that saw each flag are collected (unique keys).
 //!
 //! A flag with `impressionsDisabled` is handled as `None` whatever the mode.
+//!
+//! Where the recorder has a delivery queue and no listener, the mode is applied by the
+//! impressions worker as it takes each impression from the queue, so that the evaluating
+//! thread only queues it, whatever the mode; otherwise (and for an impression that finds
+//! the queue full) on the evaluating thread, before the impression is queued.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::engine::{FastMap, FastSet};
 use crate::intern::Name;
 use crate::stripe::{self, Padded, STRIPES};
 
+use super::UNIQUE_KEYS_EARLY_FLUSH;
 use super::flag_map::{FlagMap, FlagName};
 use super::impression::ImpressionFields;
+use super::queued::Queued;
 
 /// How impressions are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,20 +132,7 @@ impl Observer {
         }
     }
 
-    /// The dedupe hash of (key, flag, treatment, label, change number).
-    pub(crate) fn hash(&self, i: &ImpressionFields<'_>) -> u64 {
-        self.hash_parts(
-            [
-                i.key.as_bytes(),
-                i.flag.as_bytes(),
-                i.treatment.as_bytes(),
-                i.label.unwrap_or("UNKNOWN").as_bytes(),
-            ],
-            i.change_number.unwrap_or(0),
-        )
-    }
-
-    /// [`hash`](Self::hash) of key, flag, treatment and label bytes and a change number.
+    /// The dedupe hash of key, flag, treatment and label bytes and a change number.
     pub(crate) fn hash_parts(&self, parts: [&[u8]; 4], change_number: i64) -> u64 {
         let mut h = self.hasher.build_hasher();
         for part in parts {
@@ -280,88 +275,153 @@ impl UniqueKeys {
     }
 }
 
+/// What the mode reads of an impression, from the evaluation ([`ImpressionFields`]) or from
+/// the queue ([`Queued`]).
+pub(crate) struct Seen<'a> {
+    /// The matching key's bytes (UTF-8)...
+    pub(crate) key: &'a [u8],
+    /// ...and as text, where it is at hand (validated only when a unique key needs it).
+    pub(crate) key_text: Option<&'a str>,
+    pub(crate) flag: &'a str,
+    /// The flag name, where it is interned.
+    pub(crate) flag_name: Option<Name>,
+    /// Key, flag, treatment and label (`UNKNOWN` without one) bytes: what the dedupe cache
+    /// hashes, with the change number (0 without one).
+    pub(crate) dedupe_parts: [&'a [u8]; 4],
+    pub(crate) change_number: i64,
+    pub(crate) time: i64,
+    /// The flag has `impressionsDisabled`.
+    pub(crate) disabled: bool,
+    /// The evaluation gave impression properties.
+    pub(crate) properties: bool,
+}
+
+impl<'a> Seen<'a> {
+    /// What the mode reads of an impression being recorded; `flag_name` is its flag's
+    /// interned name, where the engine has one.
+    pub(crate) fn fields(f: &ImpressionFields<'a>, flag_name: Option<Name>) -> Seen<'a> {
+        Seen {
+            key: f.key.as_bytes(),
+            key_text: Some(f.key),
+            flag: f.flag,
+            flag_name,
+            dedupe_parts: [
+                f.key.as_bytes(),
+                f.flag.as_bytes(),
+                f.treatment.as_bytes(),
+                f.label.unwrap_or("UNKNOWN").as_bytes(),
+            ],
+            change_number: f.change_number.unwrap_or(0),
+            time: f.time,
+            disabled: f.disabled,
+            properties: f.properties.is_some(),
+        }
+    }
+}
+
 /// What the mode decided for one impression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
     /// Queue it, with this previous time (`pt`).
     Queue { previous_time: Option<i64> },
     /// Seen this hour already: counted, not queued.
-    Deduplicated { previous_time: Option<i64> },
+    Deduplicated,
     /// `none` mode or `impressionsDisabled`: counted and its key tracked, not queued.
-    CountedOnly {
-        /// Number of unique keys held after this one.
-        unique_keys: usize,
-    },
+    CountedOnly,
 }
 
-/// Applies the mode to impressions.
+/// Applies the mode to impressions, and counts what it keeps from the queue.
 #[derive(Debug)]
 pub(crate) struct Strategy {
     pub(crate) mode: ImpressionsMode,
-    /// Debug mode leaves `pt` to the impressions worker (see [`Strategy::deferring_pt`]).
-    defer_debug_pt: bool,
     pub(crate) observer: Observer,
     pub(crate) counter: Counter,
     pub(crate) unique_keys: UniqueKeys,
+    /// Impressions found deduplicated.
+    pub(crate) deduplicated: AtomicU64,
+    /// Impressions only counted (`none` mode, `impressionsDisabled`).
+    pub(crate) counted_only: AtomicU64,
+    /// Asks for the unique keys to be sent early, once [`UNIQUE_KEYS_EARLY_FLUSH`] are held.
+    early_flush: Option<Sender<()>>,
 }
 
 impl Strategy {
-    pub(crate) fn new(mode: ImpressionsMode, cache_size: usize) -> Strategy {
+    /// A strategy for `mode` whose dedupe cache remembers about `cache_size` impressions;
+    /// `early_flush` is told when the unique keys held pass [`UNIQUE_KEYS_EARLY_FLUSH`].
+    pub(crate) fn new(
+        mode: ImpressionsMode,
+        cache_size: usize,
+        early_flush: Option<Sender<()>>,
+    ) -> Strategy {
         Strategy {
             mode,
-            defer_debug_pt: false,
             observer: Observer::new(cache_size),
             counter: Counter::default(),
             unique_keys: UniqueKeys::default(),
+            deduplicated: AtomicU64::new(0),
+            counted_only: AtomicU64::new(0),
+            early_flush,
         }
-    }
-
-    /// In debug mode, queue impressions without `pt`: the impressions worker sets it as it
-    /// takes them from the queue (its own dedupe cache, in queue order), so that the
-    /// evaluating thread does not pay for the cache. Only where nothing else needs `pt`
-    /// at recording time (no listener).
-    pub(crate) fn deferring_pt(mut self) -> Strategy {
-        self.defer_debug_pt = self.mode == ImpressionsMode::Debug;
-        self
     }
 
     /// Decides what happens to an impression (before it is built, so that deduplicated ones
-    /// cost no allocation).
-    /// `flag` is the impression's flag name where it is interned.
-    pub(crate) fn process(
-        &self,
-        imp: &ImpressionFields<'_>,
-        flag: Option<Name>,
-        now: i64,
-    ) -> Decision {
+    /// cost no allocation), and counts it if it is not to be queued.
+    pub(crate) fn process(&self, imp: &Seen<'_>) -> Decision {
+        let hour = truncate_hour(imp.time);
         if self.mode == ImpressionsMode::None || imp.disabled {
-            self.counter.inc(imp.flag, flag, truncate_hour(now));
-            let unique_keys = self.unique_keys.add(imp.flag, flag, imp.key);
-            return Decision::CountedOnly { unique_keys };
+            self.counter.inc(imp.flag, imp.flag_name, hour);
+            let key = match imp.key_text {
+                Some(k) => k,
+                // Queued keys were copied from whole `&str`s: always UTF-8.
+                None => std::str::from_utf8(imp.key).unwrap_or_default(),
+            };
+            let held = self.unique_keys.add(imp.flag, imp.flag_name, key);
+            self.counted_only.fetch_add(1, Ordering::Relaxed);
+            if held >= UNIQUE_KEYS_EARLY_FLUSH
+                && let Some(tx) = &self.early_flush
+            {
+                // A full channel already holds a request.
+                let _ = tx.try_send(());
+            }
+            return Decision::CountedOnly;
         }
         // Impression properties make every impression count: queued, never deduplicated,
         // without `pt` (as the official SDKs do).
-        if self.defer_debug_pt || imp.properties.is_some() {
+        if imp.properties {
             return Decision::Queue {
                 previous_time: None,
             };
         }
-        let previous_time = self
+        let hash = self
             .observer
-            .test_and_set(self.observer.hash(imp), imp.time);
+            .hash_parts(imp.dedupe_parts, imp.change_number);
+        let previous_time = self.observer.test_and_set(hash, imp.time);
         if self.mode == ImpressionsMode::Debug {
             return Decision::Queue { previous_time };
         }
         match previous_time {
             Some(pt) => {
-                self.counter.inc(imp.flag, flag, truncate_hour(now));
-                if pt < truncate_hour(now) {
+                self.counter.inc(imp.flag, imp.flag_name, hour);
+                if pt < hour {
                     Decision::Queue { previous_time }
                 } else {
-                    Decision::Deduplicated { previous_time }
+                    self.deduplicated.fetch_add(1, Ordering::Relaxed);
+                    Decision::Deduplicated
                 }
             }
             None => Decision::Queue { previous_time },
+        }
+    }
+
+    /// [`process`](Self::process) of an impression the worker took from the queue: sets its
+    /// `pt`; true when it is still to be sent.
+    pub(crate) fn process_queued(&self, i: &mut Queued) -> bool {
+        match self.process(&i.seen()) {
+            Decision::Queue { previous_time } => {
+                i.set_previous_time(previous_time);
+                true
+            }
+            Decision::Deduplicated | Decision::CountedOnly => false,
         }
     }
 }
@@ -386,14 +446,22 @@ mod tests {
 
     const H: i64 = 3_600_000;
 
+    fn process(s: &Strategy, f: ImpressionFields<'_>, flag: Option<Name>) -> Decision {
+        s.process(&Seen::fields(&f, flag))
+    }
+
+    fn strategy(mode: ImpressionsMode) -> Strategy {
+        Strategy::new(mode, 1000, None)
+    }
+
     #[test]
     fn counts_and_keys_of_a_flag_seen_interned_and_not_are_merged_by_name() {
-        let s = Strategy::new(ImpressionsMode::None, 1000);
+        let s = strategy(ImpressionsMode::None);
         let name = crate::intern::intern("f");
         assert!(name.is_some());
-        s.process(&imp("a", "on", H, false), name, H);
-        s.process(&imp("a", "on", H, false), None, H);
-        s.process(&imp("b", "on", H, false), name, H);
+        process(&s, imp("a", "on", H, false), name);
+        process(&s, imp("a", "on", H, false), None);
+        process(&s, imp("b", "on", H, false), name);
         assert_eq!(s.counter.drain(), [("f".to_string(), H, 3)]);
         assert_eq!(
             s.unique_keys.drain(),
@@ -403,26 +471,26 @@ mod tests {
 
     #[test]
     fn optimized_dedupes_within_the_hour() {
-        let s = Strategy::new(ImpressionsMode::Optimized, 1000);
+        let s = strategy(ImpressionsMode::Optimized);
         let now = 10 * H + 5;
         assert!(matches!(
-            s.process(&imp("a", "on", now, false), None, now),
+            process(&s, imp("a", "on", now, false), None),
             Decision::Queue {
                 previous_time: None
             }
         ));
         assert!(matches!(
-            s.process(&imp("a", "on", now + 1, false), None, now + 1),
-            Decision::Deduplicated { .. }
+            process(&s, imp("a", "on", now + 1, false), None),
+            Decision::Deduplicated
         ));
         assert!(matches!(
-            s.process(&imp("a", "off", now + 2, false), None, now + 2),
+            process(&s, imp("a", "off", now + 2, false), None),
             Decision::Queue { .. }
         ));
         // The next hour: queued again, with pt from the last hour.
         let later = 11 * H + 1;
         assert!(
-            matches!(s.process(&imp("a", "on", later, false), None, later), Decision::Queue { previous_time: Some(p) } if p == now + 1)
+            matches!(process(&s, imp("a", "on", later, false), None), Decision::Queue { previous_time: Some(p) } if p == now + 1)
         );
         assert_eq!(
             s.counter.drain(),
@@ -432,80 +500,58 @@ mod tests {
 
     #[test]
     fn debug_queues_everything_with_pt() {
-        let s = Strategy::new(ImpressionsMode::Debug, 1000);
+        let s = strategy(ImpressionsMode::Debug);
         assert!(matches!(
-            s.process(&imp("a", "on", 1, false), None, 1),
+            process(&s, imp("a", "on", 1, false), None),
             Decision::Queue {
                 previous_time: None
             }
         ));
         assert!(matches!(
-            s.process(&imp("a", "on", 2, false), None, 2),
+            process(&s, imp("a", "on", 2, false), None),
             Decision::Queue {
                 previous_time: Some(1)
             }
         ));
         assert!(s.counter.drain().is_empty());
-        let deferred = Strategy::new(ImpressionsMode::Debug, 1000).deferring_pt();
-        for t in [1, 2] {
-            assert_eq!(
-                deferred.process(&imp("a", "on", t, false), None, t),
-                Decision::Queue {
-                    previous_time: None
-                }
-            );
-        }
-        let optimized = Strategy::new(ImpressionsMode::Optimized, 1000).deferring_pt();
-        optimized.process(&imp("a", "on", 1, false), None, 1);
-        assert!(matches!(
-            optimized.process(&imp("a", "on", 2, false), None, 2),
-            Decision::Deduplicated { .. }
-        ));
+        assert_eq!(s.deduplicated.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn none_and_disabled_only_count() {
-        let s = Strategy::new(ImpressionsMode::None, 1000);
-        assert!(matches!(
-            s.process(&imp("a", "on", 1, false), None, 1),
-            Decision::CountedOnly { unique_keys: 1 }
-        ));
-        assert!(matches!(
-            s.process(&imp("a", "on", 2, false), None, 2),
-            Decision::CountedOnly { unique_keys: 1 }
-        ));
-        assert!(matches!(
-            s.process(&imp("b", "on", 2, false), None, 2),
-            Decision::CountedOnly { unique_keys: 2 }
-        ));
+        let s = strategy(ImpressionsMode::None);
+        for (key, held) in [("a", 1), ("a", 1), ("b", 2)] {
+            assert_eq!(
+                process(&s, imp(key, "on", 2, false), None),
+                Decision::CountedOnly
+            );
+            assert_eq!(s.unique_keys.held.load(Ordering::Relaxed), held);
+        }
+        assert_eq!(s.counted_only.load(Ordering::Relaxed), 3);
         assert_eq!(s.counter.drain(), vec![("f".to_string(), 0, 3)]);
         assert_eq!(
             s.unique_keys.drain(),
             vec![("f".to_string(), vec!["a".to_string(), "b".to_string()])]
         );
-        let d = Strategy::new(ImpressionsMode::Debug, 1000);
-        assert!(matches!(
-            d.process(&imp("a", "on", 1, true), None, 1),
-            Decision::CountedOnly { .. }
-        ));
+        let d = strategy(ImpressionsMode::Debug);
+        assert_eq!(
+            process(&d, imp("a", "on", 1, true), None),
+            Decision::CountedOnly
+        );
     }
 
     #[test]
     fn threads_counts_and_keys_are_merged_when_drained() {
-        let s = Strategy::new(ImpressionsMode::None, 1000);
+        let s = strategy(ImpressionsMode::None);
         std::thread::scope(|scope| {
             for t in 0..3 {
                 let s = &s;
                 scope.spawn(move || {
                     for n in 0..100 {
                         // Every thread sees keys k0..k49 twice, and its own key once.
-                        s.process(
-                            &imp(&format!("k{}", n % 50), "on", H + n, false),
-                            None,
-                            H + n,
-                        );
+                        process(s, imp(&format!("k{}", n % 50), "on", H + n, false), None);
                     }
-                    s.process(&imp(&format!("own{t}"), "on", 2 * H, false), None, 2 * H);
+                    process(s, imp(&format!("own{t}"), "on", 2 * H, false), None);
                 });
             }
         });
@@ -520,10 +566,20 @@ mod tests {
         assert!(s.counter.drain().is_empty());
         assert!(s.unique_keys.drain().is_empty());
         // After a drain the next key counts from 1 again.
-        assert!(matches!(
-            s.process(&imp("again", "on", 1, false), None, 1),
-            Decision::CountedOnly { unique_keys: 1 }
-        ));
+        process(&s, imp("again", "on", 1, false), None);
+        assert_eq!(s.unique_keys.held.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn holding_many_unique_keys_asks_for_an_early_flush() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let s = Strategy::new(ImpressionsMode::None, 1000, Some(tx));
+        for n in 0..UNIQUE_KEYS_EARLY_FLUSH - 1 {
+            process(&s, imp(&format!("k{n}"), "on", 1, false), None);
+        }
+        assert!(rx.try_recv().is_err(), "not yet");
+        process(&s, imp("last", "on", 1, false), None);
+        assert!(rx.try_recv().is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use splitkit::{
-    Attributes, Impression, ImpressionListener, ImpressionsMode, Key, Label, SDK_VERSION,
+    Attributes, Client, Impression, ImpressionListener, ImpressionsMode, Key, Label, SDK_VERSION,
     SdkMetadata,
 };
 
@@ -901,19 +901,25 @@ fn dropping_the_last_handle_delivers_everything() {
     );
 }
 
-#[test]
-fn a_full_queue_drops_and_counts_and_stats_balance() {
+/// A client with a queue of 4 and a bulk size of 1, whose impressions requests hang until
+/// the gate opens.
+fn held_tiny_queue(mode: ImpressionsMode) -> (Server, Gate, Client) {
     let server = Server::start();
     let gate = Gate::closed();
     let g = gate.clone();
-    // Every request hangs until the gate opens.
     server.route(BULK, move |_| Reply::ok().held(&g));
     let client = localhost(&server)
-        .impressions_mode(ImpressionsMode::Debug)
+        .impressions_mode(mode)
         .impressions_queue_size(4)
         .impressions_bulk_size(1)
         .build()
         .expect("client");
+    (server, gate, client)
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_and_stats_balance() {
+    let (server, gate, client) = held_tiny_queue(ImpressionsMode::Debug);
     for n in 0..50 {
         client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
     }
@@ -930,6 +936,73 @@ fn a_full_queue_drops_and_counts_and_stats_balance() {
     assert_eq!(delivered_keys(&server).len() as u64, sent);
     assert!(client.destroy(WAIT));
     assert!(client.stats().impressions.is_balanced());
+}
+
+#[test]
+fn a_full_queue_loses_no_count_in_optimized_mode() {
+    // The impressions worker applies the mode as it takes impressions; one that finds the
+    // queue full has it applied on the evaluating thread instead, so a repeat is counted
+    // (not dropped) whether or not the queue had room.
+    let (server, gate, client) = held_tiny_queue(ImpressionsMode::Optimized);
+    client.get_treatment("k", "legacy_banner", None);
+    // The first impression's request hangs: the worker takes nothing more meanwhile.
+    assert!(eventually(WAIT, || !server.requests_to(BULK).is_empty()));
+    for _ in 0..49 {
+        client.get_treatment("k", "legacy_banner", None);
+    }
+    gate.open();
+    assert!(client.flush(WAIT));
+    let s = client.stats().impressions;
+    assert_eq!(
+        (s.recorded, s.deduplicated, s.queue.sent, s.queue.dropped()),
+        (50, 49, 1, 0),
+        "{s:?}"
+    );
+    assert!(s.is_balanced(), "{s:?}");
+    let rc = counted(&server);
+    assert_eq!(rc, 49);
+}
+
+/// The sum of the counts (`rc`) the server received.
+fn counted(server: &Server) -> i64 {
+    server
+        .requests_to(COUNT)
+        .iter()
+        .flat_map(|r| r.json()["pf"].as_array().cloned().unwrap_or_default())
+        .map(|c| c["rc"].as_i64().expect("rc"))
+        .sum()
+}
+
+#[test]
+fn destroy_sends_the_counts_of_impressions_still_queued() {
+    // The impressions worker counts what `none` mode does not send: destroy drains the
+    // counts and unique keys only once it has taken every queued impression.
+    let server = Server::start();
+    let client = localhost(&server)
+        .impressions_mode(ImpressionsMode::None)
+        .impressions_queue_size(100_000)
+        .build()
+        .expect("client");
+    for n in 0..1000 {
+        client.get_treatment(format!("k{n}").as_str(), "legacy_banner", None);
+    }
+    assert!(client.destroy(WAIT));
+    let rc = counted(&server);
+    assert_eq!(rc, 1000);
+    let keys: BTreeSet<String> = server
+        .requests_to(KEYS)
+        .iter()
+        .flat_map(|r| r.json()["keys"].as_array().cloned().unwrap_or_default())
+        .flat_map(|k| k["ks"].as_array().cloned().unwrap_or_default())
+        .map(|k| k.as_str().expect("key").to_string())
+        .collect();
+    assert_eq!(keys.len(), 1000);
+    let s = client.stats().impressions;
+    assert_eq!(
+        (s.recorded, s.counted_only, s.queue.recorded),
+        (1000, 1000, 0)
+    );
+    assert!(s.is_balanced(), "{s:?}");
 }
 
 #[test]
