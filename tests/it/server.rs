@@ -433,12 +433,31 @@ fn gunzip(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A loopback port nobody listens on (bound, then released): connections are refused.
+/// A loopback port nobody listens on, for the rest of the test run: connections are
+/// refused. A socket stays bound to it without listening, so that no other test's server
+/// is given the port meanwhile (a port that was merely free can be the next one handed
+/// out, and a client posting to a "dead" port then reached a server holding its requests).
 pub fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    let socket = unlistened(0).expect("a free port");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("a bound address")
+        .port();
+    static HELD: Mutex<Vec<socket2::Socket>> = Mutex::new(Vec::new());
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(socket);
+    port
+}
+
+/// A TCP socket bound to `127.0.0.1:port` (0: a free port) that does not listen: it keeps
+/// the port from others, and connections to it are refused.
+pub fn unlistened(port: u16) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    // A port just left by a server may still have connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(socket)
 }
 
 /// Polls `f` every 2 ms until it returns true, at most `timeout`.

@@ -11,6 +11,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// Extra arguments (cluster mode, sentinel mode).
     args: Vec<String>,
+    /// While stopped: the port, kept from other tests' servers (see `dead_port`).
+    held: Option<socket2::Socket>,
 }
 
 fn free_port() -> u16 {
@@ -37,6 +39,7 @@ impl RedisServer {
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             args,
+            held: None,
         };
         s.restart();
         s
@@ -92,6 +95,7 @@ impl RedisServer {
             child: None,
             dir,
             args: vec![conf.to_string_lossy().into_owned(), "--sentinel".into()],
+            held: None,
         };
         s.restart();
         s
@@ -99,6 +103,7 @@ impl RedisServer {
 
     /// Starts the server again (after [`RedisServer::stop`]) on the same port, empty.
     pub fn restart(&mut self) {
+        self.held = None;
         let child = Command::new("redis-server")
             .args(&self.args)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -128,6 +133,8 @@ impl RedisServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Refused while stopped, as a stopped server's port is, and not taken by another.
+        self.held = crate::server::unlistened(self.port).ok();
     }
 
     /// The server's URL.
