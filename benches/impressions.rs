@@ -36,6 +36,13 @@ fn keys(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The impressions queue of the benches: room for a round of the threads bench, and past
+/// the 8 MiB queued impressions allocated up front (allocated as impressions wait).
+const QUEUE: usize = 200_000;
+
+/// A queue allocated up front (the default queue size is, too).
+const EAGER_QUEUE: usize = 50_000;
+
 fn client(sink: &Sink, mode: ImpressionsMode) -> Client {
     delivering_to(Some(sink), mode)
 }
@@ -43,6 +50,10 @@ fn client(sink: &Sink, mode: ImpressionsMode) -> Client {
 /// A localhost client; without a sink (no events URL and no listener) impressions are
 /// counted and go nowhere: the client's evaluation without recording.
 fn delivering_to(sink: Option<&Sink>, mode: ImpressionsMode) -> Client {
+    queueing(sink, mode, QUEUE)
+}
+
+fn queueing(sink: Option<&Sink>, mode: ImpressionsMode, queue: usize) -> Client {
     let (snapshot, _) = Snapshot::from_json(DOC, "bench").expect("doc");
     let mut builder = Client::builder("localhost").snapshot(snapshot);
     if let Some(sink) = sink {
@@ -50,7 +61,7 @@ fn delivering_to(sink: Option<&Sink>, mode: ImpressionsMode) -> Client {
     }
     builder
         .impressions_mode(mode)
-        .impressions_queue_size(200_000)
+        .impressions_queue_size(queue)
         .impressions_bulk_size(5_000)
         .build()
         .expect("client")
@@ -266,12 +277,14 @@ fn interleaved(sink: &Sink, keys: &[String], attrs: &Attributes) {
         delivering_to(None, ImpressionsMode::Debug),
         delivering_to(Some(sink), ImpressionsMode::Debug),
         delivering_to(Some(sink), ImpressionsMode::Optimized),
+        queueing(Some(sink), ImpressionsMode::Debug, EAGER_QUEUE),
     ];
     let names = [
         "engine + returned String",
         "client, not recording",
         "client, debug",
         "client, optimized",
+        "client, debug, array queue",
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); names.len()];
     let mut i = 0usize;

@@ -183,8 +183,9 @@ pub struct WorkerConfigBuilder {
 }
 
 impl WorkerConfigBuilder {
-    /// Items the queue holds before `push` drops. The queue's slots are allocated
-    /// up front. Default: [`WorkerConfig::DEFAULT_QUEUE_CAPACITY`].
+    /// Items the queue holds before `push` drops. A queue of up to 8 MiB of slots is
+    /// allocated when the worker starts; a larger one as items wait in it (31 slots at a
+    /// time), freed as the worker takes them. Default: [`WorkerConfig::DEFAULT_QUEUE_CAPACITY`].
     pub fn queue_capacity(mut self, items: usize) -> Self {
         self.config.queue_capacity = items;
         self
