@@ -25,7 +25,7 @@ use crate::text::{self, duration};
 /// A queue of up to [`EAGER_QUEUE_BYTES`] is one array, allocated when the worker starts
 /// (the fastest push). A larger one is a channel of linked blocks (31 messages each),
 /// allocated as it fills and freed as the worker empties it: it costs nothing until items
-/// wait in it, and a block's allocation every 31 pushes (about 10 ns a push, measured on
+/// wait in it, and a block's allocation every 31 pushes (10 to 20 ns a push, measured on
 /// a 2-core VM). Either way the capacity is kept by [`Gate::queued`], which counts the
 /// items in the queue (markers go in regardless).
 enum Msg<T> {
