@@ -782,6 +782,12 @@ fn what_an_outage_spooled_is_delivered_once_the_endpoint_answers_again() {
         assert!(worker.push(imp("f", &key)));
     }
     assert!(!worker.flush(Duration::from_millis(300)));
+    // Beyond the retention bound, batches go to the spool (a file written and synced each:
+    // on a busy machine, that can take longer than the flush waited).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while worker.stats().spooled < 15 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(worker.stats().spooled, 15, "{:?}", worker.stats());
     up.store(true, Ordering::SeqCst);
     assert!(worker.flush(Duration::from_secs(5)));
