@@ -204,6 +204,9 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
                 dropped += 1;
             }
         }
+        if let Some(spool) = &self.spool {
+            spool.sync();
+        }
         if dropped > 0 && self.warning.allow() {
             log::warn!(
                 "{}: POST {} keeps failing; dropped the oldest retained items (at most {} or {} are kept)",
@@ -614,6 +617,9 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
             } else {
                 dropped += n;
             }
+        }
+        if let Some(spool) = &self.spool {
+            spool.sync();
         }
         if spooled > 0 {
             log::info!(

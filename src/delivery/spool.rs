@@ -4,9 +4,12 @@
 //!
 //! One file per batch: a header line (JSON: format version, the SDK key's fingerprint, the
 //! endpoint path and headers, the item count, the body's length and CRC-32), then the
-//! request body exactly as it would have been posted. Files are written crash-safe (a
-//! temporary file, `fsync`, `rename`, `fsync` of the directory), so a reader never sees half
-//! a file unless the disk itself lost data. A file is claimed with an exclusive advisory
+//! request body exactly as it would have been posted. A file is written whole to a
+//! temporary name and renamed, so a reader never sees half of it, and then synced (`fsync`
+//! of the files, then of the directory) once the batches of the moment are written: apart
+//! from the write, so that a written batch counts as spooled even when a busy disk makes
+//! syncing slow and shutdown's time runs out. A machine crash before the sync can leave a
+//! file short; its length and CRC tell (see below). A file is claimed with an exclusive advisory
 //! lock (`flock`) held until it is delivered and removed, so two processes on one directory
 //! never send the same file; after taking the lock the claimant checks that the name still
 //! leads to the file it locked (another process may have delivered and removed it in
@@ -18,6 +21,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -54,6 +58,8 @@ pub(crate) struct Spool {
     /// minus what it removed).
     used: AtomicU64,
     seq: AtomicU64,
+    /// Files written and not yet synced to disk (see [`Spool::sync`]).
+    unsynced: Mutex<Vec<File>>,
 }
 
 /// Why a batch could not be spooled.
@@ -109,6 +115,7 @@ impl Spool {
             key: fingerprint(sdk_key),
             used: AtomicU64::new(used),
             seq: AtomicU64::new(0),
+            unsynced: Mutex::new(Vec::new()),
         })
     }
 
@@ -160,7 +167,8 @@ impl Spool {
         })
     }
 
-    /// Write, fsync, rename, fsync the directory.
+    /// Write and rename; [`Spool::sync`] makes it durable. A file cut short by a crash
+    /// before its sync fails its CRC when read, and is skipped with a warning.
     fn write_file(&self, suffix: &str, header: &[u8], body: &[u8]) -> std::io::Result<()> {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -175,19 +183,36 @@ impl Spool {
             let mut f = File::create(&tmp)?;
             f.write_all(header)?;
             f.write_all(body)?;
-            f.sync_all()?;
             fs::rename(&tmp, &done)?;
-            // The rename itself is durable once the directory is synced (where the
-            // platform allows opening a directory; elsewhere it is best effort).
-            if let Ok(d) = File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
+            self.unsynced.lock().push(f);
             Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Syncs the files written since the last call, then the directory (their names):
+    /// written files survive the process at once, and a crash of the machine once synced.
+    /// Separate from the write, so that a batch is counted as spooled as soon as it is in
+    /// its file, even when a busy disk makes syncing slow (seconds, behind a large
+    /// writeback) and shutdown's time runs out. Best effort: a failed sync is logged.
+    pub(crate) fn sync(&self) {
+        let files = std::mem::take(&mut *self.unsynced.lock());
+        if files.is_empty() {
+            return;
+        }
+        for f in files {
+            if let Err(e) = f.sync_all() {
+                log::warn!("spool {}: syncing a file failed: {e}", self.dir.display());
+            }
+        }
+        // The renames are durable once the directory is synced (where the platform allows
+        // opening a directory; elsewhere it is best effort).
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
     }
 
     /// How the names of this key's files for `path` end (before the extension):
