@@ -444,8 +444,14 @@ fn localhost_json_files() {
     );
 }
 
+/// Replaces the file at `path` with `text` at once (written beside it, then renamed): the
+/// reload thread sees the old content or the new, never the file emptied half-way, which a
+/// writer stalled for more than the quiet time (a loaded CI machine) would otherwise leave.
+/// `a_file_being_written_is_not_loaded_until_it_settles` tests that case on purpose.
 fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).expect("write");
+    let tmp = path.with_extension("tmp-edit");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
 }
 
 #[test]
