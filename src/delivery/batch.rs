@@ -10,9 +10,9 @@ use serde::Serialize;
 /// per request attempt. All run on the worker thread, never on the producer's.
 ///
 /// Implementations should not panic; if one does, the panic is caught and logged:
-/// a panicking `prepare` leaves the item as it is (and sends it), a panicking `estimate_size` counts
-/// the item as 1 KiB, a panicking `encode` drops the batch (counted in
-/// `dropped_rejected`).
+/// a panicking `prepare` leaves the item as it is (and sends it), a panicking
+/// `estimate_size` counts the item as 1 KiB, a panicking `encode` drops the batch (counted
+/// in `dropped_rejected`).
 pub trait Batcher<T>: Send + 'static {
     /// Completes `item` when the worker takes it from the queue, in queue order: a place
     /// for work that need not slow the producer down (the impressions worker applies the

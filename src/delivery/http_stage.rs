@@ -102,11 +102,17 @@ pub(crate) struct HttpDelivery<T, B> {
 
 impl<T, B: Batcher<T>> HttpDelivery<T, B> {
     /// [`Batcher::prepare`], a panic caught and logged (the item is then sent as it is).
-    fn prepare(&mut self, item: &mut T, ctx: &Ctx) -> Prepared {
-        catch_unwind(AssertUnwindSafe(|| self.batcher.prepare(item))).unwrap_or_else(|_| {
-            log::error!("{}: prepare panicked; the item is sent as it is", ctx.name);
-            Prepared::Send
-        })
+    /// Returns whether the item is to be sent; one the batcher absorbed is counted so.
+    fn prepare(&mut self, item: &mut T, ctx: &mut Ctx) -> bool {
+        let prepared = catch_unwind(AssertUnwindSafe(|| self.batcher.prepare(item)))
+            .unwrap_or_else(|_| {
+                log::error!("{}: prepare panicked; the item is sent as it is", ctx.name);
+                Prepared::Send
+            });
+        if prepared == Prepared::Absorbed {
+            ctx.absorbed(1);
+        }
+        prepared == Prepared::Send
     }
 
     pub(crate) fn new(
@@ -526,8 +532,7 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
     }
 
     fn accept(&mut self, mut item: T, ctx: &mut Ctx) {
-        if self.prepare(&mut item, ctx) == Prepared::Absorbed {
-            ctx.absorbed(1);
+        if !self.prepare(&mut item, ctx) {
             return;
         }
         let size = catch_unwind(AssertUnwindSafe(|| self.batcher.estimate_size(&item)))
@@ -642,8 +647,7 @@ impl<T: Send, B: Batcher<T>> Consumer<T> for HttpDelivery<T, B> {
     fn late(&mut self, mut item: T, ctx: &mut Ctx) {
         // Prepared like any other, so that an item the batcher would not send is not
         // spooled (what it counts is taken up after `closing`, like the rest).
-        if self.prepare(&mut item, ctx) == Prepared::Absorbed {
-            ctx.absorbed(1);
+        if !self.prepare(&mut item, ctx) {
             return;
         }
         if self.spool.is_some() {
