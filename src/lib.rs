@@ -232,6 +232,7 @@ pub use builder::ClientBuilder;
 pub use client::{Client, ClientWithOptions, Manager};
 pub use config::{Config, LOCALHOST};
 pub use delivery::DeliveryStats;
+pub use engine::attribute_string::AttributeString;
 pub use engine::attributes::{AttributeValue, Attributes};
 pub use engine::evaluator::{CONTROL, Evaluation, EvaluationResult};
 pub use engine::labels::Label;

@@ -488,3 +488,33 @@ fn recording_an_impression_allocates_nothing_beyond_the_returned_treatment() {
         client.destroy(std::time::Duration::from_secs(10));
     }
 }
+
+#[test]
+fn building_attributes_allocates_only_their_list_and_long_strings() {
+    let long = "a value well past the twenty-four bytes kept inline";
+    let (n, attrs) = allocations_of(|| {
+        Attributes::new()
+            .with("plan", "enterprise")
+            .with("age", 42)
+            .with("country", "AR")
+            .with("email", "someone@example.com")
+    });
+    assert_eq!(n, 1, "one allocation: the list of four entries");
+    assert_eq!(
+        attrs.get("email"),
+        Some(&AttributeValue::from("someone@example.com"))
+    );
+    drop(attrs);
+    let (n, attrs) = allocations_of(|| {
+        Attributes::new()
+            .with("plan", "enterprise")
+            .with("tags", ["beta", "mobile"])
+            .with("bio", long)
+    });
+    assert_eq!(n, 3, "the entries, the list value and the long string");
+    assert_eq!(attrs.get("bio"), Some(&AttributeValue::from(long)));
+    assert_eq!(
+        attrs.get("tags"),
+        Some(&AttributeValue::List(vec!["beta".into(), "mobile".into()]))
+    );
+}

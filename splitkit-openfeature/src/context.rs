@@ -119,7 +119,7 @@ fn attribute(value: &EvaluationContextFieldValue) -> Option<AttributeValue> {
         EvaluationContextFieldValue::Bool(b) => AttributeValue::Bool(*b),
         EvaluationContextFieldValue::Int(i) => AttributeValue::Int(*i),
         EvaluationContextFieldValue::Float(f) => AttributeValue::Float(*f),
-        EvaluationContextFieldValue::String(s) => AttributeValue::String(s.clone()),
+        EvaluationContextFieldValue::String(s) => AttributeValue::String(s.as_str().into()),
         EvaluationContextFieldValue::DateTime(t) => {
             let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
             AttributeValue::DateTime(i64::try_from(ms).unwrap_or(if ms < 0 {
@@ -136,7 +136,7 @@ fn structure(any: &Arc<dyn Any + Send + Sync>) -> Option<AttributeValue> {
     if let Some(list) = any.downcast_ref::<Vec<String>>() {
         return Some(AttributeValue::List(
             list.iter()
-                .map(|s| AttributeValue::String(s.clone()))
+                .map(|s| AttributeValue::String(s.as_str().into()))
                 .collect(),
         ));
     }
@@ -157,7 +157,7 @@ fn from_value(value: &Value) -> AttributeValue {
         Value::Bool(b) => AttributeValue::Bool(*b),
         Value::Int(i) => AttributeValue::Int(*i),
         Value::Float(f) => AttributeValue::Float(*f),
-        Value::String(s) => AttributeValue::String(s.clone()),
+        Value::String(s) => AttributeValue::String(s.as_str().into()),
         Value::Array(items) => AttributeValue::List(items.iter().map(from_value).collect()),
         Value::Struct(s) => AttributeValue::Object(
             s.fields

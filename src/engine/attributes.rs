@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::ops::Deref;
 
+use super::attribute_string::AttributeString;
 use super::{FastMap, head16};
 
 /// One attribute value.
@@ -23,8 +24,8 @@ pub enum AttributeValue {
     Int(i64),
     /// A floating point number.
     Float(f64),
-    /// A string.
-    String(String),
+    /// A string ([`AttributeString`]: inline up to 24 bytes, read as a `str`).
+    String(AttributeString),
     /// A point in time, in milliseconds since the Unix epoch (UTC), for `DATETIME` matchers.
     DateTime(i64),
     /// A list (a set, for the set matchers).
@@ -42,7 +43,7 @@ pub enum AttributeValue {
 /// attrs.insert("plan", "pro");
 /// attrs.insert("age", 42);
 /// attrs.insert("beta", true);
-/// attrs.insert("tags", vec!["a", "b"]);
+/// attrs.insert("tags", ["a", "b"]);
 /// attrs.insert("signup", AttributeValue::DateTime(1_700_000_000_000));
 /// assert_eq!(attrs.get("plan"), Some(&AttributeValue::String("pro".into())));
 ///
@@ -58,6 +59,9 @@ pub struct Attributes {
 /// Up to this many attributes are kept in a list and found by scanning it (a few length and
 /// byte comparisons, cheaper than hashing the name); more go to a hash map.
 const SMALL_ATTRIBUTES: usize = 16;
+
+/// The room a list takes at its first entry: a typical set of attributes, in one allocation.
+const FIRST_CAPACITY: usize = 4;
 
 /// How [`Attributes`] holds its entries: the common few in a list, in insertion order, with
 /// short names inline (building one costs no allocation per name), or a hash map.
@@ -86,11 +90,12 @@ struct AttributeName {
 }
 
 impl AttributeName {
+    /// The name `name`, whose [`head16`] is `head`.
     #[inline]
-    fn new(name: &str) -> AttributeName {
+    fn new(name: &str, head: u128) -> AttributeName {
         AttributeName {
             len: name.len(),
-            head: head16(name.as_bytes()).to_le_bytes(),
+            head: head.to_le_bytes(),
             long: (name.len() > 16).then(|| name.into()),
         }
     }
@@ -142,29 +147,43 @@ impl Attributes {
     }
 
     /// Sets an attribute, replacing any previous value of that name.
+    #[inline(always)]
     pub fn insert(&mut self, name: impl AsRef<str>, value: impl Into<AttributeValue>) {
         self.insert_str(name.as_ref(), value.into());
     }
 
+    /// The common case in line (a new name, or a name set again, in the list), the move to
+    /// a map out of line.
+    #[inline(always)]
     fn insert_str(&mut self, name: &str, value: AttributeValue) {
+        if let Repr::Small(entries) = &mut self.repr {
+            let (bytes, head) = (name.as_bytes(), head16(name.as_bytes()));
+            if let Some(slot) = entries.iter_mut().find(|(n, _)| n.is(bytes, head)) {
+                slot.1 = value;
+                return;
+            }
+            if entries.len() < SMALL_ATTRIBUTES {
+                if entries.capacity() == 0 {
+                    entries.reserve_exact(FIRST_CAPACITY);
+                }
+                entries.push((AttributeName::new(name, head), value));
+                return;
+            }
+        }
+        self.insert_in_map(name, value);
+    }
+
+    /// Inserts into the map, moving the list's entries there first.
+    #[cold]
+    fn insert_in_map(&mut self, name: &str, value: AttributeValue) {
         match &mut self.repr {
             Repr::Small(entries) => {
-                let (bytes, head) = (name.as_bytes(), head16(name.as_bytes()));
-                if let Some(slot) = entries.iter_mut().find(|(n, _)| n.is(bytes, head)) {
-                    slot.1 = value;
-                } else if entries.len() < SMALL_ATTRIBUTES {
-                    if entries.capacity() == 0 {
-                        entries.reserve_exact(4);
-                    }
-                    entries.push((AttributeName::new(name), value));
-                } else {
-                    let mut map: FastMap<String, AttributeValue> = entries
-                        .drain(..)
-                        .map(|(n, v)| (n.as_str().to_string(), v))
-                        .collect();
-                    map.insert(name.to_string(), value);
-                    self.repr = Repr::Map(map);
-                }
+                let mut map: FastMap<String, AttributeValue> = entries
+                    .drain(..)
+                    .map(|(n, v)| (n.as_str().to_string(), v))
+                    .collect();
+                map.insert(name.to_string(), value);
+                self.repr = Repr::Map(map);
             }
             Repr::Map(map) => {
                 map.insert(name.to_string(), value);
@@ -173,6 +192,7 @@ impl Attributes {
     }
 
     /// Builder form of [`Attributes::insert`].
+    #[inline(always)]
     pub fn with(mut self, name: impl AsRef<str>, value: impl Into<AttributeValue>) -> Self {
         self.insert(name, value);
         self
@@ -258,7 +278,7 @@ impl From<&serde_json::Value> for AttributeValue {
                 Some(i) => AttributeValue::Int(i),
                 None => AttributeValue::Float(n.as_f64().unwrap_or(f64::NAN)),
             },
-            Value::String(s) => AttributeValue::String(s.clone()),
+            Value::String(s) => AttributeValue::String(s.as_str().into()),
             Value::Array(items) => AttributeValue::List(items.iter().map(Into::into).collect()),
             Value::Object(obj) => AttributeValue::Object(
                 obj.iter()
@@ -300,12 +320,23 @@ impl From<bool> for AttributeValue {
     }
 }
 impl From<&str> for AttributeValue {
+    #[inline]
     fn from(v: &str) -> Self {
-        AttributeValue::String(v.to_string())
+        AttributeValue::String(v.into())
     }
 }
 impl From<String> for AttributeValue {
     fn from(v: String) -> Self {
+        AttributeValue::String(v.into())
+    }
+}
+impl From<&String> for AttributeValue {
+    fn from(v: &String) -> Self {
+        AttributeValue::String(v.into())
+    }
+}
+impl From<AttributeString> for AttributeValue {
+    fn from(v: AttributeString) -> Self {
         AttributeValue::String(v)
     }
 }
@@ -321,6 +352,17 @@ impl From<std::time::SystemTime> for AttributeValue {
 impl<T: Into<AttributeValue>> From<Vec<T>> for AttributeValue {
     fn from(v: Vec<T>) -> Self {
         AttributeValue::List(v.into_iter().map(Into::into).collect())
+    }
+}
+/// A list from an array, such as `["beta", "mobile"]`: one allocation, for the list.
+impl<T: Into<AttributeValue>, const N: usize> From<[T; N]> for AttributeValue {
+    fn from(v: [T; N]) -> Self {
+        AttributeValue::List(v.into_iter().map(Into::into).collect())
+    }
+}
+impl<T: Clone + Into<AttributeValue>> From<&[T]> for AttributeValue {
+    fn from(v: &[T]) -> Self {
+        AttributeValue::List(v.iter().cloned().map(Into::into).collect())
     }
 }
 impl<T: Into<AttributeValue>> From<HashSet<T>> for AttributeValue {
@@ -763,7 +805,7 @@ mod tests {
         assert!(to_str(&AttributeValue::List(vec![AttributeValue::Int(1)])).is_none());
         assert!(to_str(&AttributeValue::List(vec![])).is_none());
         assert_eq!(to_str(&AttributeValue::Bool(true)).as_deref(), Some("true"));
-        assert!(to_str(&AttributeValue::String(String::new())).is_none());
+        assert!(to_str(&AttributeValue::String("".into())).is_none());
         assert!(to_str(&AttributeValue::Null).is_none());
         assert_eq!(
             to_str(&AttributeValue::List(vec![

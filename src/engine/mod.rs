@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+pub(crate) mod attribute_string;
 pub(crate) mod attributes;
 pub(crate) mod bucket;
 pub(crate) mod compile;

@@ -172,7 +172,7 @@ fn attribute_value() -> impl Strategy<Value = AttributeValue> {
         any::<i64>().prop_map(AttributeValue::Int),
         select(vec![i64::MIN, i64::MAX, 0, 1, 5, 42, -1]).prop_map(AttributeValue::Int),
         float().prop_map(AttributeValue::Float),
-        word().prop_map(AttributeValue::String),
+        word().prop_map(AttributeValue::from),
         any::<i64>().prop_map(AttributeValue::DateTime),
         select(vec![0, 1_710_460_800_000, i64::MAX, i64::MIN]).prop_map(AttributeValue::DateTime),
     ];
@@ -682,7 +682,7 @@ fn to_json(v: &AttributeValue) -> Value {
         AttributeValue::Float(f) => {
             serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
         }
-        AttributeValue::String(s) => json!(s),
+        AttributeValue::String(s) => json!(s.as_str()),
         AttributeValue::List(items) => Value::Array(items.iter().map(to_json).collect()),
         AttributeValue::Object(obj) => Value::Object(
             obj.iter()
