@@ -280,7 +280,7 @@ fn interleaved(sink: &Sink, keys: &[String], attrs: &Attributes) {
         queueing(Some(sink), ImpressionsMode::Debug, EAGER_QUEUE),
     ];
     let names = [
-        "engine + returned String",
+        "engine",
         "client, not recording",
         "client, debug",
         "client, optimized",
@@ -294,14 +294,20 @@ fn interleaved(sink: &Sink, keys: &[String], attrs: &Attributes) {
             for _ in 0..BURST {
                 i = (i + 1) % keys.len();
                 let k = keys[i].as_str();
-                let treatment = match v {
-                    0 => snapshot
-                        .evaluate(k, None, "checkout", attrs)
-                        .treatment
-                        .to_string(),
-                    _ => clients[v - 1].get_treatment(k, "checkout", Some(attrs)),
-                };
-                std::hint::black_box(treatment);
+                match v {
+                    0 => {
+                        std::hint::black_box(
+                            snapshot.evaluate(k, None, "checkout", attrs).treatment,
+                        );
+                    }
+                    _ => {
+                        std::hint::black_box(clients[v - 1].get_treatment(
+                            k,
+                            "checkout",
+                            Some(attrs),
+                        ));
+                    }
+                }
             }
             t.push(start.elapsed().as_nanos() as f64 / BURST as f64);
             if v > 0 {

@@ -247,7 +247,7 @@ pub use properties::{EvaluationOptions, Properties, PropertyValue};
 pub use redis::RedisConfig;
 pub use stats::{ClientStats, EventStats};
 pub use storage::{FlagView, IntoSnapshot, Snapshot, SnapshotGuard, Store};
-pub use treatment::{Key, TreatmentDetails, TreatmentWithConfig};
+pub use treatment::{Key, Treatment, TreatmentDetails, TreatmentWithConfig};
 pub use updates::{DefinitionsUpdate, FlagChange, Update};
 
 /// How keys map to buckets (1 to 100): the hash functions of Split's bucketing, the same the

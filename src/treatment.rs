@@ -52,11 +52,184 @@ impl<'a> From<&'a String> for Key<'a> {
     }
 }
 
+/// A treatment, as the evaluation methods return it: read it as a `str`.
+///
+/// The treatments of loaded definitions are kept once for the life of the process, so
+/// returning one copies a pointer instead of allocating a `String` (past 64 MiB of distinct
+/// flag, treatment and label names, a new treatment is carried as a copy). It compares with
+/// `&str` and `String`, derefs to `str`, displays as its text and converts into a `String`.
+///
+/// # Examples
+/// ```
+/// let client = splitkit::Client::builder("localhost").split_file("examples/flags.json").build()?;
+/// let treatment = client.get_treatment("qa_alice", "new_checkout", None);
+/// assert_eq!(treatment, "on");
+/// match treatment.as_str() {
+///     "on" => println!("new checkout"),
+///     _ => println!("old checkout"),
+/// }
+/// let owned: String = treatment.into();
+/// # Ok::<(), splitkit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Treatment(TreatmentText);
+
+#[derive(Clone)]
+enum TreatmentText {
+    /// Interned, or a string the program holds.
+    Static(&'static str),
+    Owned(Box<str>),
+}
+
+impl Treatment {
+    /// A treatment kept for the life of the process.
+    #[inline]
+    pub(crate) fn from_static(s: &'static str) -> Treatment {
+        Treatment(TreatmentText::Static(s))
+    }
+
+    /// The text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            TreatmentText::Static(s) => s,
+            TreatmentText::Owned(s) => s,
+        }
+    }
+
+    /// Whether this is [`CONTROL`](crate::CONTROL): no treatment could be given.
+    pub fn is_control(&self) -> bool {
+        self.as_str() == crate::CONTROL
+    }
+}
+
+impl std::ops::Deref for Treatment {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Treatment {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Treatment {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Treatment {
+    fn from(s: &str) -> Treatment {
+        Treatment(TreatmentText::Owned(s.into()))
+    }
+}
+
+impl From<String> for Treatment {
+    fn from(s: String) -> Treatment {
+        Treatment(TreatmentText::Owned(s.into_boxed_str()))
+    }
+}
+
+impl From<Treatment> for String {
+    fn from(t: Treatment) -> String {
+        match t.0 {
+            TreatmentText::Static(s) => s.to_string(),
+            TreatmentText::Owned(s) => s.into_string(),
+        }
+    }
+}
+
+impl PartialEq for Treatment {
+    fn eq(&self, other: &Treatment) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Treatment {}
+
+impl PartialOrd for Treatment {
+    fn partial_cmp(&self, other: &Treatment) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Treatment {
+    fn cmp(&self, other: &Treatment) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Treatment {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq<str> for Treatment {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Treatment {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Treatment {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<Treatment> for str {
+    fn eq(&self, other: &Treatment) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Treatment> for &str {
+    fn eq(&self, other: &Treatment) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Treatment> for String {
+    fn eq(&self, other: &Treatment) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for Treatment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Treatment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl serde::Serialize for Treatment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A treatment with its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreatmentWithConfig {
     /// The treatment.
-    pub treatment: String,
+    pub treatment: Treatment,
     /// The treatment's configuration (a JSON text), if the flag defines one.
     pub config: Option<String>,
 }
@@ -66,7 +239,7 @@ pub struct TreatmentWithConfig {
 #[non_exhaustive]
 pub struct TreatmentDetails {
     /// The treatment.
-    pub treatment: String,
+    pub treatment: Treatment,
     /// Why; `None` only when the input was invalid or the client destroyed (then there is no
     /// impression either).
     pub label: Option<Label>,
@@ -185,6 +358,27 @@ mod tests {
             treatment: "on".into(),
             config: config.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn a_treatment_reads_and_compares_as_its_text() {
+        let interned = Treatment::from_static("on");
+        let copied = Treatment::from(String::from("on"));
+        for t in [&interned, &copied] {
+            assert_eq!(*t, "on");
+            assert_eq!("on", *t);
+            assert_eq!(*t, String::from("on"));
+            assert_eq!(t.len(), 2);
+            assert!(!t.is_control());
+            assert_eq!(format!("[{t:>4}] {t:?}"), "[  on] \"on\"");
+            assert_eq!(serde_json::to_string(t).unwrap(), "\"on\"");
+            assert_eq!(String::from(t.clone()), "on");
+        }
+        assert_eq!(interned, copied);
+        assert_ne!(interned, Treatment::from("off"));
+        assert!(Treatment::from_static(crate::CONTROL).is_control());
+        let set: std::collections::HashSet<Treatment> = [interned, copied].into();
+        assert!(set.contains("on"));
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl SplitProvider {
                 details.change_number,
                 details.config,
             )),
-            variant: Some(details.treatment),
+            variant: Some(details.treatment.into()),
         })
     }
 

@@ -13,7 +13,7 @@ use crate::engine::labels::{DEFAULT_RULE, Label, default_rule_name};
 use crate::impressions::{ImpressionFields, now_ms};
 use crate::properties::EvaluationOptions;
 use crate::storage::Snapshot;
-use crate::treatment::{Key, TreatmentDetails, TreatmentWithConfig};
+use crate::treatment::{Key, Treatment, TreatmentDetails, TreatmentWithConfig};
 use crate::validation::{check_flag_name, check_key, sanitize_flag_sets};
 
 impl Client {
@@ -26,7 +26,7 @@ impl Client {
         key: impl Into<Key<'k>>,
         flag: &str,
         attributes: Option<&Attributes>,
-    ) -> String {
+    ) -> Treatment {
         self.plain().get_treatment(key, flag, attributes)
     }
 
@@ -69,7 +69,7 @@ impl Client {
         key: impl Into<Key<'k>>,
         flags: &[S],
         attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
+    ) -> HashMap<String, Treatment> {
         self.plain().get_treatments(key, flags, attributes)
     }
 
@@ -90,7 +90,7 @@ impl Client {
         key: impl Into<Key<'k>>,
         flag_set: &str,
         attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
+    ) -> HashMap<String, Treatment> {
         self.plain()
             .get_treatments_by_flag_set(key, flag_set, attributes)
     }
@@ -101,7 +101,7 @@ impl Client {
         key: impl Into<Key<'k>>,
         flag_sets: &[S],
         attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
+    ) -> HashMap<String, Treatment> {
         self.plain()
             .get_treatments_by_flag_sets(key, flag_sets, attributes)
     }
@@ -420,14 +420,14 @@ impl ClientWithOptions<'_> {
         key: impl Into<Key<'k>>,
         flag: &str,
         attributes: Option<&Attributes>,
-    ) -> String {
+    ) -> Treatment {
         self.client.evaluate_op(
             self.properties.as_deref(),
             "get_treatment",
             key.into(),
             flag,
             attributes,
-            |o| o.treatment.to_string(),
+            |o| o.treatment(),
         )
     }
 
@@ -471,7 +471,7 @@ impl ClientWithOptions<'_> {
         key: impl Into<Key<'k>>,
         flags: &[S],
         attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
+    ) -> HashMap<String, Treatment> {
         self.client
             .evaluate_many(
                 self.properties.as_deref(),
@@ -479,7 +479,7 @@ impl ClientWithOptions<'_> {
                 key.into(),
                 flags,
                 attributes,
-                |o| o.treatment.to_string(),
+                |o| o.treatment(),
             )
             .into_iter()
             .collect()
@@ -511,7 +511,7 @@ impl ClientWithOptions<'_> {
         key: impl Into<Key<'k>>,
         flag_set: &str,
         attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
+    ) -> HashMap<String, Treatment> {
         self.client
             .by_flag_sets(
                 self.properties.as_deref(),
@@ -519,7 +519,7 @@ impl ClientWithOptions<'_> {
                 key.into(),
                 &[flag_set],
                 attributes,
-                |o| o.treatment.to_string(),
+                |o| o.treatment(),
             )
             .into_iter()
             .collect()
@@ -531,7 +531,7 @@ impl ClientWithOptions<'_> {
         key: impl Into<Key<'k>>,
         flag_sets: &[S],
         attributes: Option<&Attributes>,
-    ) -> HashMap<String, String> {
+    ) -> HashMap<String, Treatment> {
         self.client
             .by_flag_sets(
                 self.properties.as_deref(),
@@ -539,7 +539,7 @@ impl ClientWithOptions<'_> {
                 key.into(),
                 flag_sets,
                 attributes,
-                |o| o.treatment.to_string(),
+                |o| o.treatment(),
             )
             .into_iter()
             .collect()
@@ -634,16 +634,25 @@ impl<'a> Outcome<'a> {
         }
     }
 
+    /// The treatment, without a copy where it is interned.
+    fn treatment(&self) -> Treatment {
+        match self.names.treatment {
+            Some(name) => Treatment::from_static(name.as_str()),
+            None if self.treatment == CONTROL => Treatment::from_static(CONTROL),
+            None => Treatment::from(self.treatment),
+        }
+    }
+
     fn with_config(&self) -> TreatmentWithConfig {
         TreatmentWithConfig {
-            treatment: self.treatment.to_string(),
+            treatment: self.treatment(),
             config: self.config.map(str::to_string),
         }
     }
 
     fn details(&self) -> TreatmentDetails {
         TreatmentDetails {
-            treatment: self.treatment.to_string(),
+            treatment: self.treatment(),
             label: self.label.as_deref().cloned(),
             config: self.config.map(str::to_string),
             change_number: self.change_number,

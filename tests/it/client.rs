@@ -72,13 +72,13 @@ fn every_evaluation_function() {
     );
 
     let many = c.get_treatments("qa_alice", &["new_checkout", "legacy_banner", "nope"], None);
-    let expected: HashMap<String, String> = [
+    let expected: HashMap<String, splitkit::Treatment> = [
         ("new_checkout", "on"),
         ("legacy_banner", "hidden"),
         ("nope", "control"),
     ]
     .into_iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .map(|(a, b)| (a.to_string(), b.into()))
     .collect();
     assert_eq!(many, expected);
     let many = c.get_treatments_with_config("qa_alice", &["new_checkout"], None);
@@ -107,7 +107,7 @@ fn matching_and_bucketing_keys() {
         "on"
     );
     // The 50/50 rollout hashes the bucketing key: same bucketing key, same treatment.
-    let by_account: Vec<String> = (0..20)
+    let by_account: Vec<splitkit::Treatment> = (0..20)
         .map(|i| {
             c.get_treatment(
                 Key::new(&format!("user{i}"), "account-7"),
@@ -120,7 +120,7 @@ fn matching_and_bucketing_keys() {
         by_account.windows(2).all(|w| w[0] == w[1]),
         "{by_account:?}"
     );
-    let by_user: Vec<String> = (0..40)
+    let by_user: Vec<splitkit::Treatment> = (0..40)
         .map(|i| c.get_treatment(format!("user{i}").as_str(), "new_checkout", None))
         .collect();
     assert!(by_user.contains(&"on".into()) && by_user.contains(&"off".into()));

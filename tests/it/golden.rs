@@ -150,7 +150,7 @@ pub fn check_client(client: &splitkit::Client, set: &str) {
         };
         let d = client.evaluate(key, &req.flag, attrs.as_ref());
         let got = Expected {
-            treatment: d.treatment.clone(),
+            treatment: d.treatment.to_string(),
             label: d
                 .label
                 .filter(|_| d.impression)

@@ -99,7 +99,7 @@ impl Backend {
 }
 
 fn treatment(client: &Client, key: &str) -> String {
-    client.get_treatment(key, "f", None)
+    client.get_treatment(key, "f", None).into()
 }
 
 /// Waits up to `WAIT` for `key` to get `want`; the time it took.
