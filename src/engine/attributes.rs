@@ -126,6 +126,23 @@ impl AttributeName {
     }
 }
 
+/// An attribute name a matcher reads, with its [`head16`] computed once, when the matcher is
+/// compiled, instead of at every evaluation.
+#[derive(Debug)]
+pub(crate) struct AttributeKey {
+    name: Box<str>,
+    head: u128,
+}
+
+impl AttributeKey {
+    pub(crate) fn new(name: &str) -> AttributeKey {
+        AttributeKey {
+            name: name.into(),
+            head: head16(name.as_bytes()),
+        }
+    }
+}
+
 impl fmt::Debug for Attributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
@@ -210,6 +227,19 @@ impl Attributes {
                     .map(|(_, v)| v)
             }
             Repr::Map(map) => map.get(name),
+        }
+    }
+
+    /// The value of the attribute a matcher reads ([`Attributes::get`] without hashing or
+    /// reading the name's head again).
+    #[inline(always)]
+    pub(crate) fn get_key(&self, key: &AttributeKey) -> Option<&AttributeValue> {
+        match &self.repr {
+            Repr::Small(entries) => entries
+                .iter()
+                .find(|(n, _)| n.is(key.name.as_bytes(), key.head))
+                .map(|(_, v)| v),
+            Repr::Map(map) => map.get(&*key.name),
         }
     }
 

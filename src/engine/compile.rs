@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use super::attributes::AttributeKey;
 use super::bucket::{HashAlgo, seed_of};
 use super::evaluator::{CONTROL, CONTROL_NAME};
 use super::labels::Label;
@@ -35,6 +36,10 @@ pub(crate) enum StrSet {
 /// matches (about 5 instructions a member: scanning 16 costs less than hashing the string).
 #[derive(Debug)]
 pub(crate) struct SmallSet {
+    /// One bit of 64 for each member's fingerprint ([`bloom_bit`]): a string whose bit is
+    /// clear is no member, and most non-members are answered by that one test, without a
+    /// scan.
+    bloom: u64,
     /// [`fingerprint`] of each member.
     prints: Box<[u64]>,
     members: Box<[Box<str>]>,
@@ -44,6 +49,9 @@ impl SmallSet {
     #[inline(always)]
     fn contains(&self, s: &str) -> bool {
         let print = fingerprint(s.as_bytes());
+        if self.bloom & bloom_bit(print) == 0 {
+            return false;
+        }
         // A plain search of the fingerprints (a tight loop), then the text of each match.
         let mut from = 0;
         while let Some(i) = self
@@ -77,6 +85,13 @@ fn fingerprint(b: &[u8]) -> u64 {
         ^ (b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// The bit of a [`SmallSet`]'s `bloom` for a fingerprint: its top six bits once mixed (the
+/// fingerprint's own bits are raw text, which varies little in its top bits).
+#[inline(always)]
+fn bloom_bit(print: u64) -> u64 {
+    1 << (print.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
 impl StrSet {
     fn new(items: &[String]) -> StrSet {
         if items.len() > SMALL_SET {
@@ -94,8 +109,10 @@ impl StrSet {
                 uniq.push(i.as_str().into());
             }
         }
+        let prints: Box<[u64]> = uniq.iter().map(|m| fingerprint(m.as_bytes())).collect();
         StrSet::Small(SmallSet {
-            prints: uniq.iter().map(|m| fingerprint(m.as_bytes())).collect(),
+            bloom: prints.iter().fold(0, |b, &p| b | bloom_bit(p)),
+            prints,
             members: uniq.into_boxed_slice(),
         })
     }
@@ -325,7 +342,7 @@ pub(crate) enum MatcherKind {
 #[derive(Debug)]
 pub(crate) struct CompiledMatcher {
     /// Attribute to read; `None` reads the matching key.
-    pub(crate) attribute: Option<Box<str>>,
+    pub(crate) attribute: Option<AttributeKey>,
     pub(crate) negate: bool,
     pub(crate) kind: MatcherKind,
 }
@@ -619,7 +636,7 @@ fn compile_matcher(
             .key_selector
             .as_ref()
             .and_then(|k| k.attribute.as_deref())
-            .map(Into::into),
+            .map(AttributeKey::new),
         negate: m.negate.unwrap_or(false),
         kind,
     })
@@ -1217,6 +1234,28 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Small sets of long strings (keys, emails): the bloom bits and the fingerprints
+        /// of their first 16 and last 8 bytes.
+        #[test]
+        fn small_sets_of_long_strings_answer_as_a_hash_set(
+            items in proptest::collection::vec("[0-9a-f-]{0,40}", 0..=16),
+            queries in proptest::collection::vec("[0-9a-f-]{0,40}", 0..30),
+        ) {
+            let oracle: std::collections::HashSet<&str> =
+                items.iter().map(String::as_str).collect();
+            let set = StrSet::new(&items);
+            proptest::prop_assert!(matches!(set, StrSet::Small(_)));
+            for q in queries.iter().chain(&items) {
+                proptest::prop_assert_eq!(set.contains(q), oracle.contains(q.as_str()), "{}", q);
+                // The same text one byte shorter or longer is another string.
+                let longer = format!("{q}0");
+                proptest::prop_assert_eq!(set.contains(&longer), oracle.contains(longer.as_str()));
+                if let Some(shorter) = q.get(..q.len().saturating_sub(1)) {
+                    proptest::prop_assert_eq!(set.contains(shorter), oracle.contains(shorter));
+                }
+            }
+        }
+
         #[test]
         fn string_sets_answer_as_a_hash_set(
             items in proptest::collection::vec("[a-c]{0,3}", 0..60),

@@ -427,7 +427,7 @@ impl Snapshot {
         let hit = match (&m.kind, &m.attribute) {
             (MatcherKind::AllKeys, None) => !ctx.key.is_empty(),
             (MatcherKind::Whitelist(set), None) => !ctx.key.is_empty() && set.contains(ctx.key),
-            (MatcherKind::Whitelist(set), Some(attr)) => match ctx.attributes.get(attr) {
+            (MatcherKind::Whitelist(set), Some(attr)) => match ctx.attributes.get_key(attr) {
                 Some(AttributeValue::String(s)) => !s.is_empty() && set.contains(s),
                 // A missing attribute matches nothing (negated: everything).
                 None => false,
@@ -455,7 +455,7 @@ impl Snapshot {
                 return Ok(self.in_rule_based_segment(name, ctx, depth + 1)? != m.negate);
             }
             (_, None) => Input::Key(ctx.key),
-            (_, Some(attr)) => match ctx.attributes.get(attr) {
+            (_, Some(attr)) => match ctx.attributes.get_key(attr) {
                 Some(v) => Input::Attr(v),
                 None => return Ok(m.negate),
             },
