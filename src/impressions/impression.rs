@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::wire_cache::WireCache;
+
 /// One evaluation as it is reported: who saw which treatment of which flag, why and when.
 ///
 /// The strings live in one buffer, inside the impression when they fit in
@@ -249,14 +251,15 @@ impl Impression {
     }
 
     /// Writes the impression as an item of `testImpressions/bulk`.
-    pub(crate) fn write_wire(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_wire(&self, out: &mut Vec<u8>, cache: &mut WireCache) {
         write_wire(
             out,
+            cache,
             &Wire {
                 key: self.part_bytes(0),
                 bucketing_key: self.has(HAS_BUCKETING_KEY).then(|| self.part_bytes(1)),
-                treatment: self.part_bytes(3),
-                label: self.has(HAS_LABEL).then(|| self.part_bytes(4)),
+                treatment: (self.part_bytes(3), None),
+                label: self.has(HAS_LABEL).then(|| (self.part_bytes(4), None)),
                 properties: self.has(HAS_PROPERTIES).then(|| self.part_bytes(5)),
                 time: self.time,
                 change_number: self.change_number,
@@ -270,8 +273,10 @@ impl Impression {
 pub(crate) struct Wire<'a> {
     pub(crate) key: &'a [u8],
     pub(crate) bucketing_key: Option<&'a [u8]>,
-    pub(crate) treatment: &'a [u8],
-    pub(crate) label: Option<&'a [u8]>,
+    /// The treatment, and its interned name's address when it has one ([`WireCache`]).
+    pub(crate) treatment: (&'a [u8], Option<usize>),
+    /// The label, and its interned name's address when it has one.
+    pub(crate) label: Option<(&'a [u8], Option<usize>)>,
     pub(crate) properties: Option<&'a [u8]>,
     pub(crate) time: i64,
     pub(crate) change_number: i64,
@@ -280,27 +285,28 @@ pub(crate) struct Wire<'a> {
 
 /// Writes an item of `testImpressions/bulk`: `{"k","t","m","c","r","b","pt","properties"}`
 /// (`r`, `b`, `pt`, `properties` omitted when absent; `properties` is a JSON object's text,
-/// sent as a string as the official SDKs do).
-pub(crate) fn write_wire(out: &mut Vec<u8>, w: &Wire<'_>) {
+/// sent as a string as the official SDKs do). `cache` holds what the batch's earlier items
+/// wrote of their treatments, labels, times and change numbers.
+pub(crate) fn write_wire(out: &mut Vec<u8>, cache: &mut WireCache, w: &Wire<'_>) {
     // Room for the item unless something needs escaping: one reservation instead of a
     // capacity check growing the buffer along the way.
     let strings = w.key.len()
-        + w.treatment.len()
-        + w.label.map_or(0, <[u8]>::len)
+        + w.treatment.0.len()
+        + w.label.map_or(0, |l| l.0.len())
         + w.bucketing_key.map_or(0, <[u8]>::len)
         + w.properties.map_or(0, <[u8]>::len);
     out.reserve(strings + 128);
     out.extend_from_slice(b"{\"k\":");
     write_json_bytes(out, w.key);
     out.extend_from_slice(b",\"t\":");
-    write_json_bytes(out, w.treatment);
+    cache.write_name(out, w.treatment.1, w.treatment.0);
     out.extend_from_slice(b",\"m\":");
-    write_int(out, w.time);
+    cache.write_time(out, w.time);
     out.extend_from_slice(b",\"c\":");
-    write_int(out, w.change_number);
-    if let Some(l) = w.label {
+    cache.write_change_number(out, w.change_number);
+    if let Some((label, id)) = w.label {
         out.extend_from_slice(b",\"r\":");
-        write_json_bytes(out, l);
+        cache.write_name(out, id, label);
     }
     if let Some(b) = w.bucketing_key {
         out.extend_from_slice(b",\"b\":");
@@ -341,7 +347,7 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Appends the UTF-8 text `bytes` as a JSON string (only `"`, `\\` and control bytes are
 /// escaped; other bytes are copied, so valid UTF-8 stays valid).
-fn write_json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let mut start = 0;
     while let Some((i, b)) = find_escape(bytes, start) {
@@ -508,7 +514,7 @@ mod tests {
             assert_eq!((i.label(), i.change_number()), (Some("default rule"), None));
             assert!(i.impressions_disabled());
             let mut out = Vec::new();
-            i.write_wire(&mut out);
+            i.write_wire(&mut out, &mut WireCache::default());
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v["k"], key);
         }
@@ -564,14 +570,14 @@ mod tests {
         let mut i = imp(Some("line\nbreak\u{1}"), Some("acct"));
         i.set_previous_time(Some(5));
         let mut out = Vec::new();
-        i.write_wire(&mut out);
+        i.write_wire(&mut out, &mut WireCache::default());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"k":"k\"1","t":"on","m":1_700_000_000_123i64,"c":-3,"r":"line\nbreak\u{1}","b":"acct","pt":5})
         );
         let mut out = Vec::new();
-        imp(None, None).write_wire(&mut out);
+        imp(None, None).write_wire(&mut out, &mut WireCache::default());
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"k":"k\"1","t":"on","m":1700000000123,"c":-3}"#
@@ -586,7 +592,7 @@ mod tests {
             (Some("rule"), Some(r#"{"a":"q\"t"}"#))
         );
         let mut out = Vec::new();
-        with.write_wire(&mut out);
+        with.write_wire(&mut out, &mut WireCache::default());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["properties"], r#"{"a":"q\"t"}"#);
         assert_eq!(imp(None, None).properties(), None);

@@ -11,6 +11,7 @@ mod flag_map;
 mod impression;
 mod queued;
 mod strategy;
+mod wire_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub(crate) use impression::{write_int, write_json_str};
 use queued::Queued;
 pub use strategy::ImpressionsMode;
 use strategy::{Decision, Seen, Strategy};
+use wire_cache::WireCache;
 
 use crate::delivery::{
     Batcher, DeliveryStats, EncodeError, Endpoint, HttpTransport, Prepared, Retention, Transport,
@@ -233,13 +235,16 @@ impl Batcher<Queued> for BulkBatcher {
     }
 
     fn encode(&self, items: &[Queued], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let mut cache = WireCache::default();
         #[cfg(feature = "redis")]
         if let Some(meta) = &self.redis_meta {
             for (n, i) in items.iter().enumerate() {
                 if n > 0 {
                     out.push(b'\n');
                 }
-                crate::redis::write_impression(out, meta, i.flag(), |o| i.write_wire(o));
+                crate::redis::write_impression(out, meta, i.flag(), |o| {
+                    i.write_wire(o, &mut cache);
+                });
             }
             return Ok(());
         }
@@ -273,7 +278,7 @@ impl Batcher<Queued> for BulkBatcher {
                 if m > 0 {
                     out.push(b',');
                 }
-                i.write_wire(out);
+                i.write_wire(out, &mut cache);
             }
             out.extend_from_slice(b"]}");
         }

@@ -4,6 +4,7 @@
 
 use super::impression::{Impression, ImpressionFields, Wire, write_wire};
 use super::strategy::Seen;
+use super::wire_cache::WireCache;
 use crate::engine::evaluator::Names;
 use crate::intern::Name;
 
@@ -167,22 +168,23 @@ impl Queued {
     }
 
     /// Writes the impression as an item of `testImpressions/bulk`.
-    pub(crate) fn write_wire(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_wire(&self, out: &mut Vec<u8>, cache: &mut WireCache) {
         match self {
             Queued::Compact(c) => write_wire(
                 out,
+                cache,
                 &Wire {
                     key: c.key(),
                     bucketing_key: (c.bits & HAS_BUCKETING_KEY != 0).then(|| c.bucketing_key()),
-                    treatment: c.treatment.as_str().as_bytes(),
-                    label: c.label.map(|l| l.as_str().as_bytes()),
+                    treatment: (c.treatment.as_str().as_bytes(), Some(c.treatment.addr())),
+                    label: c.label.map(|l| (l.as_str().as_bytes(), Some(l.addr()))),
                     properties: None,
                     time: c.time,
                     change_number: c.change_number,
                     previous_time: (c.bits & HAS_PREVIOUS_TIME != 0).then_some(c.previous_time),
                 },
             ),
-            Queued::Full(i) => i.write_wire(out),
+            Queued::Full(i) => i.write_wire(out, cache),
         }
     }
 
@@ -255,7 +257,7 @@ mod tests {
 
     fn wire(q: &Queued) -> String {
         let mut out = Vec::new();
-        q.write_wire(&mut out);
+        q.write_wire(&mut out, &mut WireCache::default());
         String::from_utf8(out).unwrap_or_default()
     }
 
