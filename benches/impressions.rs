@@ -9,6 +9,9 @@ use splitkit::{Attributes, Client, ImpressionsMode, Snapshot};
 
 #[path = "../tests/support/sink.rs"]
 mod sink;
+
+#[path = "support/interleaved.rs"]
+mod interleaved;
 use sink::Sink;
 
 const DOC: &str = r#"{"ff":{"d":[{"name":"checkout","trafficTypeName":"user","defaultTreatment":"off",
@@ -286,53 +289,39 @@ fn interleaved(sink: &Sink, keys: &[String], attrs: &Attributes) {
         "client, optimized",
         "client, debug, array queue",
     ];
-    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); names.len()];
-    let mut i = 0usize;
-    for _ in 0..ROUNDS {
-        for (v, t) in times.iter_mut().enumerate() {
-            let start = Instant::now();
-            for _ in 0..BURST {
-                i = (i + 1) % keys.len();
-                let k = keys[i].as_str();
-                match v {
-                    0 => {
-                        std::hint::black_box(
-                            snapshot.evaluate(k, None, "checkout", attrs).treatment,
-                        );
-                    }
-                    _ => {
-                        std::hint::black_box(clients[v - 1].get_treatment(
-                            k,
-                            "checkout",
-                            Some(attrs),
-                        ));
-                    }
+    let stats = interleaved::bursts(
+        names.len(),
+        ROUNDS,
+        BURST,
+        |v, i| {
+            let k = keys[i % keys.len()].as_str();
+            match v {
+                0 => {
+                    std::hint::black_box(snapshot.evaluate(k, None, "checkout", attrs).treatment);
+                }
+                _ => {
+                    std::hint::black_box(clients[v - 1].get_treatment(k, "checkout", Some(attrs)));
                 }
             }
-            t.push(start.elapsed().as_nanos() as f64 / BURST as f64);
+        },
+        |v| {
             if v > 0 {
                 assert!(clients[v - 1].flush(Duration::from_secs(30)));
             }
-        }
-    }
-    let stat = |t: &mut Vec<f64>| {
-        t.sort_by(f64::total_cmp);
-        (t[t.len() / 2], t[t.len() / 10])
-    };
-    let stats: Vec<(f64, f64)> = times.iter_mut().map(stat).collect();
-    eprintln!(
-        "interleaved bursts of {BURST} ({ROUNDS} per variant): median / fastest tenth, ns per call"
+        },
     );
-    for (name, (median, p10)) in names.iter().zip(&stats) {
-        eprintln!("  {name:<26} {median:6.1} / {p10:6.1}");
-    }
+    interleaved::print(
+        &format!("interleaved bursts of {BURST} ({ROUNDS} per variant)"),
+        &names,
+        &stats,
+    );
     for (v, name) in names.iter().enumerate().skip(2) {
         eprintln!(
             "  {name} vs client not recording: {:.2}x / {:.2}x; vs engine: {:.2}x / {:.2}x",
-            stats[v].0 / stats[1].0,
-            stats[v].1 / stats[1].1,
-            stats[v].0 / stats[0].0,
-            stats[v].1 / stats[0].1,
+            stats[v].median / stats[1].median,
+            stats[v].fastest_tenth / stats[1].fastest_tenth,
+            stats[v].median / stats[0].median,
+            stats[v].fastest_tenth / stats[0].fastest_tenth,
         );
     }
     for c in &clients {

@@ -3,8 +3,10 @@
 //! `launchdarkly-server-sdk-evaluation` (see `benches/support/peers.rs` for how the flag is
 //! written for each and how they are called).
 //!
-//! Run: `cargo bench --bench peers -- --warm-up-time 1 --measurement-time 3`; the
-//! instruction counts of the same three are `benches/instr.sh engine unleash launchdarkly`.
+//! Run: `cargo bench --bench peers -- --warm-up-time 1 --measurement-time 3`. After
+//! criterion's figures it prints the paired comparison: bursts of the three taken in turn,
+//! their medians, and the peers' time as a multiple of splitkit's. The instruction counts of
+//! the same three are `benches/instr.sh engine unleash launchdarkly`.
 
 use std::hint::black_box;
 
@@ -16,6 +18,9 @@ mod workload;
 
 #[path = "support/peers.rs"]
 mod peers;
+
+#[path = "support/interleaved.rs"]
+mod interleaved;
 
 const KEYS: usize = 4096;
 const FLAG: &str = "checkout_v2";
@@ -85,6 +90,44 @@ fn peers(c: &mut Criterion) {
         })
     });
     g.finish();
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    const BURST: usize = 4_096;
+    const ROUNDS: usize = 301;
+    let stats = interleaved::bursts(
+        3,
+        ROUNDS,
+        BURST,
+        |v, i| {
+            let i = i % KEYS;
+            match v {
+                0 => {
+                    black_box(snapshot.evaluate(&keys[i], None, FLAG, &attrs[i]).treatment);
+                }
+                1 => {
+                    black_box(unleash.evaluate(FLAG, i));
+                }
+                _ => {
+                    black_box(launchdarkly.evaluate(FLAG, i));
+                }
+            }
+        },
+        |_| {},
+    );
+    let names = ["splitkit", "unleash_yggdrasil", "launchdarkly"];
+    interleaved::print(
+        &format!("interleaved bursts of {BURST} ({ROUNDS} per engine)"),
+        &names,
+        &stats,
+    );
+    for (name, s) in names.iter().zip(&stats).skip(1) {
+        eprintln!(
+            "  {name} / splitkit: {:.1}x median, {:.1}x fastest tenth",
+            s.median / stats[0].median,
+            s.fastest_tenth / stats[0].fastest_tenth
+        );
+    }
 }
 
 criterion_group!(benches, peers);
