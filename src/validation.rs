@@ -25,6 +25,7 @@ pub(crate) fn check_key(op: &str, name: &str, key: &str) -> Result<(), String> {
 }
 
 /// Validates a flag name: non-empty; surrounding whitespace trimmed with a warning.
+#[inline]
 pub(crate) fn check_flag_name<'a>(
     op: &str,
     name: &'a str,
@@ -36,6 +37,12 @@ pub(crate) fn check_flag_name<'a>(
     if visible(name.as_bytes().first()) && visible(name.as_bytes().last()) {
         return Some(name);
     }
+    trim_flag_name(op, name, warn)
+}
+
+/// [`check_flag_name`] for a name that starts or ends with something else.
+#[cold]
+fn trim_flag_name<'a>(op: &str, name: &'a str, warn: &mut dyn FnMut(String)) -> Option<&'a str> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
         warn(format!(

@@ -148,6 +148,15 @@ fn validation_rules_and_messages() {
         c.get_treatment("k".repeat(250).as_str(), "legacy_banner", None),
         "hidden"
     );
+    // 250 characters of two bytes each: past 250 bytes, still a valid key.
+    assert_eq!(
+        c.get_treatment("é".repeat(250).as_str(), "legacy_banner", None),
+        "hidden"
+    );
+    assert_eq!(
+        c.get_treatment(Key::new("ann", &"é".repeat(250)), "legacy_banner", None),
+        "hidden"
+    );
     assert!(logs::take().is_empty());
 
     assert_eq!(
