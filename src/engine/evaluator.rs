@@ -353,7 +353,10 @@ impl Snapshot {
 
     /// What decides `f` for the context: a rule (and the partition its bucket fell in) or
     /// the default treatment with a label. Small, so that a dependency, which needs only the
-    /// treatment, builds no [`Evaluation`].
+    /// treatment, builds no [`Evaluation`]. Always in line: as a call of its own, its result
+    /// went through memory and its registers were saved and restored, 67 instructions of an
+    /// evaluation's 565 (callgrind, `benches/instr.sh engine`).
+    #[inline(always)]
     fn eval_flag<'a>(
         &'a self,
         f: &'a CompiledFlag,
