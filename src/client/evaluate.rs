@@ -288,6 +288,7 @@ impl Client {
     }
 
     /// Records the impression of an evaluation, when it produces one.
+    #[inline(always)]
     fn record(
         &self,
         properties: Option<&str>,
@@ -692,6 +693,7 @@ type EvalFn = for<'s> fn(&'s Snapshot, Key<'_>, &str, &Attributes) -> Evaluation
 
 /// Runs one evaluation at the API boundary: a panic inside becomes `control` with label
 /// `exception` (and an impression), an unknown flag a warning and no impression.
+#[inline(always)]
 fn evaluate_guarded<'s>(
     op: &str,
     snapshot: &'s Snapshot,

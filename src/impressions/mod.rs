@@ -605,7 +605,9 @@ impl Recorder {
     ///
     /// `names` are the interned flag, treatment and label of `fields`, where the engine
     /// has them: with them, the queued impression points to those strings instead of
-    /// copying them.
+    /// copying them. The usual case, an impression queued for the worker to apply the mode
+    /// to, is in line in the caller; the rest is out of line.
+    #[inline(always)]
     pub(crate) fn record(
         &self,
         fields: ImpressionFields<'_>,
@@ -629,13 +631,23 @@ impl Recorder {
             if d.impressions
                 .try_push(Queued::new(&fields, names, None))
                 .is_err()
-                && let Decision::Queue { .. } =
-                    self.strategy.process(&Seen::fields(&fields, names.flag))
             {
-                d.impressions.drop_full();
+                self.full(&fields, names, d);
             }
             return;
         }
+        self.record_here(fields, names, attributes);
+    }
+
+    /// An impression the mode is applied to here, on the calling thread (with listeners, or
+    /// without delivery).
+    #[inline(never)]
+    fn record_here(
+        &self,
+        fields: ImpressionFields<'_>,
+        names: Names,
+        attributes: Option<&Arc<Attributes>>,
+    ) {
         let decision = self.strategy.process(&Seen::fields(&fields, names.flag));
         let previous_time = match decision {
             Decision::Queue { previous_time } => previous_time,
@@ -661,6 +673,15 @@ impl Recorder {
                     self.local_only.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// An impression that found the queue full: the mode is applied here, so that what it
+    /// only counts is still counted, and what it would have sent is counted as dropped.
+    #[cold]
+    fn full(&self, fields: &ImpressionFields<'_>, names: Names, d: &Delivery) {
+        if let Decision::Queue { .. } = self.strategy.process(&Seen::fields(fields, names.flag)) {
+            d.impressions.drop_full();
         }
     }
 
