@@ -103,27 +103,6 @@ impl Treatment {
     }
 }
 
-impl std::ops::Deref for Treatment {
-    type Target = str;
-
-    #[inline]
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<str> for Treatment {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl std::borrow::Borrow<str> for Treatment {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl From<&str> for Treatment {
     fn from(s: &str) -> Treatment {
         Treatment(TreatmentText::Owned(s.into()))
@@ -171,53 +150,7 @@ impl std::hash::Hash for Treatment {
     }
 }
 
-impl PartialEq<str> for Treatment {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Treatment {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for Treatment {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<Treatment> for str {
-    fn eq(&self, other: &Treatment) -> bool {
-        self == other.as_str()
-    }
-}
-
-impl PartialEq<Treatment> for &str {
-    fn eq(&self, other: &Treatment) -> bool {
-        *self == other.as_str()
-    }
-}
-
-impl PartialEq<Treatment> for String {
-    fn eq(&self, other: &Treatment) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl std::fmt::Debug for Treatment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for Treatment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+crate::text::str_like!(Treatment);
 
 impl serde::Serialize for Treatment {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -1,10 +1,6 @@
 //! The string of an attribute value: inline up to 24 bytes, so that building the attributes
 //! of an evaluation (`plan`, `country`, an email...) allocates nothing for most values.
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::ops::Deref;
-
 use compact_str::CompactString;
 
 /// The text of an [`AttributeValue::String`](crate::AttributeValue::String).
@@ -30,27 +26,6 @@ impl AttributeString {
     #[inline(always)]
     pub fn as_str(&self) -> &str {
         self.0.as_str()
-    }
-}
-
-impl Deref for AttributeString {
-    type Target = str;
-
-    #[inline(always)]
-    fn deref(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl AsRef<str> for AttributeString {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl Borrow<str> for AttributeString {
-    fn borrow(&self) -> &str {
-        self.as_str()
     }
 }
 
@@ -80,47 +55,7 @@ impl From<AttributeString> for String {
     }
 }
 
-impl PartialEq<str> for AttributeString {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for AttributeString {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for AttributeString {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<AttributeString> for &str {
-    fn eq(&self, other: &AttributeString) -> bool {
-        *self == other.as_str()
-    }
-}
-
-impl PartialEq<AttributeString> for String {
-    fn eq(&self, other: &AttributeString) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl fmt::Debug for AttributeString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for AttributeString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.as_str(), f)
-    }
-}
+crate::text::str_like!(AttributeString);
 
 #[cfg(test)]
 mod tests {
