@@ -9,10 +9,10 @@ use splitkit::{Attributes, Client, ImpressionsMode, Snapshot};
 
 #[path = "../tests/support/sink.rs"]
 mod sink;
+use sink::Sink;
 
 #[path = "support/interleaved.rs"]
 mod interleaved;
-use sink::Sink;
 
 const DOC: &str = r#"{"ff":{"d":[{"name":"checkout","trafficTypeName":"user","defaultTreatment":"off",
  "changeNumber":5,"algo":2,"seed":7,"trafficAllocation":100,"status":"ACTIVE","conditions":[

@@ -10,6 +10,9 @@ pub const MAX_KEY_LENGTH: usize = 250;
 
 /// Validates one key (`name` is `key`, `matching_key` or `bucketing_key`).
 pub(crate) fn check_key(op: &str, name: &str, key: &str) -> Result<(), String> {
+    if is_plain_key(key) {
+        return Ok(());
+    }
     if key.is_empty() {
         return Err(format!(
             "{op}: you passed an empty {name}, {name} must be a non-empty string"
@@ -22,6 +25,13 @@ pub(crate) fn check_key(op: &str, name: &str, key: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Whether `key` passes [`check_key`] on its byte length alone (1 to [`MAX_KEY_LENGTH`]
+/// bytes), without counting its characters: the usual key.
+#[inline]
+pub(crate) fn is_plain_key(key: &str) -> bool {
+    (1..=MAX_KEY_LENGTH).contains(&key.len())
 }
 
 /// Validates a flag name: non-empty; surrounding whitespace trimmed with a warning.

@@ -14,7 +14,7 @@ use crate::impressions::{ImpressionFields, now_ms};
 use crate::properties::EvaluationOptions;
 use crate::storage::Snapshot;
 use crate::treatment::{Key, Treatment, TreatmentDetails, TreatmentWithConfig};
-use crate::validation::{MAX_KEY_LENGTH, check_flag_name, check_key, sanitize_flag_sets};
+use crate::validation::{check_flag_name, check_key, is_plain_key, sanitize_flag_sets};
 
 impl Client {
     /// The treatment of `flag` for `key`.
@@ -156,12 +156,11 @@ impl Client {
     }
 
     /// Checks the client and the key; `Err` holds the warning to log. The usual call (a
-    /// live client, keys of 1 to [`MAX_KEY_LENGTH`] bytes) in line, the rest out of line.
+    /// live client, keys that [`is_plain_key`] accepts) in line, the rest out of line.
     #[inline]
     fn check_call(&self, op: &str, key: &Key<'_>) -> Result<InFlight<'_>, String> {
-        let plain = |k: &str| (1..=MAX_KEY_LENGTH).contains(&k.len());
-        if plain(key.matching_key)
-            && key.bucketing_key.is_none_or(plain)
+        if is_plain_key(key.matching_key)
+            && key.bucketing_key.is_none_or(is_plain_key)
             && let Some(guard) = self.inner.in_flight.enter(&self.inner.destroyed)
         {
             return Ok(guard);

@@ -218,28 +218,25 @@ impl Attributes {
     /// The value of an attribute.
     #[inline(always)]
     pub fn get(&self, name: &str) -> Option<&AttributeValue> {
-        match &self.repr {
-            Repr::Small(entries) => {
-                let (bytes, head) = (name.as_bytes(), head16(name.as_bytes()));
-                entries
-                    .iter()
-                    .find(|(n, _)| n.is(bytes, head))
-                    .map(|(_, v)| v)
-            }
-            Repr::Map(map) => map.get(name),
-        }
+        self.find(name, head16(name.as_bytes()))
     }
 
     /// The value of the attribute a matcher reads ([`Attributes::get`] without hashing or
     /// reading the name's head again).
     #[inline(always)]
     pub(crate) fn get_key(&self, key: &AttributeKey) -> Option<&AttributeValue> {
+        self.find(&key.name, key.head)
+    }
+
+    /// The value of the attribute `name`, whose [`head16`] is `head`.
+    #[inline(always)]
+    fn find(&self, name: &str, head: u128) -> Option<&AttributeValue> {
         match &self.repr {
             Repr::Small(entries) => entries
                 .iter()
-                .find(|(n, _)| n.is(key.name.as_bytes(), key.head))
+                .find(|(n, _)| n.is(name.as_bytes(), head))
                 .map(|(_, v)| v),
-            Repr::Map(map) => map.get(&*key.name),
+            Repr::Map(map) => map.get(name),
         }
     }
 

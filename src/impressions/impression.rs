@@ -417,7 +417,12 @@ fn find_escape(bytes: &[u8], from: usize) -> Option<(usize, u8)> {
 #[inline]
 pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = itoa::Buffer::new();
-    let digits = buf.format(v).as_bytes();
+    write_digits(out, buf.format(v).as_bytes());
+}
+
+/// Appends a number's decimal text.
+#[inline]
+pub(crate) fn write_digits(out: &mut Vec<u8>, digits: &[u8]) {
     // Times and change numbers in milliseconds have 13 digits: a copy of known length is
     // two stores instead of a call to `memcpy`.
     match <&[u8; 13]>::try_from(digits) {

@@ -4,7 +4,7 @@
 //! one change number, and many impressions in the same millisecond (the clock is coarse),
 //! so most of an impression's text after its key is copied instead of escaped or formatted.
 
-use super::impression::write_json_bytes;
+use super::impression::{write_digits, write_int, write_json_bytes};
 
 /// How many names a cache holds (the oldest is replaced): the treatments and labels of the
 /// flags in a batch, usually.
@@ -22,12 +22,11 @@ struct Digits {
 }
 
 impl Digits {
-    fn of(value: i64) -> Digits {
-        let mut buf = itoa::Buffer::new();
-        let s = buf.format(value).as_bytes();
+    /// `value`, whose decimal text is `digits`.
+    fn new(value: i64, digits: &[u8]) -> Digits {
         let mut text = [0; DIGITS];
-        let len = s.len().min(DIGITS);
-        text[..len].copy_from_slice(&s[..len]);
+        let len = digits.len().min(DIGITS);
+        text[..len].copy_from_slice(&digits[..len]);
         Digits {
             value,
             len: len as u8,
@@ -35,13 +34,8 @@ impl Digits {
         }
     }
 
-    #[inline]
-    fn write(&self, out: &mut Vec<u8>) {
-        // Milliseconds have 13 digits: a copy of known length, two stores.
-        match self.text.first_chunk::<13>() {
-            Some(ms) if self.len == 13 => out.extend_from_slice(ms),
-            _ => out.extend_from_slice(&self.text[..usize::from(self.len)]),
-        }
+    fn digits(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
     }
 }
 
@@ -96,18 +90,17 @@ impl WireCache {
 #[inline]
 fn write_cached(last: &mut Option<Digits>, out: &mut Vec<u8>, value: i64) {
     match last {
-        Some(d) if d.value == value => d.write(out),
+        Some(d) if d.value == value => write_digits(out, d.digits()),
         _ => {
-            let d = Digits::of(value);
-            d.write(out);
-            *last = Some(d);
+            let start = out.len();
+            write_int(out, value);
+            *last = Some(Digits::new(value, out.get(start..).unwrap_or_default()));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::impression::write_int;
     use super::*;
 
     #[test]
