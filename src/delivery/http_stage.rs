@@ -86,6 +86,9 @@ pub(crate) struct HttpDelivery<T, B> {
     spool: Option<Arc<Spool>>,
     /// The batch being filled.
     open: Vec<T>,
+    /// The emptied item vector of the last batch resolved, kept for the next open batch so
+    /// that a steady stream of batches does not grow a new vector each time.
+    spare: Vec<T>,
     open_bytes: usize,
     /// Sealed batches, oldest first.
     pending: VecDeque<Batch<T>>,
@@ -134,6 +137,7 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
             backoff: Backoff::new(config.backoff_base(), config.retry_cap()),
             spool: config.spool().cloned(),
             open: Vec::new(),
+            spare: Vec::new(),
             open_bytes: 0,
             pending: VecDeque::new(),
             pending_items: 0,
@@ -178,10 +182,11 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
 
     /// Moves the open batch to the pending queue, without the retention check.
     fn seal_open(&mut self) {
-        let items = mem::replace(
-            &mut self.open,
-            Vec::with_capacity(self.batch_max_items.min(1024)),
-        );
+        let next = match mem::take(&mut self.spare) {
+            spare if spare.capacity() > 0 => spare,
+            _ => Vec::with_capacity(self.batch_max_items.min(1024)),
+        };
+        let items = mem::replace(&mut self.open, next);
         let bytes = mem::take(&mut self.open_bytes);
         self.pending_items += items.len();
         self.pending_bytes += bytes;
@@ -321,6 +326,11 @@ impl<T, B: Batcher<T>> HttpDelivery<T, B> {
     /// A batch is done: delivered (`None`) or dropped for `reason`. A recovered batch's
     /// spool file is removed either way.
     fn resolve(&mut self, batch: Batch<T>, ctx: &mut Ctx, dropped: Option<DropReason>) {
+        let mut items = batch.items;
+        items.clear();
+        if items.capacity() > self.spare.capacity() {
+            self.spare = items;
+        }
         match batch.spooled {
             Some(claimed) => {
                 let recovered = Recovered(&ctx.stats);
