@@ -14,26 +14,58 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use crate::engine::FastMap;
+use crate::impressions::write_json_str;
 
 /// A string interned for the life of the process, as one thin pointer.
 #[derive(Clone, Copy)]
-pub(crate) struct Name(&'static &'static str);
+pub(crate) struct Name(&'static Entry);
+
+/// What the table holds of a string: the string, and its text as a JSON string (quoted and
+/// escaped once, so that the impressions writer copies it instead of escaping it again).
+pub(crate) struct Entry {
+    text: &'static str,
+    json: &'static str,
+}
+
+/// The [`Name`] of a string literal the program holds in a `static` (it takes no room in
+/// the table). The literal must need no JSON escaping, which a test checks for each use.
+macro_rules! static_name {
+    ($text:literal) => {{
+        static ENTRY: $crate::intern::Entry =
+            $crate::intern::Entry::literal($text, concat!("\"", $text, "\""));
+        $crate::intern::Name::from_static(&ENTRY)
+    }};
+}
+pub(crate) use static_name;
+
+impl Entry {
+    /// The entry of `text`, whose JSON string is `json` ([`static_name!`] only).
+    pub(crate) const fn literal(text: &'static str, json: &'static str) -> Entry {
+        Entry { text, json }
+    }
+}
 
 impl Name {
-    /// A name for a string the program holds in a `static`.
-    pub(crate) const fn from_static(s: &'static &'static str) -> Name {
-        Name(s)
+    /// The name of a static entry ([`static_name!`] only).
+    pub(crate) const fn from_static(entry: &'static Entry) -> Name {
+        Name(entry)
     }
 
     /// The string.
     #[inline]
     pub(crate) fn as_str(self) -> &'static str {
-        self.0
+        self.0.text
+    }
+
+    /// The string as a JSON string, quoted and escaped.
+    #[inline]
+    pub(crate) fn json(self) -> &'static [u8] {
+        self.0.json.as_bytes()
     }
 
     /// The name's address: equal for equal interned strings (the table holds one name per
     /// string), so a map can key by it instead of by the bytes. A name made by
-    /// [`Name::from_static`] has an address of its own.
+    /// [`static_name!`] has an address of its own.
     #[inline]
     pub(crate) fn addr(self) -> usize {
         std::ptr::from_ref(self.0) as usize
@@ -56,9 +88,10 @@ impl std::fmt::Debug for Name {
 /// what the names of a large environment take.
 pub(crate) const MAX_INTERNED_BYTES: usize = 64 << 20;
 
-/// What interning one string costs, in bytes: the string, its pointer and the table entry.
-fn cost(s: &str) -> usize {
-    s.len() + 3 * size_of::<&str>()
+/// What interning one string costs, in bytes: the string, its JSON text (at most six bytes
+/// a byte, `\u00XX`, plus quotes), its entry and the table's.
+fn cost(s: &str, json: &str) -> usize {
+    s.len() + json.len() + 4 * size_of::<&str>()
 }
 
 #[derive(Default)]
@@ -82,7 +115,11 @@ fn intern_bounded(s: &str, max: usize) -> Option<Name> {
     if let Some(&n) = table.names.get(s) {
         return Some(n);
     }
-    if table.bytes + cost(s) > max {
+    let mut json = Vec::with_capacity(s.len() + 2);
+    write_json_str(&mut json, s);
+    // Escaping keeps UTF-8 valid (only ASCII bytes are replaced, by ASCII).
+    let json = String::from_utf8(json).unwrap_or_default();
+    if table.bytes + cost(s, &json) > max {
         drop(guard);
         if !FULL_LOGGED.swap(true, Ordering::Relaxed) {
             log::warn!(
@@ -91,9 +128,10 @@ fn intern_bounded(s: &str, max: usize) -> Option<Name> {
         }
         return None;
     }
+    table.bytes += cost(s, &json);
     let text: &'static str = Box::leak(Box::<str>::from(s));
-    let name = Name(Box::leak(Box::new(text)));
-    table.bytes += cost(s);
+    let json: &'static str = Box::leak(json.into_boxed_str());
+    let name = Name(Box::leak(Box::new(Entry { text, json })));
     table.names.insert(text, name);
     Some(name)
 }
@@ -104,14 +142,24 @@ mod tests {
 
     #[test]
     fn equal_strings_get_the_same_pointer() {
-        let a = intern("intern-test-checkout").map(|n| n.0 as *const &str);
-        let b = intern(&String::from("intern-test-checkout")).map(|n| n.0 as *const &str);
+        let a = intern("intern-test-checkout").map(Name::addr);
+        let b = intern(&String::from("intern-test-checkout")).map(Name::addr);
         assert!(a.is_some());
         assert_eq!(a, b);
         assert_eq!(
             intern("intern-test-other").map(Name::as_str),
             Some("intern-test-other")
         );
+    }
+
+    #[test]
+    fn a_name_holds_its_json_string() {
+        for s in ["intern-test-plain", "intern-test \"quoted\"\n\u{1}é"] {
+            let name = intern(s);
+            let mut json = Vec::new();
+            write_json_str(&mut json, s);
+            assert_eq!(name.map(Name::json), Some(&json[..]), "{s:?}");
+        }
     }
 
     #[test]

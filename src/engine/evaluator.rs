@@ -12,15 +12,14 @@ use super::compile::{
 };
 use super::labels::Label;
 use super::semver::Semver;
-use crate::intern::Name;
+use crate::intern::{Name, static_name};
 use crate::storage::Snapshot;
 
 /// The treatment returned when no real treatment can be given.
 pub const CONTROL: &str = "control";
 
-static CONTROL_STR: &str = CONTROL;
 /// [`CONTROL`], interned.
-pub(crate) static CONTROL_NAME: Name = Name::from_static(&CONTROL_STR);
+pub(crate) static CONTROL_NAME: Name = static_name!("control");
 
 /// How deep flag dependencies (`IN_SPLIT_TREATMENT`, prerequisites, nested rule-based
 /// segments) may go before the evaluation is abandoned with label `exception`.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::intern::Name;
+use crate::intern::{Name, static_name};
 
 /// Why an evaluation returned its treatment. [`Label::as_str`] gives the wire string that
 /// impressions carry.
@@ -76,8 +76,7 @@ pub(crate) const DEFAULT_RULE: &str = "default rule";
 
 /// [`DEFAULT_RULE`] as an interned name (a static: it never takes room in the table).
 pub(crate) fn default_rule_name() -> Name {
-    static DEFAULT_RULE_TEXT: &str = DEFAULT_RULE;
-    Name::from_static(&DEFAULT_RULE_TEXT)
+    static_name!("default rule")
 }
 
 impl Label {
@@ -93,26 +92,17 @@ impl Label {
     /// The wire string of a label that is not a rule's, interned; `None` for a rule's label
     /// (its interned name is compiled beside the rule).
     pub(crate) fn static_name(&self) -> Option<Name> {
-        static KILLED: &str = "killed";
-        static NO_RULE_MATCHED: &str = "no rule matched";
-        static DEFINITION_NOT_FOUND: &str = "definition not found";
-        static EXCEPTION: &str = "exception";
-        static NOT_IN_SPLIT: &str = "not in split";
-        static PREREQUISITES_NOT_MET: &str = "prerequisites not met";
-        static NOT_READY: &str = "not ready";
-        static UNSUPPORTED: &str = "targeting rule type unsupported by sdk";
-        let s: &'static &'static str = match self {
-            Label::Killed => &KILLED,
-            Label::NoRuleMatched => &NO_RULE_MATCHED,
-            Label::DefinitionNotFound => &DEFINITION_NOT_FOUND,
-            Label::Exception => &EXCEPTION,
-            Label::NotInSplit => &NOT_IN_SPLIT,
-            Label::PrerequisitesNotMet => &PREREQUISITES_NOT_MET,
-            Label::NotReady => &NOT_READY,
-            Label::Unsupported => &UNSUPPORTED,
+        Some(match self {
+            Label::Killed => static_name!("killed"),
+            Label::NoRuleMatched => static_name!("no rule matched"),
+            Label::DefinitionNotFound => static_name!("definition not found"),
+            Label::Exception => static_name!("exception"),
+            Label::NotInSplit => static_name!("not in split"),
+            Label::PrerequisitesNotMet => static_name!("prerequisites not met"),
+            Label::NotReady => static_name!("not ready"),
+            Label::Unsupported => static_name!("targeting rule type unsupported by sdk"),
             Label::Rule(_) | Label::Fallback(_) => return None,
-        };
-        Some(Name::from_static(s))
+        })
     }
 }
 
@@ -134,9 +124,23 @@ mod tests {
 
     #[test]
     fn static_names_are_the_wire_strings() {
+        let json = |s: &str| {
+            let mut out = Vec::new();
+            crate::impressions::write_json_str(&mut out, s);
+            out
+        };
         for l in Label::STATIC {
             assert_eq!(l.static_name().map(Name::as_str), Some(l.as_str()));
+            assert_eq!(l.static_name().map(Name::json), Some(&json(l.as_str())[..]));
         }
         assert_eq!(Label::Rule("in segment beta".into()).static_name(), None);
+        for name in [default_rule_name(), crate::engine::evaluator::CONTROL_NAME] {
+            assert_eq!(name.json(), json(name.as_str()));
+        }
+        assert_eq!(default_rule_name().as_str(), DEFAULT_RULE);
+        assert_eq!(
+            crate::engine::evaluator::CONTROL_NAME.as_str(),
+            crate::CONTROL
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::wire_cache::WireCache;
+use crate::intern::Name;
 
 /// One evaluation as it is reported: who saw which treatment of which flag, why and when.
 ///
@@ -258,8 +259,10 @@ impl Impression {
             &Wire {
                 key: self.part_bytes(0),
                 bucketing_key: self.has(HAS_BUCKETING_KEY).then(|| self.part_bytes(1)),
-                treatment: (self.part_bytes(3), None),
-                label: self.has(HAS_LABEL).then(|| (self.part_bytes(4), None)),
+                treatment: WireName::Bytes(self.part_bytes(3)),
+                label: self
+                    .has(HAS_LABEL)
+                    .then(|| WireName::Bytes(self.part_bytes(4))),
                 properties: self.has(HAS_PROPERTIES).then(|| self.part_bytes(5)),
                 time: self.time,
                 change_number: self.change_number,
@@ -273,40 +276,61 @@ impl Impression {
 pub(crate) struct Wire<'a> {
     pub(crate) key: &'a [u8],
     pub(crate) bucketing_key: Option<&'a [u8]>,
-    /// The treatment, and its interned name's address when it has one ([`WireCache`]).
-    pub(crate) treatment: (&'a [u8], Option<usize>),
-    /// The label, and its interned name's address when it has one.
-    pub(crate) label: Option<(&'a [u8], Option<usize>)>,
+    pub(crate) treatment: WireName<'a>,
+    pub(crate) label: Option<WireName<'a>>,
     pub(crate) properties: Option<&'a [u8]>,
     pub(crate) time: i64,
     pub(crate) change_number: i64,
     pub(crate) previous_time: Option<i64>,
 }
 
+/// A treatment or label to write: interned (its JSON text is ready), or bytes to escape.
+#[derive(Clone, Copy)]
+pub(crate) enum WireName<'a> {
+    Interned(Name),
+    Bytes(&'a [u8]),
+}
+
+impl WireName<'_> {
+    fn len(self) -> usize {
+        match self {
+            WireName::Interned(n) => n.json().len(),
+            WireName::Bytes(b) => b.len(),
+        }
+    }
+
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            WireName::Interned(n) => out.extend_from_slice(n.json()),
+            WireName::Bytes(b) => write_json_bytes(out, b),
+        }
+    }
+}
+
 /// Writes an item of `testImpressions/bulk`: `{"k","t","m","c","r","b","pt","properties"}`
 /// (`r`, `b`, `pt`, `properties` omitted when absent; `properties` is a JSON object's text,
 /// sent as a string as the official SDKs do). `cache` holds what the batch's earlier items
-/// wrote of their treatments, labels, times and change numbers.
+/// wrote of their times and change numbers (a `pt` is written from the last time).
 pub(crate) fn write_wire(out: &mut Vec<u8>, cache: &mut WireCache, w: &Wire<'_>) {
     // Room for the item unless something needs escaping: one reservation instead of a
     // capacity check growing the buffer along the way.
     let strings = w.key.len()
-        + w.treatment.0.len()
-        + w.label.map_or(0, |l| l.0.len())
+        + w.treatment.len()
+        + w.label.map_or(0, WireName::len)
         + w.bucketing_key.map_or(0, <[u8]>::len)
         + w.properties.map_or(0, <[u8]>::len);
     out.reserve(strings + 128);
     out.extend_from_slice(b"{\"k\":");
     write_json_bytes(out, w.key);
     out.extend_from_slice(b",\"t\":");
-    cache.write_name(out, w.treatment.1, w.treatment.0);
+    w.treatment.write(out);
     out.extend_from_slice(b",\"m\":");
     cache.write_time(out, w.time);
     out.extend_from_slice(b",\"c\":");
     cache.write_change_number(out, w.change_number);
-    if let Some((label, id)) = w.label {
+    if let Some(label) = w.label {
         out.extend_from_slice(b",\"r\":");
-        cache.write_name(out, id, label);
+        label.write(out);
     }
     if let Some(b) = w.bucketing_key {
         out.extend_from_slice(b",\"b\":");
@@ -314,7 +338,7 @@ pub(crate) fn write_wire(out: &mut Vec<u8>, cache: &mut WireCache, w: &Wire<'_>)
     }
     if let Some(pt) = w.previous_time {
         out.extend_from_slice(b",\"pt\":");
-        write_int(out, pt);
+        cache.write_previous_time(out, pt);
     }
     if let Some(p) = w.properties {
         out.extend_from_slice(b",\"properties\":");
@@ -348,6 +372,14 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// Appends the UTF-8 text `bytes` as a JSON string (only `"`, `\\` and control bytes are
 /// escaped; other bytes are copied, so valid UTF-8 stays valid).
 pub(crate) fn write_json_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    if !has_escape(bytes) {
+        // The usual text (keys, names): one copy between the quotes.
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     out.push(b'"');
     let mut start = 0;
     while let Some((i, b)) = find_escape(bytes, start) {
@@ -377,28 +409,49 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// The first byte at or after `from` that must be escaped, and its index. Eight bytes at
-/// a time: a word has such a byte when one of its bytes is below 0x20, or equals `"` or
-/// `\\` (the classic has-zero-byte test on `x - 0x20`, `x ^ '"'` and `x ^ '\\'`, exact as a
-/// yes or no); the byte is then found one by one.
-#[inline]
-fn find_escape(bytes: &[u8], from: usize) -> Option<(usize, u8)> {
+/// The high bit of each byte of `x` that is below 0x20, `"` or `\\`, and maybe of bytes
+/// above such a byte: zero exactly when none of the eight needs escaping (the classic
+/// has-zero-byte test on `x - 0x20`, `x ^ '"'` and `x ^ '\\'`, exact as a yes or no).
+#[inline(always)]
+fn escape_bits(word: &[u8; 8]) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
     const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let x = u64::from_ne_bytes(*word);
+    // Bytes below 0x20: `x - 0x20` borrows into the byte's high bit (bytes of 0x80 and above
+    // have it set already, and are masked out by `!x`).
+    (x.wrapping_sub(0x20 * ONES) & !x | has_zero(x ^ QUOTES) | has_zero(x ^ BACKSLASHES)) & HIGHS
+}
+
+/// Whether some byte of `bytes` needs escaping. Eight bytes at a time, without a branch
+/// a word; the last (partial) word is read as the eight bytes that end the text.
+#[inline]
+fn has_escape(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| needs_escape(b));
+    }
+    let mut words = bytes.chunks_exact(8);
+    let mut bits = 0;
+    for word in &mut words {
+        bits |= word.try_into().map_or(0, escape_bits);
+    }
+    if !words.remainder().is_empty() {
+        bits |= bytes.last_chunk::<8>().map_or(0, escape_bits);
+    }
+    bits != 0
+}
+
+/// The first byte at or after `from` that must be escaped, and its index: eight bytes at
+/// a time ([`escape_bits`]), then the byte one by one.
+#[inline]
+fn find_escape(bytes: &[u8], from: usize) -> Option<(usize, u8)> {
     let mut i = from;
     let rest = bytes.get(from..)?;
     let mut words = rest.chunks_exact(8);
     for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let x = u64::from_ne_bytes(w);
-        // Bytes below 0x20: `x - 0x20` borrows into the byte's high bit (bytes of 0x80 and
-        // above have it set already, and are masked out by `!x`).
-        let below = x.wrapping_sub(0x20 * ONES) & !x & HIGHS;
-        if below | has_zero(x ^ QUOTES) | has_zero(x ^ BACKSLASHES) != 0
+        if word.try_into().map_or(0, escape_bits) != 0
             && let Some((j, &b)) = word.iter().enumerate().find(|(_, b)| needs_escape(**b))
         {
             return Some((i + j, b));

@@ -256,7 +256,8 @@ impl Batcher<Queued> for BulkBatcher {
         for i in items {
             let flag = i.flag();
             let g = match last {
-                Some(g) if groups[g].0 == flag => g,
+                // The same interned name is the same pointer: no byte comparison.
+                Some(g) if std::ptr::eq(groups[g].0, flag) || groups[g].0 == flag => g,
                 _ => *index.entry(flag).or_insert_with(|| {
                     groups.push((flag, Vec::new()));
                     groups.len() - 1

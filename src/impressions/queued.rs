@@ -2,7 +2,7 @@
 //! label as interned names (one pointer each), the keys inline. Copying an impression into
 //! the queue is most of what recording costs the caller, so the smaller the better.
 
-use super::impression::{Impression, ImpressionFields, Wire, write_wire};
+use super::impression::{Impression, ImpressionFields, Wire, WireName, write_wire};
 use super::strategy::Seen;
 use super::wire_cache::WireCache;
 use crate::engine::evaluator::Names;
@@ -122,6 +122,7 @@ impl Queued {
     }
 
     /// What the impressions mode reads of it.
+    #[inline]
     pub(crate) fn seen(&self) -> Seen<'_> {
         match self {
             Queued::Compact(c) => Seen {
@@ -176,8 +177,8 @@ impl Queued {
                 &Wire {
                     key: c.key(),
                     bucketing_key: (c.bits & HAS_BUCKETING_KEY != 0).then(|| c.bucketing_key()),
-                    treatment: (c.treatment.as_str().as_bytes(), Some(c.treatment.addr())),
-                    label: c.label.map(|l| (l.as_str().as_bytes(), Some(l.addr()))),
+                    treatment: WireName::Interned(c.treatment),
+                    label: c.label.map(WireName::Interned),
                     properties: None,
                     time: c.time,
                     change_number: c.change_number,

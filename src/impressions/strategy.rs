@@ -132,12 +132,13 @@ impl Observer {
         }
     }
 
-    /// The dedupe hash of key, flag, treatment and label bytes and a change number.
+    /// The dedupe hash of key, flag, treatment and label bytes and a change number. No
+    /// separator between the parts: foldhash folds each `write` on its own, its length
+    /// included, so `("ab", "c")` and `("a", "bc")` are already different inputs.
     pub(crate) fn hash_parts(&self, parts: [&[u8]; 4], change_number: i64) -> u64 {
         let mut h = self.hasher.build_hasher();
         for part in parts {
             h.write(part);
-            h.write_u8(0xff);
         }
         h.write_i64(change_number);
         h.finish()

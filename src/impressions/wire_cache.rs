@@ -1,14 +1,9 @@
-//! What repeats from one impression to the next of a batch, written once and copied after:
-//! the treatments and labels as JSON strings (by their interned name), the last time and
-//! the last change number as digits. A batch of one flag has a few treatments and labels,
-//! one change number, and many impressions in the same millisecond (the clock is coarse),
-//! so most of an impression's text after its key is copied instead of escaped or formatted.
+//! What repeats from one impression to the next of a batch, formatted once and copied
+//! after: the last time and the last change number, as digits. A batch of one flag has one
+//! change number, and many impressions in the same millisecond (the clock is coarse). (The
+//! treatments and labels need no cache: an interned name holds its JSON text.)
 
-use super::impression::{write_digits, write_int, write_json_bytes};
-
-/// How many names a cache holds (the oldest is replaced): the treatments and labels of the
-/// flags in a batch, usually.
-const NAME_SLOTS: usize = 16;
+use super::impression::{write_digits, write_int};
 
 /// The room an `i64` takes in decimal.
 const DIGITS: usize = 20;
@@ -39,45 +34,31 @@ impl Digits {
     }
 }
 
-/// The texts a batch's encoder reuses. Empty until used (no allocation for a batch whose
-/// names are not interned).
+/// The numbers a batch's encoder reuses.
 #[derive(Default)]
 pub(crate) struct WireCache {
-    /// Interned name's address, and its text as a JSON string.
-    names: Vec<(usize, Box<[u8]>)>,
-    /// The slot the next new name replaces once all are taken.
-    next: usize,
     time: Option<Digits>,
     change_number: Option<Digits>,
 }
 
 impl WireCache {
-    /// Writes `bytes` as a JSON string; `id` is the interned name's address, when it has one.
-    #[inline]
-    pub(crate) fn write_name(&mut self, out: &mut Vec<u8>, id: Option<usize>, bytes: &[u8]) {
-        let Some(id) = id else {
-            write_json_bytes(out, bytes);
-            return;
-        };
-        if let Some((_, json)) = self.names.iter().find(|(a, _)| *a == id) {
-            out.extend_from_slice(json);
-            return;
-        }
-        let start = out.len();
-        write_json_bytes(out, bytes);
-        let json: Box<[u8]> = out.get(start..).unwrap_or_default().into();
-        if self.names.len() < NAME_SLOTS {
-            self.names.push((id, json));
-        } else if let Some(slot) = self.names.get_mut(self.next) {
-            *slot = (id, json);
-            self.next = (self.next + 1) % NAME_SLOTS;
-        }
-    }
-
     /// Writes the time, in epoch milliseconds.
     #[inline]
     pub(crate) fn write_time(&mut self, out: &mut Vec<u8>, value: i64) {
         write_cached(&mut self.time, out, value);
+    }
+
+    /// Writes a previous time (`pt`): near the batch's times, so usually the last time's
+    /// text with its last digits replaced. It leaves the cache as it is.
+    #[inline]
+    pub(crate) fn write_previous_time(&mut self, out: &mut Vec<u8>, value: i64) {
+        match &self.time {
+            Some(d) if near(d, value) => {
+                write_digits(out, d.digits());
+                set_tail(out, low_digits(value));
+            }
+            _ => write_int(out, value),
+        }
     }
 
     /// Writes the change number.
@@ -87,15 +68,61 @@ impl WireCache {
     }
 }
 
-#[inline]
+/// The low digits a near number may differ in ([`write_near`]).
+const LOW: i64 = 10_000;
+
+/// Writes `value`: the cached text when it is the cached number, the cached text with its
+/// last four digits replaced when it differs from it only there, else formatted afresh; the
+/// cache then holds `value`.
+#[inline(always)]
 fn write_cached(last: &mut Option<Digits>, out: &mut Vec<u8>, value: i64) {
     match last {
         Some(d) if d.value == value => write_digits(out, d.digits()),
+        Some(d) if near(d, value) => {
+            d.set_low(value);
+            write_digits(out, d.digits());
+        }
         _ => {
             let start = out.len();
             write_int(out, value);
             *last = Some(Digits::new(value, out.get(start..).unwrap_or_default()));
         }
+    }
+}
+
+/// Whether `value` and `d` have the same digits but the last four (both at least
+/// [`LOW`], so that those four are all there, leading zeros included).
+#[inline(always)]
+fn near(d: &Digits, value: i64) -> bool {
+    value >= LOW && d.value >= LOW && value / LOW == d.value / LOW
+}
+
+/// The last four digits of `value`, leading zeros included.
+#[inline(always)]
+fn low_digits(value: i64) -> [u8; 4] {
+    let low = value.rem_euclid(LOW) as u32;
+    let (high, low) = (low / 100, low % 100);
+    [high / 10, high % 10, low / 10, low % 10].map(|d| b'0' + d as u8)
+}
+
+/// Replaces the last four bytes of `text` (at least four long) with `low`.
+#[inline(always)]
+fn set_tail(text: &mut [u8], low: [u8; 4]) {
+    if let Some(tail) = text.last_chunk_mut::<4>() {
+        *tail = low;
+    }
+}
+
+impl Digits {
+    /// Becomes `value`, which is [`near`] it.
+    #[inline(always)]
+    fn set_low(&mut self, value: i64) {
+        let len = usize::from(self.len);
+        set_tail(
+            self.text.get_mut(..len).unwrap_or_default(),
+            low_digits(value),
+        );
+        self.value = value;
     }
 }
 
@@ -106,36 +133,42 @@ mod tests {
     #[test]
     fn cached_text_is_the_text_written_afresh() {
         let mut cache = WireCache::default();
-        let names: [&[u8]; 4] = [b"on", b"say \"hi\"\n", b"off", b""];
+        // Equal, near (the last four digits apart, across a carry, with zeros), far, and
+        // the edges of the near test.
         let numbers = [
             1_700_000_000_000,
             1_700_000_000_000,
+            1_700_000_009_999,
+            1_700_000_010_000,
+            1_700_000_010_001,
+            1_700_000_000_001,
             -1,
             0,
+            9_999,
+            10_000,
+            19_999,
+            10_001,
+            -10_001,
+            -10_002,
             i64::MIN,
+            i64::MIN + 1,
             i64::MAX,
+            i64::MAX - 5,
             42,
         ];
-        for round in 0..3 {
-            // More names than slots, so that slots are replaced and found again.
-            for id in 0..2 * NAME_SLOTS {
-                let bytes = names[id % names.len()];
-                let (mut cached, mut fresh) = (Vec::new(), Vec::new());
-                cache.write_name(&mut cached, Some(id), bytes);
-                write_json_bytes(&mut fresh, bytes);
-                assert_eq!(cached, fresh, "round {round}, name {id}");
-            }
+        for _ in 0..3 {
             for &n in &numbers {
-                let (mut cached, mut fresh) = (Vec::new(), Vec::new());
-                cache.write_time(&mut cached, n);
-                cache.write_change_number(&mut cached, n);
-                write_int(&mut fresh, n);
-                write_int(&mut fresh, n);
-                assert_eq!(cached, fresh, "{n}");
+                for &pt in &numbers {
+                    let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+                    cache.write_time(&mut cached, n);
+                    cache.write_previous_time(&mut cached, pt);
+                    cache.write_change_number(&mut cached, n);
+                    write_int(&mut fresh, n);
+                    write_int(&mut fresh, pt);
+                    write_int(&mut fresh, n);
+                    assert_eq!(cached, fresh, "{n} {pt}");
+                }
             }
         }
-        let mut out = Vec::new();
-        cache.write_name(&mut out, None, b"a\"b");
-        assert_eq!(out, b"\"a\\\"b\"");
     }
 }
