@@ -68,7 +68,7 @@ impl WireCache {
     }
 }
 
-/// The low digits a near number may differ in ([`write_near`]).
+/// The low digits a near number may differ in ([`near`]).
 const LOW: i64 = 10_000;
 
 /// Writes `value`: the cached text when it is the cached number, the cached text with its
