@@ -368,9 +368,9 @@ impl Strategy {
     /// Decides what happens to an impression (before it is built, so that deduplicated ones
     /// cost no allocation), and counts it if it is not to be queued.
     pub(crate) fn process(&self, imp: &Seen<'_>) -> Decision {
-        let hour = truncate_hour(imp.time);
         if self.mode == ImpressionsMode::None || imp.disabled {
-            self.counter.inc(imp.flag, imp.flag_name, hour);
+            self.counter
+                .inc(imp.flag, imp.flag_name, truncate_hour(imp.time));
             let key = match imp.key_text {
                 Some(k) => k,
                 // Queued keys were copied from whole `&str`s: always UTF-8.
@@ -402,6 +402,8 @@ impl Strategy {
         }
         match previous_time {
             Some(pt) => {
+                // Only optimized mode needs the hour: debug mode returned above.
+                let hour = truncate_hour(imp.time);
                 self.counter.inc(imp.flag, imp.flag_name, hour);
                 if pt < hour {
                     Decision::Queue { previous_time }
