@@ -23,7 +23,7 @@ mod rss;
 #[expect(dead_code, reason = "shared with tests/it, which uses all of it")]
 mod server;
 
-use server::{Reply, Server, localhost, remote};
+use server::{Gate, Reply, Server, localhost, remote};
 
 struct Counting;
 
@@ -249,7 +249,8 @@ fn from_json_holds_little_beyond_the_compiled_snapshot() {
 /// What the impression queue costs, as `impressions_queue_size` documents it: 112 bytes a
 /// slot (the 96 of a queued impression, keys inline, and the channel's 16), allocated up
 /// front for a queue of up to 8 MiB, else as impressions wait; and nothing more for an
-/// impression waiting in it, its keys fitting the 45 bytes.
+/// impression waiting in it, its keys fitting the 45 bytes. The impressions are made to wait
+/// by a delivery the server holds: the worker takes nothing while it waits for the answer.
 #[test]
 fn the_impression_queue_costs_what_its_documentation_says() {
     let _serial = one_at_a_time();
@@ -260,8 +261,7 @@ fn the_impression_queue_costs_what_its_documentation_says() {
             // Optimized mode's dedupe cache would hold each new impression too.
             .impressions_mode(ImpressionsMode::Debug)
             .impressions_queue_size(queue)
-            // Nothing wakes the worker before the test is done: what is pushed waits in
-            // the queue.
+            // No push wakes the worker (it is woken every quarter queue or bulk size).
             .impressions_bulk_size(1_000_000)
             .enforce_minimum_rates(false)
             .impressions_refresh_rate(Duration::from_secs(3600))
@@ -287,17 +287,32 @@ fn the_impression_queue_costs_what_its_documentation_says() {
         .map(|i| format!("5f0c8a9e-3b1d-4c2a-9e7f-{i:012}"))
         .collect();
     let attributes = Attributes::new();
-    let start = LIVE.load(Ordering::Relaxed);
-    for key in &keys {
-        big.get_treatment(key, "new_checkout", Some(&attributes));
-    }
-    let held = LIVE.load(Ordering::Relaxed).saturating_sub(start);
-    let per_impression = held as f64 / n as f64;
-    eprintln!("{n} queued impressions (36-byte keys): {per_impression:.2} bytes each");
-    assert_eq!(big.stats().impressions.queue.queued_now, n as u64);
-    assert!(
-        (112.0..=112.5).contains(&per_impression),
-        "{per_impression:.2} bytes a queued impression"
-    );
+    let gate = Gate::closed();
+    server.script("/events/testImpressions/bulk", [Reply::ok().held(&gate)]);
+    big.get_treatment("first", "new_checkout", Some(&attributes));
+    std::thread::scope(|scope| {
+        // The worker posts the first impression and waits for the answer.
+        let flushed = scope.spawn(|| big.flush(Duration::from_secs(30)));
+        server.expect_requests("/events/testImpressions/bulk", 1, Duration::from_secs(10));
+        let start = LIVE.load(Ordering::Relaxed);
+        for key in &keys {
+            big.get_treatment(key, "new_checkout", Some(&attributes));
+        }
+        let held = LIVE.load(Ordering::Relaxed).saturating_sub(start);
+        let queued = big.stats().impressions.queue.queued_now;
+        gate.open();
+        let per_impression = held as f64 / n as f64;
+        eprintln!("{n} queued impressions (36-byte keys): {per_impression:.2} bytes each");
+        assert_eq!(
+            queued,
+            n as u64 + 1,
+            "all queued, and the first in delivery"
+        );
+        assert!(
+            (112.0..=112.5).contains(&per_impression),
+            "{per_impression:.2} bytes a queued impression"
+        );
+        assert!(flushed.join().unwrap_or(false), "the first delivered");
+    });
     assert!(big.destroy(Duration::from_secs(30)), "delivered at the end");
 }

@@ -24,6 +24,7 @@ pub struct WorkerConfig {
     warn_interval: Duration,
     shutdown_timeout: Duration,
     wake_every: usize,
+    take_within: Duration,
 }
 
 impl WorkerConfig {
@@ -53,6 +54,8 @@ impl WorkerConfig {
     pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default wake-up policy: 1, the worker takes every item as it arrives.
     pub const DEFAULT_WAKE_EVERY: usize = 1;
+    /// Default longest wait of an item in a lazy worker's queue: 100 ms.
+    pub const DEFAULT_TAKE_WITHIN: Duration = Duration::from_millis(100);
 
     /// Starts a configuration with every default, for a worker whose thread is named
     /// `"splitkit-<role>"` (e.g. `"impressions"`, `"events"`, `"impression-listener"`).
@@ -74,6 +77,7 @@ impl WorkerConfig {
                 warn_interval: Self::DEFAULT_WARN_INTERVAL,
                 shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
                 wake_every: Self::DEFAULT_WAKE_EVERY,
+                take_within: Self::DEFAULT_TAKE_WITHIN,
             },
             retention: None,
         }
@@ -160,6 +164,12 @@ impl WorkerConfig {
     /// the queue (see [`WorkerConfigBuilder::wake_every`]).
     pub fn wake_every(&self) -> usize {
         self.wake_every
+    }
+
+    /// With [`wake_every`](Self::wake_every) above 1, the longest an item waits in the
+    /// queue before the worker takes it (see [`WorkerConfigBuilder::take_within`]).
+    pub fn take_within(&self) -> Duration {
+        self.take_within
     }
 }
 
@@ -276,13 +286,26 @@ impl WorkerConfigBuilder {
     /// How the worker learns of new items. With 1 (the default) it waits on the queue
     /// itself and takes every item as soon as it arrives, so byte-based flush triggers
     /// ([`flush_max_bytes`](Self::flush_max_bytes)) act at once. With `n > 1` items wait in
-    /// the queue and the worker is woken only by every `n`-th push, a full queue, a
-    /// `flush`, its flush interval and shutdown: a push then never pays for waking a
-    /// sleeping thread, which makes high-rate producers (impressions) cheaper. The
-    /// triggers still apply, checked when the worker takes the waiting items.
+    /// the queue, and the worker is woken only by every `n`-th push, a full queue, a
+    /// `flush`, its flush interval, shutdown, and the first push into a queue it emptied
+    /// (it then takes what waits [`WorkerConfig::take_within`] later). So almost no push
+    /// pays for waking a sleeping thread, which makes high-rate producers (impressions)
+    /// cheaper. The triggers still apply, checked when the worker takes the waiting items.
     /// Default: [`WorkerConfig::DEFAULT_WAKE_EVERY`].
     pub fn wake_every(mut self, pushes: usize) -> Self {
         self.config.wake_every = pushes;
+        self
+    }
+
+    /// With [`wake_every`](Self::wake_every) above 1: the longest an item waits in the
+    /// queue before the worker takes it, so that what the worker does with items (the
+    /// impressions mode's counts and unique keys) is never more than this behind, however
+    /// few items come. The worker is woken by the first push after it emptied the queue
+    /// and takes what waits this long after: at most one such wake-up a period.
+    /// Default: [`WorkerConfig::DEFAULT_TAKE_WITHIN`] (only tests set another).
+    #[cfg(test)]
+    pub fn take_within(mut self, period: Duration) -> Self {
+        self.config.take_within = period;
         self
     }
 

@@ -105,6 +105,11 @@ struct Gate {
     /// Items in the channel: a push that finds the capacity reached takes its increment
     /// back and is refused; the worker decrements it for each item it takes.
     queued: AtomicUsize,
+    /// A lazy worker emptied the queue and has no take planned: the next push tells it
+    /// through [`Shared::arrived`]. The worker sets it and then reads `queued`; a push
+    /// adds to `queued` and then reads it (all sequentially consistent): so either the
+    /// push sees it set, or the worker sees the push and plans a take itself.
+    idle: AtomicBool,
     /// `flush` and `taken` calls between their check of `closed` and the end of their
     /// send.
     flushers: AtomicUsize,
@@ -333,6 +338,9 @@ struct Shared<T> {
     /// Take-what-is-waiting request, sent by every `wake_every`-th push and by `flush`
     /// when the worker does not wait on the queue itself (capacity 1).
     drain: Sender<()>,
+    /// An item came into a queue a lazy worker had emptied: take what waits
+    /// [`WorkerConfig::take_within`] from now (capacity 1).
+    arrived: Sender<()>,
     /// [`WorkerConfig::wake_every`]; 1: the worker waits on the queue.
     wake_every: u64,
     /// The push counts that wake the worker: the multiples of `wake_every`.
@@ -394,6 +402,7 @@ impl<T: Send + 'static> Worker<T> {
         let (tx, rx) = queue_channel(config.queue_capacity());
         let (wake_tx, wake_rx) = bounded(1);
         let (drain_tx, drain_rx) = bounded(1);
+        let (arrived_tx, arrived_rx) = bounded(1);
         let (stop_tx, stop_rx) = bounded(1);
         let (done_tx, done_rx) = bounded::<()>(0);
         let gate = Arc::new(Gate::default());
@@ -402,7 +411,10 @@ impl<T: Send + 'static> Worker<T> {
             rx: rx.clone(),
             wake: wake_rx,
             drain: drain_rx,
+            arrived: arrived_rx,
             lazy: config.wake_every() > 1,
+            take_within: config.take_within(),
+            take_at: None,
             capacity: config.queue_capacity(),
             stop: stop_rx,
             gate: Arc::clone(&gate),
@@ -432,6 +444,7 @@ impl<T: Send + 'static> Worker<T> {
             rx,
             wake: wake_tx,
             drain: drain_tx,
+            arrived: arrived_tx,
             wake_every: u64::try_from(config.wake_every()).unwrap_or(u64::MAX),
             wake_at: Multiples::of(u64::try_from(config.wake_every()).unwrap_or(u64::MAX)),
             stop: stop_tx,
@@ -555,16 +568,23 @@ impl<T: Send + 'static> WorkerHandle<T> {
             s.gate.raced.fetch_add(1, Ordering::SeqCst);
             return Ok(false);
         }
-        if s.gate.queued.fetch_add(1, Ordering::AcqRel) >= s.capacity {
+        // SeqCst: part of the idle handshake (see `Gate::idle`).
+        if s.gate.queued.fetch_add(1, Ordering::SeqCst) >= s.capacity {
             s.gate.queued.fetch_sub(1, Ordering::AcqRel);
             s.stats.on_unrecord();
             return Err(item);
         }
         match s.tx.try_send(Msg::Item(item)) {
             Ok(()) => {
-                if s.wake_every > 1 && s.wake_at.contains(recorded) {
-                    // A full drain channel already holds a request: nothing to add.
-                    let _ = s.drain.try_send(());
+                if s.wake_every > 1 {
+                    if s.wake_at.contains(recorded) {
+                        // A full drain channel already holds a request: nothing to add.
+                        let _ = s.drain.try_send(());
+                    } else if s.gate.idle.load(Ordering::SeqCst)
+                        && s.gate.idle.swap(false, Ordering::SeqCst)
+                    {
+                        let _ = s.arrived.try_send(());
+                    }
                 }
                 Ok(true)
             }
@@ -778,8 +798,15 @@ struct Core<T, C> {
     rx: Receiver<Msg<T>>,
     wake: Receiver<()>,
     drain: Receiver<()>,
-    /// The worker does not wait on `rx`: producers and timers wake it through `drain`.
+    arrived: Receiver<()>,
+    /// The worker does not wait on `rx`: producers and timers wake it through `drain`
+    /// and `arrived`.
     lazy: bool,
+    /// [`WorkerConfig::take_within`].
+    take_within: Duration,
+    /// When a lazy worker takes what waits next, if it has items to take before its
+    /// timers.
+    take_at: Option<Instant>,
     capacity: usize,
     stop: Receiver<Instant>,
     gate: Arc<Gate>,
@@ -797,9 +824,15 @@ struct Core<T, C> {
 impl<T, C: Consumer<T>> Core<T, C> {
     fn run(mut self) {
         self.consumer.start(&mut self.ctx);
+        if self.lazy {
+            self.plan_take();
+        }
         let mut next_tick = Instant::now() + self.flush_interval;
         loop {
             let now = Instant::now();
+            if self.take_at.is_some_and(|at| at <= now) {
+                self.take_waiting();
+            }
             if now >= next_tick {
                 if self.lazy {
                     self.take_waiting();
@@ -810,10 +843,10 @@ impl<T, C: Consumer<T>> Core<T, C> {
                 self.consumer.flush(&mut self.ctx);
             }
             self.answer_waiters();
-            let wake_at = self
-                .consumer
-                .next_due()
-                .map_or(next_tick, |due| due.min(next_tick));
+            let wake_at = [self.consumer.next_due(), self.take_at]
+                .into_iter()
+                .flatten()
+                .fold(next_tick, Instant::min);
             let timeout = wake_at.saturating_duration_since(Instant::now());
             let stop_at = if self.lazy {
                 self.wait_lazily(timeout)
@@ -871,6 +904,14 @@ impl<T, C: Consumer<T>> Core<T, C> {
                 }
                 Err(_) => Some(self.stop_deadline()),
             },
+            recv(self.arrived) -> msg => match msg {
+                Ok(()) => {
+                    let at = deadline_after(self.take_within);
+                    self.take_at.get_or_insert(at);
+                    None
+                }
+                Err(_) => Some(self.stop_deadline()),
+            },
             recv(self.wake) -> msg => self.on_flush_request(msg.is_ok()),
             recv(self.stop) -> msg => Some(msg.unwrap_or_else(|_| self.default_deadline())),
             default(timeout) => None,
@@ -886,6 +927,18 @@ impl<T, C: Consumer<T>> Core<T, C> {
             left -= 1;
         }
         self.answer_waiters();
+        self.plan_take();
+    }
+
+    /// After a lazy worker took what waited: the next push is to tell it, unless items
+    /// are still to be taken (left by the bound above, or pushed meanwhile), which it
+    /// then takes [`WorkerConfig::take_within`] from now.
+    fn plan_take(&mut self) {
+        self.take_at = None;
+        self.gate.idle.store(true, Ordering::SeqCst);
+        if self.gate.queued.load(Ordering::SeqCst) > 0 {
+            self.take_at = Some(deadline_after(self.take_within));
+        }
     }
 
     /// The deadline of the stop message, or the default one if the owner vanished
@@ -1065,6 +1118,7 @@ mod tests {
             WorkerConfig::builder("unit-taken")
                 .queue_capacity(1000)
                 .wake_every(1000)
+                .take_within(Duration::from_secs(3600))
                 .flush_interval(Duration::from_secs(3600)),
         );
         for n in 0..10 {
@@ -1151,6 +1205,7 @@ mod tests {
             WorkerConfig::builder("unit-lazy")
                 .queue_capacity(8)
                 .wake_every(3)
+                .take_within(Duration::from_secs(3600))
                 .flush_interval(Duration::from_secs(3600)),
         );
         let seen = |want: usize| {
@@ -1180,5 +1235,47 @@ mod tests {
         assert_eq!(rx.try_recv().ok(), Some(12), "shutdown delivers what waits");
         let s = worker.stats();
         assert_eq!((s.recorded, s.sent, s.queued_now), (13, 13, 0));
+    }
+
+    #[test]
+    fn a_lazy_worker_takes_what_waits_within_its_period_however_few_come() {
+        let (worker, rx) = sending_listener(
+            WorkerConfig::builder("unit-take-within")
+                .queue_capacity(1000)
+                .wake_every(1000)
+                .take_within(Duration::from_millis(2))
+                .flush_interval(Duration::from_secs(3600)),
+        );
+        // Rounds of a few pushes from two threads, each round fewer than `wake_every`
+        // and the worker idle in between: every item is taken with no flush. The rounds
+        // repeat the handshake between a worker going idle and pushes coming in.
+        let mut next = 0u32;
+        for round in 0..200u32 {
+            let per_thread = 1 + round % 7;
+            let first = next;
+            next += 2 * per_thread;
+            thread::scope(|scope| {
+                for t in 0..2 {
+                    let handle = worker.handle();
+                    scope.spawn(move || {
+                        let start = first + t * per_thread;
+                        for n in start..start + per_thread {
+                            assert!(handle.push(n));
+                        }
+                    });
+                }
+            });
+            let mut got: Vec<u32> = Vec::new();
+            while got.len() < (2 * per_thread) as usize {
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(n) => got.push(n),
+                    Err(_) => panic!("round {round}: only {got:?} taken, no flush asked"),
+                }
+            }
+            got.sort_unstable();
+            assert_eq!(got, (first..next).collect::<Vec<_>>(), "round {round}");
+        }
+        assert_eq!(worker.stats().queued_now, 0);
+        assert!(worker.shutdown(Duration::from_secs(5)));
     }
 }

@@ -1049,12 +1049,12 @@ fn unique_keys_are_sent_early_when_many() {
         client.get_treatment(format!("u{i}").as_str(), "legacy_banner", None);
     }
     // The early drain happens (the keys move to the unique-keys queue) ...
-    assert!(eventually(WAIT, || client
-        .stats()
-        .impressions
-        .unique_keys
-        .recorded
-        >= 1));
+    assert!(
+        eventually(WAIT, || client.stats().impressions.unique_keys.recorded
+            >= 1),
+        "no early drain: {:?}",
+        client.stats().impressions
+    );
     eprintln!(
         "unique keys after the early drain: {:?}",
         client.stats().impressions.unique_keys
