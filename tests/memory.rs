@@ -261,7 +261,7 @@ fn the_impression_queue_costs_what_its_documentation_says() {
             // Optimized mode's dedupe cache would hold each new impression too.
             .impressions_mode(ImpressionsMode::Debug)
             .impressions_queue_size(queue)
-            // No push wakes the worker (it is woken every quarter queue or bulk size).
+            // One batch for them all: nothing is posted before the end but the held delivery.
             .impressions_bulk_size(1_000_000)
             .enforce_minimum_rates(false)
             .impressions_refresh_rate(Duration::from_secs(3600))
@@ -287,13 +287,14 @@ fn the_impression_queue_costs_what_its_documentation_says() {
         .map(|i| format!("5f0c8a9e-3b1d-4c2a-9e7f-{i:012}"))
         .collect();
     let attributes = Attributes::new();
+    let bulk = "/events/testImpressions/bulk";
     let gate = Gate::closed();
-    server.script("/events/testImpressions/bulk", [Reply::ok().held(&gate)]);
+    server.script(bulk, [Reply::ok().held(&gate)]);
     big.get_treatment("first", "new_checkout", Some(&attributes));
     std::thread::scope(|scope| {
         // The worker posts the first impression and waits for the answer.
         let flushed = scope.spawn(|| big.flush(Duration::from_secs(30)));
-        server.expect_requests("/events/testImpressions/bulk", 1, Duration::from_secs(10));
+        server.expect_requests(bulk, 1, Duration::from_secs(10));
         let start = LIVE.load(Ordering::Relaxed);
         for key in &keys {
             big.get_treatment(key, "new_checkout", Some(&attributes));

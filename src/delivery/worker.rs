@@ -934,11 +934,9 @@ impl<T, C: Consumer<T>> Core<T, C> {
     /// are still to be taken (left by the bound above, or pushed meanwhile), which it
     /// then takes [`WorkerConfig::take_within`] from now.
     fn plan_take(&mut self) {
-        self.take_at = None;
         self.gate.idle.store(true, Ordering::SeqCst);
-        if self.gate.queued.load(Ordering::SeqCst) > 0 {
-            self.take_at = Some(deadline_after(self.take_within));
-        }
+        self.take_at =
+            (self.gate.queued.load(Ordering::SeqCst) > 0).then(|| deadline_after(self.take_within));
     }
 
     /// The deadline of the stop message, or the default one if the owner vanished
