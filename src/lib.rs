@@ -54,7 +54,18 @@
 //! | the loaded definitions | [`Client::manager`] |
 //!
 //! Attributes are built with [`Attributes::with`] (strings, numbers, booleans, lists of
-//! strings; dates as epoch milliseconds).
+//! strings; dates as epoch milliseconds), or lent for one call as pairs of a name and an
+//! [`AttributeRef`], made on the stack from values you already hold: nothing is copied and
+//! nothing is allocated. [`AttributesRef`] lists what the evaluation methods accept.
+//!
+//! ```
+//! let client = splitkit::Client::builder("localhost").split_file("examples/flags.json").build()?;
+//! let plan = String::from("pro");
+//! let tags = vec!["beta".to_string()];
+//! let attributes = [("plan", (&plan).into()), ("age", 42.into()), ("tags", (&tags).into())];
+//! assert_eq!(client.get_treatment("erin", "new_checkout", &attributes), "on");
+//! # Ok::<(), splitkit::Error>(())
+//! ```
 //!
 //! ```
 //! #[derive(serde::Deserialize)]
@@ -232,6 +243,7 @@ pub use builder::ClientBuilder;
 pub use client::{Client, ClientWithOptions, Manager};
 pub use config::{Config, LOCALHOST};
 pub use delivery::DeliveryStats;
+pub use engine::attribute_ref::{AttributeRef, AttributesRef};
 pub use engine::attribute_string::AttributeString;
 pub use engine::attributes::{AttributeValue, Attributes};
 pub use engine::evaluator::{CONTROL, Evaluation, EvaluationResult};

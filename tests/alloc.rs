@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use serde_json::{Value, json};
-use splitkit::{AttributeValue, Attributes, Label, Snapshot, Store};
+use splitkit::{AttributeRef, AttributeValue, Attributes, Label, Snapshot, Store};
 
 #[path = "support/workload.rs"]
 mod workload;
@@ -441,6 +441,59 @@ fn non_string_inputs_do_not_allocate() {
     );
 }
 
+/// Every matcher case again, its attribute given as a borrowed pair in its most direct form
+/// (strings, numbers and times as they are, a list of strings as `&[&str]`, anything else as a
+/// borrowed `AttributeValue`): the same result, and no allocation at all.
+#[test]
+fn every_matcher_reads_borrowed_attributes_without_allocating() {
+    let (s, cases) = matcher_cases();
+    let mut allocating = Vec::new();
+    for (name, attrs) in &cases {
+        let lists: Vec<Option<Vec<&str>>> = attrs
+            .iter()
+            .map(|(_, v)| match v {
+                AttributeValue::List(items) => items
+                    .iter()
+                    .map(|i| match i {
+                        AttributeValue::String(s) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            })
+            .collect();
+        let pairs: Vec<(&str, AttributeRef<'_>)> = attrs
+            .iter()
+            .zip(&lists)
+            .map(|((n, v), list)| {
+                let v = match (v, list) {
+                    (AttributeValue::String(s), _) => AttributeRef::Str(s.as_str()),
+                    (AttributeValue::Int(i), _) => AttributeRef::Int(*i),
+                    (AttributeValue::Float(f), _) => AttributeRef::Float(*f),
+                    (AttributeValue::DateTime(ms), _) => AttributeRef::DateTime(*ms),
+                    (_, Some(list)) => AttributeRef::StrList(list),
+                    (v, None) => AttributeRef::Value(v),
+                };
+                (n, v)
+            })
+            .collect();
+        let e = s.evaluate("k1", None, name, &pairs);
+        assert_eq!((e.treatment, e.label.as_str()), ("on", "rule"), "{name}");
+        let (n, _) = allocations_of(|| {
+            for _ in 0..1_000 {
+                std::hint::black_box(s.evaluate("k1", None, name, &pairs).treatment);
+            }
+        });
+        if n > 0 {
+            allocating.push((*name, n));
+        }
+    }
+    assert!(
+        allocating.is_empty(),
+        "evaluation allocated (per 1000): {allocating:?}"
+    );
+}
+
 #[test]
 fn get_treatment_with_recording_allocates_nothing() {
     use splitkit::{Client, ImpressionsMode};
@@ -473,10 +526,19 @@ fn get_treatment_with_recording_allocates_nothing() {
             }
         });
         assert_eq!(n, 0, "{mode:?}: the treatment is returned without a copy");
+        // Attributes borrowed from where the caller holds them: nothing to build either.
+        let tags = vec!["beta".to_string(), "mobile".to_string()];
+        let (n, _) = allocations_of(|| {
+            for k in &keys {
+                let attrs = [("plan", "free".into()), ("tags", (&tags).into())];
+                std::hint::black_box(client.get_treatment(k.as_str(), "f", &attrs));
+            }
+        });
+        assert_eq!(n, 0, "{mode:?}: borrowed attributes");
         assert!(client.flush(std::time::Duration::from_secs(10)));
         let s = client.stats().impressions;
         let queued = if mode == ImpressionsMode::Debug {
-            2 * KEYS + 1
+            3 * KEYS + 1
         } else {
             KEYS
         };

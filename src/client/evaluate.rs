@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use super::{Client, InFlight};
+use crate::engine::attribute_ref::AttributesRef;
 use crate::engine::attributes::Attributes;
 use crate::engine::evaluator::{CONTROL, Evaluation, Names};
 use crate::engine::labels::{DEFAULT_RULE, Label, default_rule_name};
@@ -19,13 +20,17 @@ use crate::validation::{check_flag_name, check_key, is_plain_key, sanitize_flag_
 impl Client {
     /// The treatment of `flag` for `key`.
     ///
+    /// `attributes` is `None`, an [`Attributes`] (`Some(&attributes)` or `&attributes`), or
+    /// pairs of names and values lent for the call, such as `&[("plan", "pro".into())]`
+    /// ([`AttributesRef`]); every evaluation method takes the same.
+    ///
     /// Invalid input, a destroyed client, an unknown flag or an internal failure give
     /// `"control"` (with a logged warning naming the problem); this never panics.
     pub fn get_treatment<'k>(
         &self,
         key: impl Into<Key<'k>>,
         flag: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> Treatment {
         self.plain().get_treatment(key, flag, attributes)
     }
@@ -35,7 +40,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flag: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> TreatmentWithConfig {
         self.plain()
             .get_treatment_with_config(key, flag, attributes)
@@ -57,7 +62,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flag: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> TreatmentDetails {
         self.plain().evaluate(key, flag, attributes)
     }
@@ -68,7 +73,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flags: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, Treatment> {
         self.plain().get_treatments(key, flags, attributes)
     }
@@ -78,7 +83,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flags: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, TreatmentWithConfig> {
         self.plain()
             .get_treatments_with_config(key, flags, attributes)
@@ -89,7 +94,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flag_set: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, Treatment> {
         self.plain()
             .get_treatments_by_flag_set(key, flag_set, attributes)
@@ -100,7 +105,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flag_sets: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, Treatment> {
         self.plain()
             .get_treatments_by_flag_sets(key, flag_sets, attributes)
@@ -111,7 +116,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flag_set: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, TreatmentWithConfig> {
         self.plain()
             .get_treatments_with_config_by_flag_set(key, flag_set, attributes)
@@ -122,7 +127,7 @@ impl Client {
         &self,
         key: impl Into<Key<'k>>,
         flag_sets: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, TreatmentWithConfig> {
         self.plain()
             .get_treatments_with_config_by_flag_sets(key, flag_sets, attributes)
@@ -197,7 +202,7 @@ impl Client {
         op: &str,
         key: Key<'_>,
         flag: &str,
-        attributes: Option<&Attributes>,
+        attributes: AttributesRef<'_>,
         shape: impl FnOnce(&Outcome<'_>) -> R,
     ) -> R {
         let _in_flight = match self.check_call(op, &key) {
@@ -224,11 +229,11 @@ impl Client {
     }
 
     /// Attributes shared with the listeners (only when there are some).
-    fn listener_attributes(&self, attributes: Option<&Attributes>) -> Option<Arc<Attributes>> {
+    fn listener_attributes(&self, attributes: AttributesRef<'_>) -> Option<Arc<Attributes>> {
         if self.inner.config.impression_listeners.is_empty() {
             None
         } else {
-            attributes.map(|a| Arc::new(a.clone()))
+            attributes.to_owned().map(Arc::new)
         }
     }
 
@@ -333,7 +338,7 @@ impl Client {
         op: &str,
         key: Key<'_>,
         flags: &[S],
-        attributes: Option<&Attributes>,
+        attributes: AttributesRef<'_>,
         shape: impl Fn(&Outcome<'_>) -> R,
     ) -> Vec<(String, R)> {
         if flags.is_empty() {
@@ -387,7 +392,7 @@ impl Client {
         op: &str,
         key: Key<'_>,
         sets: &[S],
-        attributes: Option<&Attributes>,
+        attributes: AttributesRef<'_>,
         shape: impl Fn(&Outcome<'_>) -> R,
     ) -> Vec<(String, R)> {
         let mut sets = sanitize_flag_sets(op, sets, &mut |w| log::warn!("{w}"));
@@ -433,14 +438,14 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flag: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> Treatment {
         self.client.evaluate_op(
             self.properties.as_deref(),
             "get_treatment",
             key.into(),
             flag,
-            attributes,
+            attributes.into(),
             |o| o.treatment(),
         )
     }
@@ -450,14 +455,14 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flag: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> TreatmentWithConfig {
         self.client.evaluate_op(
             self.properties.as_deref(),
             "get_treatment_with_config",
             key.into(),
             flag,
-            attributes,
+            attributes.into(),
             |o| o.with_config(),
         )
     }
@@ -467,14 +472,14 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flag: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> TreatmentDetails {
         self.client.evaluate_op(
             self.properties.as_deref(),
             "evaluate",
             key.into(),
             flag,
-            attributes,
+            attributes.into(),
             |o| o.details(),
         )
     }
@@ -484,7 +489,7 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flags: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, Treatment> {
         self.client
             .evaluate_many(
@@ -492,7 +497,7 @@ impl ClientWithOptions<'_> {
                 "get_treatments",
                 key.into(),
                 flags,
-                attributes,
+                attributes.into(),
                 |o| o.treatment(),
             )
             .into_iter()
@@ -504,7 +509,7 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flags: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, TreatmentWithConfig> {
         self.client
             .evaluate_many(
@@ -512,7 +517,7 @@ impl ClientWithOptions<'_> {
                 "get_treatments_with_config",
                 key.into(),
                 flags,
-                attributes,
+                attributes.into(),
                 |o| o.with_config(),
             )
             .into_iter()
@@ -524,7 +529,7 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flag_set: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, Treatment> {
         self.client
             .by_flag_sets(
@@ -532,7 +537,7 @@ impl ClientWithOptions<'_> {
                 "get_treatments_by_flag_set",
                 key.into(),
                 &[flag_set],
-                attributes,
+                attributes.into(),
                 |o| o.treatment(),
             )
             .into_iter()
@@ -544,7 +549,7 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flag_sets: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, Treatment> {
         self.client
             .by_flag_sets(
@@ -552,7 +557,7 @@ impl ClientWithOptions<'_> {
                 "get_treatments_by_flag_sets",
                 key.into(),
                 flag_sets,
-                attributes,
+                attributes.into(),
                 |o| o.treatment(),
             )
             .into_iter()
@@ -564,7 +569,7 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flag_set: &str,
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, TreatmentWithConfig> {
         self.client
             .by_flag_sets(
@@ -572,7 +577,7 @@ impl ClientWithOptions<'_> {
                 "get_treatments_with_config_by_flag_set",
                 key.into(),
                 &[flag_set],
-                attributes,
+                attributes.into(),
                 |o| o.with_config(),
             )
             .into_iter()
@@ -584,7 +589,7 @@ impl ClientWithOptions<'_> {
         &self,
         key: impl Into<Key<'k>>,
         flag_sets: &[S],
-        attributes: Option<&Attributes>,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> HashMap<String, TreatmentWithConfig> {
         self.client
             .by_flag_sets(
@@ -592,7 +597,7 @@ impl ClientWithOptions<'_> {
                 "get_treatments_with_config_by_flag_sets",
                 key.into(),
                 flag_sets,
-                attributes,
+                attributes.into(),
                 |o| o.with_config(),
             )
             .into_iter()
@@ -681,14 +686,14 @@ impl Snapshot {
         &'s self,
         key: Key<'_>,
         flag: &str,
-        attributes: &Attributes,
+        attributes: AttributesRef<'_>,
     ) -> Evaluation<'s> {
-        self.evaluate(key.matching_key, key.bucketing_key, flag, attributes)
+        self.evaluate_ref(key.matching_key, key.bucketing_key, flag, attributes)
     }
 }
 
 /// The engine as the client calls it (swappable in tests).
-type EvalFn = for<'s> fn(&'s Snapshot, Key<'_>, &str, &Attributes) -> Evaluation<'s>;
+type EvalFn = for<'s> fn(&'s Snapshot, Key<'_>, &str, AttributesRef<'_>) -> Evaluation<'s>;
 
 /// Runs one evaluation at the API boundary: a panic inside becomes `control` with label
 /// `exception` (and an impression), an unknown flag a warning and no impression.
@@ -698,12 +703,9 @@ fn evaluate_guarded<'s>(
     snapshot: &'s Snapshot,
     key: Key<'_>,
     flag: &str,
-    attributes: Option<&Attributes>,
+    attributes: AttributesRef<'_>,
     eval: EvalFn,
 ) -> Outcome<'s> {
-    static NO_ATTRIBUTES: std::sync::LazyLock<Attributes> =
-        std::sync::LazyLock::new(Attributes::new);
-    let attributes = attributes.unwrap_or(&NO_ATTRIBUTES);
     match catch_unwind(AssertUnwindSafe(|| eval(snapshot, key, flag, attributes))) {
         Ok(e) => {
             let impression = *e.label != Label::DefinitionNotFound;
@@ -742,11 +744,16 @@ mod tests {
 
     #[test]
     fn a_panic_inside_evaluation_answers_control_with_exception() {
-        fn boom<'s>(_: &'s Snapshot, _: Key<'_>, _: &str, _: &Attributes) -> crate::Evaluation<'s> {
+        fn boom<'s>(
+            _: &'s Snapshot,
+            _: Key<'_>,
+            _: &str,
+            _: AttributesRef<'_>,
+        ) -> crate::Evaluation<'s> {
             panic!("injected")
         }
         let snapshot = Snapshot::new();
-        let o = evaluate_guarded("t", &snapshot, "k".into(), "f", None, boom);
+        let o = evaluate_guarded("t", &snapshot, "k".into(), "f", AttributesRef::NONE, boom);
         assert_eq!(o.treatment, "control");
         assert_eq!(o.label.as_deref(), Some(&Label::Exception));
         assert!(o.impression);

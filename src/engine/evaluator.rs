@@ -3,10 +3,11 @@
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 
-use super::attributes::{
-    AttributeValue, Attributes, Text, set_item, set_items, to_bool, to_number, to_str,
-};
+use super::attribute_ref::{AttributesRef, Lookup, Source};
+#[cfg(test)]
+use super::attributes::Attributes;
 use super::bucket::bucket;
+use super::coerce::{Items, Text, View, set_item, set_items, to_bool, to_number, to_str};
 use super::compile::{
     CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, StrSet, Truncate, partition_at,
 };
@@ -217,10 +218,12 @@ struct Memo<'s> {
     next: usize,
 }
 
-struct Ctx<'k, 's> {
+struct Ctx<'k, 's, A> {
     key: &'k str,
     bucketing_key: &'k str,
-    attributes: &'k Attributes,
+    /// Generic, so that each kind of attributes has its own copy of the evaluation, without
+    /// a branch on the kind at each lookup.
+    attributes: A,
     /// The deepest depth checked against [`MAX_DEPTH`] so far (in the current dependency).
     deepest: Cell<usize>,
     /// Created on the first dependency, so that evaluations without any pay nothing for it.
@@ -232,8 +235,8 @@ struct Ctx<'k, 's> {
     evaluations: Cell<usize>,
 }
 
-impl<'k, 's> Ctx<'k, 's> {
-    fn new(key: &'k str, bucketing_key: Option<&'k str>, attributes: &'k Attributes) -> Self {
+impl<'k, 's, A: Lookup<'k>> Ctx<'k, 's, A> {
+    fn new(key: &'k str, bucketing_key: Option<&'k str>, attributes: A) -> Self {
         Ctx {
             key,
             bucketing_key: bucketing_key.unwrap_or(key),
@@ -289,18 +292,45 @@ impl Snapshot {
     /// `bucketing_key` defaults to `key`. This is the pure engine: no impression is recorded,
     /// nothing is logged, nothing is allocated. A missing flag gives `control` with label
     /// `definition not found`; a dependency cycle gives `control` with label `exception`.
-    pub fn evaluate<'a>(
+    ///
+    /// `attributes` is `None`, an [`Attributes`](crate::Attributes) (`&attributes` or
+    /// `Some(&attributes)`) or borrowed pairs such as `&[("plan", "pro".into())]`: see
+    /// [`AttributesRef`].
+    #[inline(always)]
+    pub fn evaluate<'a, 'k>(
         &'a self,
         key: &str,
         bucketing_key: Option<&str>,
         flag: &str,
-        attributes: &Attributes,
+        attributes: impl Into<AttributesRef<'k>>,
     ) -> Evaluation<'a> {
-        let ctx = Ctx::new(key, bucketing_key, attributes);
-        self.evaluate_in(&ctx, flag)
+        self.evaluate_ref(key, bucketing_key, flag, attributes.into())
     }
 
-    fn evaluate_in<'a>(&'a self, ctx: &Ctx<'_, 'a>, flag: &str) -> Evaluation<'a> {
+    /// [`Snapshot::evaluate`], its attributes converted: the evaluation of their kind.
+    #[inline(always)]
+    pub(crate) fn evaluate_ref<'a>(
+        &'a self,
+        key: &str,
+        bucketing_key: Option<&str>,
+        flag: &str,
+        attributes: AttributesRef<'_>,
+    ) -> Evaluation<'a> {
+        match attributes.source {
+            Source::Owned(a) => self.evaluate_in(&Ctx::new(key, bucketing_key, a), flag),
+            Source::Borrowed(pairs) => self.evaluate_in(&Ctx::new(key, bucketing_key, pairs), flag),
+        }
+    }
+
+    /// One evaluation, for one kind of attributes. A call of its own, not in line: with both
+    /// kinds in line in [`Snapshot::evaluate_ref`], an evaluation cost 513 instructions; as
+    /// a call, 492 (callgrind, `benches/instr.sh engine`).
+    #[inline(never)]
+    fn evaluate_in<'a, 'k, A: Lookup<'k>>(
+        &'a self,
+        ctx: &Ctx<'k, 'a, A>,
+        flag: &str,
+    ) -> Evaluation<'a> {
         match self.flags.get(flag) {
             None => Evaluation::control(&DEFINITION_NOT_FOUND),
             Some(f) => match self.eval_flag(f, ctx, 0) {
@@ -323,10 +353,10 @@ impl Snapshot {
     }
 
     /// The treatment of a flag a dependency names, evaluated at `depth`.
-    fn eval_by_name<'a>(
+    fn eval_by_name<'a, 'k, A: Lookup<'k>>(
         &'a self,
         flag: &str,
-        ctx: &Ctx<'_, 'a>,
+        ctx: &Ctx<'k, 'a, A>,
         depth: usize,
     ) -> Result<&'a str, TooDeep> {
         let Some(f) = self.flags.get(flag) else {
@@ -356,10 +386,10 @@ impl Snapshot {
     /// went through memory and its registers were saved and restored, 67 instructions of an
     /// evaluation's 565 (callgrind, `benches/instr.sh engine`).
     #[inline(always)]
-    fn eval_flag<'a>(
+    fn eval_flag<'a, 'k, A: Lookup<'k>>(
         &'a self,
         f: &'a CompiledFlag,
-        ctx: &Ctx<'_, 'a>,
+        ctx: &Ctx<'k, 'a, A>,
         depth: usize,
     ) -> Result<Decision<'a>, TooDeep> {
         ctx.enter(depth)?;
@@ -402,10 +432,10 @@ impl Snapshot {
     }
 
     #[inline(always)]
-    fn all_match<'a>(
+    fn all_match<'a, 'k, A: Lookup<'k>>(
         &'a self,
         matchers: &[CompiledMatcher],
-        ctx: &Ctx<'_, 'a>,
+        ctx: &Ctx<'k, 'a, A>,
         depth: usize,
     ) -> Result<bool, TooDeep> {
         for m in matchers {
@@ -420,17 +450,17 @@ impl Snapshot {
     /// keys) read the key or a string attribute directly; the rest, and attributes of other
     /// types, go through [`Snapshot::matches_any`].
     #[inline(always)]
-    fn matches<'a>(
+    fn matches<'a, 'k, A: Lookup<'k>>(
         &'a self,
         m: &CompiledMatcher,
-        ctx: &Ctx<'_, 'a>,
+        ctx: &Ctx<'k, 'a, A>,
         depth: usize,
     ) -> Result<bool, TooDeep> {
         let hit = match (&m.kind, &m.attribute) {
             (MatcherKind::AllKeys, None) => !ctx.key.is_empty(),
             (MatcherKind::Whitelist(set), None) => !ctx.key.is_empty() && set.contains(ctx.key),
             (MatcherKind::Whitelist(set), Some(attr)) => match ctx.attributes.get_key(attr) {
-                Some(AttributeValue::String(s)) => !s.is_empty() && set.contains(s),
+                Some(View::Str(s)) => !s.is_empty() && set.contains(s),
                 // A missing attribute matches nothing (negated: everything).
                 None => false,
                 Some(_) => return self.matches_any(m, ctx, depth),
@@ -441,10 +471,10 @@ impl Snapshot {
     }
 
     /// Whether `m` matches, for any matcher and any input.
-    fn matches_any<'a>(
+    fn matches_any<'a, 'k, A: Lookup<'k>>(
         &'a self,
         m: &CompiledMatcher,
-        ctx: &Ctx<'_, 'a>,
+        ctx: &Ctx<'k, 'a, A>,
         depth: usize,
     ) -> Result<bool, TooDeep> {
         let raw = match (&m.kind, &m.attribute) {
@@ -471,10 +501,10 @@ impl Snapshot {
         Ok(result != m.negate)
     }
 
-    fn in_rule_based_segment<'a>(
+    fn in_rule_based_segment<'a, 'k, A: Lookup<'k>>(
         &'a self,
         name: &str,
-        ctx: &Ctx<'_, 'a>,
+        ctx: &Ctx<'k, 'a, A>,
         depth: usize,
     ) -> Result<bool, TooDeep> {
         ctx.enter(depth)?;
@@ -506,7 +536,7 @@ impl Snapshot {
 /// The value a matcher looks at, before coercion.
 enum Input<'a> {
     Key(&'a str),
-    Attr(&'a AttributeValue),
+    Attr(View<'a>),
 }
 
 impl<'a> Input<'a> {
@@ -515,7 +545,7 @@ impl<'a> Input<'a> {
         match *self {
             Input::Key(k) => (!k.is_empty()).then_some(Text::Borrowed(k)),
             // The common case, without the other coercions.
-            Input::Attr(AttributeValue::String(s)) => (!s.is_empty()).then_some(Text::Borrowed(s)),
+            Input::Attr(View::Str(s)) => (!s.is_empty()).then_some(Text::Borrowed(s)),
             Input::Attr(v) => to_str(v),
         }
     }
@@ -523,22 +553,22 @@ impl<'a> Input<'a> {
     fn number(&self, t: Truncate) -> Option<f64> {
         let n = match self {
             Input::Key(k) => {
-                let n = super::attributes::js_string_to_number(k);
+                let n = super::coerce::js_string_to_number(k);
                 if n.is_nan() {
                     return None;
                 }
                 n
             }
-            Input::Attr(v) => to_number(v)?,
+            Input::Attr(v) => to_number(*v)?,
         };
         t.apply(n)
     }
 
     /// The items of a set (the strings are [`set_item`] of each).
-    fn set(&self) -> Option<&'a [AttributeValue]> {
+    fn set(&self) -> Option<Items<'a>> {
         match self {
             Input::Key(_) => None,
-            Input::Attr(v) => set_items(v),
+            Input::Attr(v) => set_items(*v),
         }
     }
 
@@ -547,18 +577,18 @@ impl<'a> Input<'a> {
             Input::Key(k) if k.eq_ignore_ascii_case("true") => Some(true),
             Input::Key(k) if k.eq_ignore_ascii_case("false") => Some(false),
             Input::Key(_) => None,
-            Input::Attr(v) => to_bool(v),
+            Input::Attr(v) => to_bool(*v),
         }
     }
 }
 
 /// Whether some item of a set reads as `s`.
-fn set_has(items: &[AttributeValue], s: &str) -> bool {
+fn set_has(items: Items<'_>, s: &str) -> bool {
     items.iter().any(|i| *set_item(i) == *s)
 }
 
 /// Whether every item of a set is in `rule`.
-fn set_within(items: &[AttributeValue], rule: &StrSet) -> bool {
+fn set_within(items: Items<'_>, rule: &StrSet) -> bool {
     items.iter().all(|i| rule.contains(&set_item(i)))
 }
 

@@ -3,9 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+pub(crate) mod attribute_ref;
 pub(crate) mod attribute_string;
 pub(crate) mod attributes;
 pub(crate) mod bucket;
+pub(crate) mod coerce;
 pub(crate) mod compile;
 pub(crate) mod evaluator;
 pub(crate) mod labels;

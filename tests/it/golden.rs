@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use splitkit::{Attributes, Snapshot};
+use serde_json::Value;
+use splitkit::{AttributeRef, AttributeValue, Attributes, Snapshot};
 
 use crate::common::{read, snapshot, vectors};
 
@@ -36,6 +37,49 @@ fn segments_of(set: &str) -> Vec<String> {
     v
 }
 
+/// `f` of the attributes of a request given as borrowed pairs, each value in its most direct
+/// borrowed form: strings, numbers and booleans as they are, lists of strings as `&[&str]`,
+/// anything else as a borrowed `AttributeValue`.
+fn with_borrowed<R>(
+    attributes: Option<&Value>,
+    f: impl FnOnce(&[(&str, AttributeRef<'_>)]) -> R,
+) -> R {
+    let entries: Vec<(&str, &Value)> = attributes
+        .and_then(Value::as_object)
+        .map(|o| o.iter().map(|(k, v)| (k.as_str(), v)).collect())
+        .unwrap_or_default();
+    let lists: Vec<Option<Vec<&str>>> = entries
+        .iter()
+        .map(|(_, v)| {
+            v.as_array()
+                .and_then(|a| a.iter().map(Value::as_str).collect())
+        })
+        .collect();
+    let values: Vec<AttributeValue> = entries
+        .iter()
+        .map(|(_, v)| AttributeValue::from(*v))
+        .collect();
+    let pairs: Vec<(&str, AttributeRef<'_>)> = entries
+        .iter()
+        .zip(&lists)
+        .zip(&values)
+        .map(|((&(name, v), list), value)| {
+            let v = match (v, list) {
+                (Value::String(s), _) => AttributeRef::Str(s),
+                (Value::Bool(b), _) => AttributeRef::Bool(*b),
+                (Value::Number(n), _) => match n.as_i64() {
+                    Some(i) => AttributeRef::Int(i),
+                    None => AttributeRef::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                (_, Some(list)) => AttributeRef::StrList(list),
+                _ => AttributeRef::Value(value),
+            };
+            (name, v)
+        })
+        .collect();
+    f(&pairs)
+}
+
 fn run_engine(set: &str) {
     let segs = segments_of(set);
     let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -66,6 +110,17 @@ fn run_engine(set: &str) {
                 req.flag.trim(),
                 &attrs,
             );
+            // The same attributes borrowed decide the same way.
+            let borrowed = with_borrowed(req.attributes.as_ref(), |pairs| {
+                snap.evaluate(
+                    &req.key,
+                    req.bucketing_key.as_deref(),
+                    req.flag.trim(),
+                    pairs,
+                )
+                .to_owned()
+            });
+            assert_eq!(borrowed, e.to_owned(), "{set} line {}, borrowed", i + 1);
             let label = match e.label {
                 splitkit::Label::DefinitionNotFound => None,
                 l => Some(l.as_str().to_string()),

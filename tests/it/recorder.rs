@@ -437,6 +437,58 @@ fn a_flag_with_impressions_disabled_is_only_counted() {
     assert!(s.is_balanced());
 }
 
+/// Borrowed attributes decide as owned ones do, and reach the listener as an owned copy;
+/// no attributes reach it as `None`, an empty set as an empty set.
+#[test]
+fn borrowed_attributes_decide_and_reach_the_listener_as_owned() {
+    let (_dir, path) = lab_flags();
+    let server = Server::start();
+    let seen = Arc::new(Collect::default());
+    let client = localhost(&server)
+        .split_file(&path)
+        .impression_listener(seen.clone())
+        .build()
+        .expect("client");
+    let plan = String::from("pro");
+    let tags = ["beta", "mobile"];
+    let d = client.evaluate(
+        "k",
+        "lab",
+        &[("plan", (&plan).into()), ("tags", (&tags).into())],
+    );
+    assert_eq!(d.label.map(|l| l.to_string()).as_deref(), Some("pro plan"));
+    let d = client.evaluate(
+        "k",
+        "lab",
+        &[("plan", "free".into()), ("plan", (&plan).into())],
+    );
+    assert_eq!(
+        d.label.map(|l| l.to_string()).as_deref(),
+        Some("pro plan"),
+        "the last pair of a name counts"
+    );
+    let d = client.evaluate("k", "lab", &[("plan", "free".into())]);
+    assert_eq!(d.label.map(|l| l.to_string()).as_deref(), Some("everyone"));
+    assert_eq!(client.get_treatment("k", "lab", None), "on");
+    assert_eq!(client.get_treatment("k", "lab", &Attributes::new()), "on");
+    assert!(client.flush(WAIT));
+    let seen: Vec<Option<Attributes>> = seen.seen().into_iter().map(|(_, a, _)| a).collect();
+    assert_eq!(
+        seen,
+        vec![
+            Some(
+                Attributes::new()
+                    .with("plan", "pro")
+                    .with("tags", ["beta", "mobile"])
+            ),
+            Some(Attributes::new().with("plan", "pro")),
+            Some(Attributes::new().with("plan", "free")),
+            None,
+            Some(Attributes::new()),
+        ]
+    );
+}
+
 #[test]
 fn without_labels_nothing_carries_r_and_dedupe_ignores_the_label() {
     let (_dir, path) = lab_flags();
