@@ -11,6 +11,9 @@
 //! - `evaluate/threads`: N threads evaluating against one shared `Arc<Store>`; the reported
 //!   time is wall time per evaluation (elapsed / (N * M)), so perfect scaling halves it at 2.
 //! - `evaluate/paths`: the same, one rule path at a time; `not_found`; the murmur3 bucket alone.
+//! - `evaluate/attributes4`: a typical set of four attributes (a string, a number, another
+//!   string, a list of two strings) built beforehand (`prebuilt`), built as `Attributes` per
+//!   evaluation (`built`), or lent as borrowed pairs made per evaluation (`borrowed`).
 //! - `load/10k_flags`: parse and compile a 10,000-flag splitChanges document (also each half).
 //!
 //! Run: `cargo bench --bench evaluate -- --warm-up-time 1 --measurement-time 3`
@@ -24,6 +27,7 @@ use serde_json::{Value, json};
 use splitkit::bucketing::{HashAlgo, bucket};
 use splitkit::definitions::SplitChanges;
 use splitkit::{Attributes, Snapshot, Store};
+use workload::{PLANS, attrs4, attrs4_borrowed};
 
 #[path = "../tests/support/workload.rs"]
 mod workload;
@@ -43,9 +47,8 @@ fn workload() -> Workload {
     let doc = json!({"ff": {"d": [workload::flag(FLAG, &whitelist, 100, false)], "s": -1, "t": 1}});
     let (snapshot, problems) = Snapshot::from_json(&doc.to_string(), "bench").expect("parses");
     assert!(problems.is_empty(), "{problems:?}");
-    let plans = ["enterprise", "pro", "free", "team"];
     let attrs: Vec<Attributes> = (0..KEYS)
-        .map(|i| Attributes::new().with("plan", plans[i % plans.len()]))
+        .map(|i| Attributes::new().with("plan", PLANS[i % PLANS.len()]))
         .collect();
     // Sanity: every rule of the flag is hit by the workload.
     let mut labels = std::collections::BTreeMap::new();
@@ -141,6 +144,49 @@ fn evaluate_single(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % KEYS;
             black_box(bucket(&w.keys[i], 1_314_229_456, HashAlgo::Murmur3))
+        })
+    });
+    g.finish();
+}
+
+fn evaluate_attributes(c: &mut Criterion) {
+    let w = workload();
+    let snap = w.store.snapshot();
+    let snap: &Snapshot = &snap;
+    let prebuilt: Vec<Attributes> = (0..KEYS).map(attrs4).collect();
+    let mut g = c.benchmark_group("evaluate/attributes4");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("prebuilt", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(
+                snap.evaluate(&w.keys[i], None, FLAG, &prebuilt[i])
+                    .treatment
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("built", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            let attrs = attrs4(i);
+            black_box(
+                snap.evaluate(&w.keys[i], None, FLAG, &attrs)
+                    .treatment
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("borrowed", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            let attrs = attrs4_borrowed(i);
+            black_box(
+                snap.evaluate(&w.keys[i], None, FLAG, &attrs)
+                    .treatment
+                    .len(),
+            )
         })
     });
     g.finish();
@@ -382,5 +428,11 @@ fn load(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, evaluate_single, evaluate_threads, load);
+criterion_group!(
+    benches,
+    evaluate_single,
+    evaluate_attributes,
+    evaluate_threads,
+    load
+);
 criterion_main!(benches);

@@ -15,6 +15,8 @@
 //! - `engine`: `Snapshot::evaluate` with attributes built beforehand (one `plan`).
 //! - `engine_attrs4`: the same with a typical set of four attributes built beforehand...
 //! - `engine_attrs4_built`: ...and built in the loop, per evaluation.
+//! - `engine_attrs4_borrowed`: ...and given as borrowed pairs built in the loop
+//!   (`&[("plan", plan.into()), ...]`), the list borrowed from where the caller holds it.
 //! - `client_debug`, `client_optimized`, `client_none`: `Client::get_treatment` (the
 //!   caller's thread only; delivery runs on its own threads, to a loopback server).
 //! - `unleash`, `launchdarkly`: the same workload on the peers' engines
@@ -25,6 +27,7 @@ use std::hint::black_box;
 
 use splitkit::bucketing::murmur3_hash;
 use splitkit::{Attributes, Client, ImpressionsMode, Snapshot};
+use workload::{PLANS, attrs4, attrs4_borrowed};
 
 #[path = "../tests/support/workload.rs"]
 mod workload;
@@ -37,28 +40,19 @@ mod peers;
 
 const KEYS: usize = 4096;
 const FLAG: &str = "checkout_v2";
-const PLANS: [&str; 4] = ["enterprise", "pro", "free", "team"];
 
 const SCENARIOS: &[&str] = &[
     "unavoidable",
     "engine",
     "engine_attrs4",
     "engine_attrs4_built",
+    "engine_attrs4_borrowed",
     "client_debug",
     "client_optimized",
     "client_none",
     "unleash",
     "launchdarkly",
 ];
-
-/// The typical attribute set: a string, a number, another string and a list.
-fn attrs4(i: usize) -> Attributes {
-    Attributes::new()
-        .with("plan", PLANS[i % PLANS.len()])
-        .with("age", 18 + (i % 60) as i64)
-        .with("country", "AR")
-        .with("tags", vec!["beta", "mobile"])
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -126,6 +120,16 @@ fn main() {
             for j in 0..n {
                 let i = j % KEYS;
                 let attrs = attrs4(i);
+                acc += snapshot
+                    .evaluate(&keys[i], None, FLAG, &attrs)
+                    .treatment
+                    .len();
+            }
+        }
+        "engine_attrs4_borrowed" => {
+            for j in 0..n {
+                let i = j % KEYS;
+                let attrs = attrs4_borrowed(i);
                 acc += snapshot
                     .evaluate(&keys[i], None, FLAG, &attrs)
                     .treatment

@@ -72,3 +72,31 @@ pub(crate) fn ten_of(keys: &[String]) -> Vec<&str> {
         .map(String::as_str)
         .collect()
 }
+
+/// The plans the workload's keys have, in turn.
+#[allow(dead_code)]
+pub(crate) const PLANS: [&str; 4] = ["enterprise", "pro", "free", "team"];
+
+/// The typical attribute set of key `i`: a string, a number, another string and a list of two
+/// strings.
+#[allow(dead_code)]
+pub(crate) fn attrs4(i: usize) -> splitkit::Attributes {
+    splitkit::Attributes::new()
+        .with("plan", PLANS[i % PLANS.len()])
+        .with("age", 18 + (i % 60) as i64)
+        .with("country", "AR")
+        .with("tags", vec!["beta", "mobile"])
+}
+
+/// [`attrs4`] as borrowed pairs: the list lent from where it is held, as an application's
+/// would be.
+#[allow(dead_code)]
+pub(crate) fn attrs4_borrowed(i: usize) -> [(&'static str, splitkit::AttributeRef<'static>); 4] {
+    static TAGS: [&str; 2] = ["beta", "mobile"];
+    [
+        ("plan", PLANS[i % PLANS.len()].into()),
+        ("age", (18 + (i % 60) as i64).into()),
+        ("country", "AR".into()),
+        ("tags", (&TAGS).into()),
+    ]
+}
