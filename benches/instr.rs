@@ -21,6 +21,9 @@
 //!   caller's thread only; delivery runs on its own threads, to a loopback server).
 //! - `unleash`, `launchdarkly`: the same workload on the peers' engines
 //!   (`benches/support/peers.rs`).
+//! - `engine_per_call`, `unleash_per_call`, `launchdarkly_per_call`: the three engines with
+//!   the attributes or context built for each call from the key and plan, as an application
+//!   serving a request does (splitkit's lent as borrowed pairs).
 
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -52,6 +55,9 @@ const SCENARIOS: &[&str] = &[
     "client_none",
     "unleash",
     "launchdarkly",
+    "engine_per_call",
+    "unleash_per_call",
+    "launchdarkly_per_call",
 ];
 
 fn main() {
@@ -177,6 +183,30 @@ fn main() {
             let l = peers::LaunchDarkly::new(FLAG, &whitelist, &keys, &plans);
             for j in 0..n {
                 acc += l.evaluate(FLAG, j % KEYS).map_or(0, str::len);
+            }
+        }
+        "engine_per_call" => {
+            for j in 0..n {
+                let i = j % KEYS;
+                let attrs = [("plan", plans[i].into())];
+                acc += snapshot
+                    .evaluate(&keys[i], None, FLAG, &attrs)
+                    .treatment
+                    .len();
+            }
+        }
+        "unleash_per_call" => {
+            let u = peers::Unleash::new(FLAG, &whitelist, &keys, &plans);
+            for j in 0..n {
+                let i = j % KEYS;
+                acc += usize::from(u.evaluate_per_call(FLAG, &keys[i], plans[i]));
+            }
+        }
+        "launchdarkly_per_call" => {
+            let l = peers::LaunchDarkly::new(FLAG, &whitelist, &keys, &plans);
+            for j in 0..n {
+                let i = j % KEYS;
+                acc += usize::from(l.evaluate_per_call(FLAG, &keys[i], plans[i]));
             }
         }
         _ => return usage(),

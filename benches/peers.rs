@@ -3,10 +3,16 @@
 //! `launchdarkly-server-sdk-evaluation` (see `benches/support/peers.rs` for how the flag is
 //! written for each and how they are called).
 //!
+//! Two comparisons: `peers` with the attributes and contexts built beforehand, and
+//! `peers_per_call` with them built for each call from the key and plan, as an application
+//! serving a request does (splitkit's lent as borrowed pairs, the peers' contexts built the
+//! way their APIs ask).
+//!
 //! Run: `cargo bench --bench peers -- --warm-up-time 1 --measurement-time 3`. After
-//! criterion's figures it prints the paired comparison: bursts of the three taken in turn,
+//! criterion's figures it prints the paired comparisons: bursts of the three taken in turn,
 //! their medians, and the peers' time as a multiple of splitkit's. The instruction counts of
-//! the same three are `benches/instr.sh engine unleash launchdarkly`.
+//! the same are `benches/instr.sh engine unleash launchdarkly engine_per_call
+//! unleash_per_call launchdarkly_per_call`.
 
 use std::hint::black_box;
 
@@ -61,6 +67,20 @@ fn peers(c: &mut Criterion) {
         if whitelist.contains(&key.as_str()) || i % 4 < 2 {
             assert!(unleash.evaluate(FLAG, i) && launchdarkly.evaluate(FLAG, i) == Some("on"));
         }
+        // Built per call, the same answers.
+        let lent = [("plan", plans[i].into())];
+        assert_eq!(
+            snapshot.evaluate(key, None, FLAG, &lent).treatment,
+            snapshot.evaluate(key, None, FLAG, &attrs[i]).treatment
+        );
+        assert_eq!(
+            unleash.evaluate_per_call(FLAG, key, plans[i]),
+            unleash.evaluate(FLAG, i)
+        );
+        assert_eq!(
+            launchdarkly.evaluate_per_call(FLAG, key, plans[i]),
+            launchdarkly.evaluate(FLAG, i) == Some("on")
+        );
     }
 
     let mut g = c.benchmark_group("peers");
@@ -90,11 +110,39 @@ fn peers(c: &mut Criterion) {
         })
     });
     g.finish();
+    let mut g = c.benchmark_group("peers_per_call");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("splitkit", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            let attrs = [("plan", plans[i].into())];
+            black_box(
+                snapshot
+                    .evaluate(&keys[i], None, FLAG, &attrs)
+                    .treatment
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("unleash_yggdrasil", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(unleash.evaluate_per_call(FLAG, &keys[i], plans[i]))
+        })
+    });
+    g.bench_function("launchdarkly", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(launchdarkly.evaluate_per_call(FLAG, &keys[i], plans[i]))
+        })
+    });
+    g.finish();
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     const BURST: usize = 4_096;
     const ROUNDS: usize = 301;
+    let names = ["splitkit", "unleash_yggdrasil", "launchdarkly"];
     let stats = interleaved::bursts(
         3,
         ROUNDS,
@@ -115,13 +163,43 @@ fn peers(c: &mut Criterion) {
         },
         |_| {},
     );
-    let names = ["splitkit", "unleash_yggdrasil", "launchdarkly"];
-    interleaved::print(
-        &format!("interleaved bursts of {BURST} ({ROUNDS} per engine)"),
+    report(
+        &format!("built beforehand: interleaved bursts of {BURST} ({ROUNDS} per engine)"),
         &names,
         &stats,
     );
-    for (name, s) in names.iter().zip(&stats).skip(1) {
+    let stats = interleaved::bursts(
+        3,
+        ROUNDS,
+        BURST,
+        |v, i| {
+            let i = i % KEYS;
+            match v {
+                0 => {
+                    let attrs = [("plan", plans[i].into())];
+                    black_box(snapshot.evaluate(&keys[i], None, FLAG, &attrs).treatment);
+                }
+                1 => {
+                    black_box(unleash.evaluate_per_call(FLAG, &keys[i], plans[i]));
+                }
+                _ => {
+                    black_box(launchdarkly.evaluate_per_call(FLAG, &keys[i], plans[i]));
+                }
+            }
+        },
+        |_| {},
+    );
+    report(
+        &format!("built per call: interleaved bursts of {BURST} ({ROUNDS} per engine)"),
+        &names,
+        &stats,
+    );
+}
+
+/// Prints the bursts' figures and each peer's time as a multiple of splitkit's.
+fn report(title: &str, names: &[&str], stats: &[interleaved::Stat]) {
+    interleaved::print(title, names, stats);
+    for (name, s) in names.iter().zip(stats).skip(1) {
         eprintln!(
             "  {name} / splitkit: {:.1}x median, {:.1}x fastest tenth",
             s.median / stats[0].median,

@@ -6,7 +6,9 @@
 //! `[enterprise, pro]` rule gives `on`, then a 50/50 rollout on the key. Each peer is called
 //! the cheapest way its API allows (Unleash's `is_enabled`, a boolean; LaunchDarkly's
 //! `evaluate` on a flag borrowed from a map, not cloned out of a `Store` as its SDK does),
-//! with the contexts built beforehand, as splitkit's attributes are.
+//! with the contexts built beforehand, as splitkit's attributes are (`evaluate`), or built
+//! for each call from the key and plan, as an application serving a request does
+//! (`evaluate_per_call`).
 
 use std::collections::HashMap;
 
@@ -58,6 +60,17 @@ impl Unleash {
     #[inline]
     pub(crate) fn evaluate(&self, flag: &str, i: usize) -> bool {
         self.engine.is_enabled(flag, &self.contexts[i], &None)
+    }
+
+    /// Whether the flag is on for `key` with `plan`, the context built for this call.
+    #[inline]
+    pub(crate) fn evaluate_per_call(&self, flag: &str, key: &str, plan: &str) -> bool {
+        let context = unleash::Context {
+            user_id: Some(key.to_string()),
+            properties: Some(HashMap::from([("plan".to_string(), plan.to_string())])),
+            ..unleash::Context::default()
+        };
+        self.engine.is_enabled(flag, &context, &None)
     }
 }
 
@@ -124,8 +137,22 @@ impl LaunchDarkly {
     /// The variation's value for context `i` (`None` for a missing flag).
     #[inline]
     pub(crate) fn evaluate(&self, flag: &str, i: usize) -> Option<&str> {
+        self.evaluate_in(flag, &self.contexts[i])
+    }
+
+    /// Whether the variation is `on` for `key` with `plan`, the context built for this call.
+    #[inline]
+    pub(crate) fn evaluate_per_call(&self, flag: &str, key: &str, plan: &str) -> bool {
+        let mut b = ld::ContextBuilder::new(key);
+        b.set_string("plan", plan);
+        b.build()
+            .is_ok_and(|context| self.evaluate_in(flag, &context) == Some("on"))
+    }
+
+    #[inline]
+    fn evaluate_in<'a>(&'a self, flag: &str, context: &'a ld::Context) -> Option<&'a str> {
         let f = self.store.flags.get(flag)?;
-        let detail = ld::evaluate(&self.store, f, &self.contexts[i], None);
+        let detail = ld::evaluate(&self.store, f, context, None);
         match detail.value {
             Some(ld::FlagValue::Str(s)) => Some(s.as_str()),
             _ => None,
