@@ -7,13 +7,28 @@
 # With THREAD=worker, the busiest thread other than the calling one is counted instead: in
 # the client_* scenarios, the impressions worker (serialisation and batching, per impression).
 #
-# Usage: benches/instr.sh [scenario...]   (default: every scenario; N=$N, default 8192)
+# With --check, only the scenarios of benches/instr_budgets are run, and the script fails
+# when one costs more than its budget there (CI runs this: what must not regress).
+#
+# Usage: benches/instr.sh [--check] [scenario...]   (default: every scenario; N=$N, default 8192)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-8192}
+budgets=benches/instr_budgets
+check=false
+if [ "${1:-}" = --check ]; then
+    check=true
+    shift
+fi
+# The budget of scenario $1, from the budgets file (empty when it has none).
+budget() {
+    awk -v s="$1" '$1 == s { print $2 }' "$budgets"
+}
 bin=$(cargo bench --bench instr --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)
 [ -x "$bin" ] || { echo "instr bench binary not found" >&2; exit 1; }
-if [ $# -eq 0 ]; then
+if [ $# -eq 0 ] && $check; then
+    mapfile -t scenarios < <(awk '!/^#/ && NF { print $1 }' "$budgets")
+elif [ $# -eq 0 ]; then
     mapfile -t scenarios < <("$bin" --list)
 else
     scenarios=("$@")
@@ -38,9 +53,17 @@ count() {
         total "$out/$1.$2-01"
     fi
 }
-printf '%-22s %12s\n' scenario instr/op
+printf '%-22s %12s %8s\n' scenario instr/op budget
+over=0
 for s in "${scenarios[@]}"; do
     a=$(count "$s" "$N")
     b=$(count "$s" $((2 * N)))
-    printf '%-22s %12s\n' "$s" $(( (b - a) / N ))
+    n=$(( (b - a) / N ))
+    max=$(budget "$s")
+    printf '%-22s %12s %8s\n' "$s" "$n" "${max:--}"
+    if $check && [ -n "$max" ] && [ "$n" -gt "$max" ]; then
+        echo "$s: $n instructions an operation, over its budget of $max ($budgets)" >&2
+        over=1
+    fi
 done
+exit "$over"
