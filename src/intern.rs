@@ -20,11 +20,28 @@ use crate::impressions::write_json_str;
 #[derive(Clone, Copy)]
 pub(crate) struct Name(&'static Entry);
 
-/// What the table holds of a string: the string, and its text as a JSON string (quoted and
-/// escaped once, so that the impressions writer copies it instead of escaping it again).
+/// What the table holds of a string: the string, its text as a JSON string (quoted and
+/// escaped once, so that the impressions writer copies it instead of escaping it again), and
+/// its [`name_hash`] (so that the dedupe cache hashes the name once, not per impression).
 pub(crate) struct Entry {
     text: &'static str,
     json: &'static str,
+    hash: u64,
+}
+
+/// The hash of a flag, treatment or label name that the dedupe cache combines with the key
+/// (FNV-1a, 64 bits, over the length and the bytes): the same for a name interned or not.
+/// A fixed function is enough here: names come from the flag definitions, and the key,
+/// which callers choose, is hashed with a seed of the process's own.
+pub(crate) const fn name_hash(bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = 0xcbf2_9ce4_8422_2325 ^ (bytes.len() as u64);
+    let mut i = 0;
+    while i < bytes.len() {
+        h = (h ^ bytes[i] as u64).wrapping_mul(PRIME);
+        i += 1;
+    }
+    h
 }
 
 /// The [`Name`] of a string literal the program holds in a `static` (it takes no room in
@@ -41,7 +58,11 @@ pub(crate) use static_name;
 impl Entry {
     /// The entry of `text`, whose JSON string is `json` ([`static_name!`] only).
     pub(crate) const fn literal(text: &'static str, json: &'static str) -> Entry {
-        Entry { text, json }
+        Entry {
+            text,
+            json,
+            hash: name_hash(text.as_bytes()),
+        }
     }
 }
 
@@ -61,6 +82,12 @@ impl Name {
     #[inline]
     pub(crate) fn json(self) -> &'static [u8] {
         self.0.json.as_bytes()
+    }
+
+    /// [`name_hash`] of the string, computed when it was interned.
+    #[inline]
+    pub(crate) fn hash(self) -> u64 {
+        self.0.hash
     }
 
     /// The name's address: equal for equal interned strings (the table holds one name per
@@ -91,7 +118,7 @@ pub(crate) const MAX_INTERNED_BYTES: usize = 64 << 20;
 /// What interning one string costs, in bytes: the string, its JSON text (at most six bytes
 /// a byte, `\u00XX`, plus quotes), its entry and the table's.
 fn cost(s: &str, json: &str) -> usize {
-    s.len() + json.len() + 4 * size_of::<&str>()
+    s.len() + json.len() + 4 * size_of::<&str>() + size_of::<u64>()
 }
 
 #[derive(Default)]
@@ -131,7 +158,11 @@ fn intern_bounded(s: &str, max: usize) -> Option<Name> {
     table.bytes += cost(s, &json);
     let text: &'static str = Box::leak(Box::<str>::from(s));
     let json: &'static str = Box::leak(json.into_boxed_str());
-    let name = Name(Box::leak(Box::new(Entry { text, json })));
+    let name = Name(Box::leak(Box::new(Entry {
+        text,
+        json,
+        hash: name_hash(text.as_bytes()),
+    })));
     table.names.insert(text, name);
     Some(name)
 }
@@ -159,7 +190,13 @@ mod tests {
             let mut json = Vec::new();
             write_json_str(&mut json, s);
             assert_eq!(name.map(Name::json), Some(&json[..]), "{s:?}");
+            assert_eq!(name.map(Name::hash), Some(name_hash(s.as_bytes())), "{s:?}");
         }
+        // A static name's hash, computed at compile time, is the same function's.
+        let control = static_name!("control");
+        assert_eq!(control.hash(), name_hash(b"control"));
+        assert_ne!(name_hash(b"on"), name_hash(b"off"));
+        assert_ne!(name_hash(b""), name_hash(b"\0"));
     }
 
     #[test]

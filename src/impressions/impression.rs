@@ -2,8 +2,9 @@
 
 use std::fmt;
 
+use super::strategy::UNKNOWN_LABEL;
 use super::wire_cache::WireCache;
-use crate::intern::Name;
+use crate::intern::{Name, name_hash};
 
 /// One evaluation as it is reported: who saw which treatment of which flag, why and when.
 ///
@@ -226,17 +227,16 @@ impl Impression {
         self.has(DISABLED)
     }
 
-    /// Key, flag, treatment and label (`UNKNOWN` without one) bytes, as the dedupe cache
-    /// hashes them.
-    pub(crate) fn dedupe_parts(&self) -> [&[u8]; 4] {
+    /// The [`name_hash`]es of flag, treatment and label (`UNKNOWN` without one), as the
+    /// dedupe cache reads them after the key.
+    pub(crate) fn name_hashes(&self) -> [u64; 3] {
         [
-            self.part_bytes(0),
-            self.part_bytes(2),
-            self.part_bytes(3),
+            name_hash(self.part_bytes(2)),
+            name_hash(self.part_bytes(3)),
             if self.has(HAS_LABEL) {
-                self.part_bytes(4)
+                name_hash(self.part_bytes(4))
             } else {
-                b"UNKNOWN"
+                UNKNOWN_LABEL
             },
         ]
     }

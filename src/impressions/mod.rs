@@ -651,7 +651,7 @@ impl Recorder {
         names: Names,
         attributes: Option<&Arc<Attributes>>,
     ) {
-        let decision = self.strategy.process(&Seen::fields(&fields, names.flag));
+        let decision = self.strategy.process(&Seen::fields(&fields, names));
         let previous_time = match decision {
             Decision::Queue { previous_time } => previous_time,
             Decision::Deduplicated | Decision::CountedOnly => None,
@@ -683,7 +683,7 @@ impl Recorder {
     /// only counts is still counted, and what it would have sent is counted as dropped.
     #[cold]
     fn full(&self, fields: &ImpressionFields<'_>, names: Names, d: &Delivery) {
-        if let Decision::Queue { .. } = self.strategy.process(&Seen::fields(fields, names.flag)) {
+        if let Decision::Queue { .. } = self.strategy.process(&Seen::fields(fields, names)) {
             d.impressions.drop_full();
         }
     }

@@ -3,7 +3,7 @@
 //! the queue is most of what recording costs the caller, so the smaller the better.
 
 use super::impression::{Impression, ImpressionFields, Wire, WireName, write_wire};
-use super::strategy::Seen;
+use super::strategy::{Seen, UNKNOWN_LABEL};
 use super::wire_cache::WireCache;
 use crate::engine::evaluator::Names;
 use crate::intern::Name;
@@ -130,11 +130,10 @@ impl Queued {
                 key_text: None,
                 flag: c.flag.as_str(),
                 flag_name: Some(c.flag),
-                dedupe_parts: [
-                    c.key(),
-                    c.flag.as_str().as_bytes(),
-                    c.treatment.as_str().as_bytes(),
-                    c.label.map_or(b"UNKNOWN", |l| l.as_str().as_bytes()),
+                name_hashes: [
+                    c.flag.hash(),
+                    c.treatment.hash(),
+                    c.label.map_or(UNKNOWN_LABEL, Name::hash),
                 ],
                 change_number: c.change_number,
                 time: c.time,
@@ -146,7 +145,7 @@ impl Queued {
                 key_text: Some(i.key()),
                 flag: i.flag(),
                 flag_name: None,
-                dedupe_parts: i.dedupe_parts(),
+                name_hashes: i.name_hashes(),
                 change_number: i.change_number().unwrap_or(0),
                 time: i.time(),
                 disabled: i.impressions_disabled(),
@@ -303,8 +302,8 @@ mod tests {
             assert_eq!(compact.string_bytes(), whole.heap_bytes());
             let (c, w) = (compact.seen(), full.seen());
             assert_eq!(
-                (c.key, c.flag, c.dedupe_parts, c.change_number, c.time),
-                (w.key, w.flag, w.dedupe_parts, w.change_number, w.time)
+                (c.key, c.flag, c.name_hashes, c.change_number, c.time),
+                (w.key, w.flag, w.name_hashes, w.change_number, w.time)
             );
             assert_eq!((c.disabled, c.properties), (w.disabled, w.properties));
             assert_eq!(c.flag_name.map(Name::as_str), Some(w.flag));

@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use crate::engine::evaluator::Names;
 use crate::engine::{FastMap, FastSet};
-use crate::intern::Name;
+use crate::intern::{Name, name_hash};
 use crate::stripe::{self, Padded, STRIPES};
 
 use super::UNIQUE_KEYS_EARLY_FLUSH;
@@ -132,13 +133,15 @@ impl Observer {
         }
     }
 
-    /// The dedupe hash of key, flag, treatment and label bytes and a change number. No
-    /// separator between the parts: foldhash folds each `write` on its own, its length
-    /// included, so `("ab", "c")` and `("a", "bc")` are already different inputs.
-    pub(crate) fn hash_parts(&self, parts: [&[u8]; 4], change_number: i64) -> u64 {
+    /// The dedupe hash of the key's bytes, the [`name_hash`]es of flag, treatment and label
+    /// and a change number: the key with the process's seed (foldhash folds its length in),
+    /// the names as the numbers their entries hold.
+    #[inline]
+    pub(crate) fn hash_parts(&self, key: &[u8], names: [u64; 3], change_number: i64) -> u64 {
         let mut h = self.hasher.build_hasher();
-        for part in parts {
-            h.write(part);
+        h.write(key);
+        for name in names {
+            h.write_u64(name);
         }
         h.write_i64(change_number);
         h.finish()
@@ -286,9 +289,9 @@ pub(crate) struct Seen<'a> {
     pub(crate) flag: &'a str,
     /// The flag name, where it is interned.
     pub(crate) flag_name: Option<Name>,
-    /// Key, flag, treatment and label (`UNKNOWN` without one) bytes: what the dedupe cache
-    /// hashes, with the change number (0 without one).
-    pub(crate) dedupe_parts: [&'a [u8]; 4],
+    /// The [`name_hash`]es of flag, treatment and label ([`UNKNOWN_LABEL`] without one):
+    /// what the dedupe cache hashes after the key, with the change number (0 without one).
+    pub(crate) name_hashes: [u64; 3],
     pub(crate) change_number: i64,
     pub(crate) time: i64,
     /// The flag has `impressionsDisabled`.
@@ -297,20 +300,26 @@ pub(crate) struct Seen<'a> {
     pub(crate) properties: bool,
 }
 
+/// [`name_hash`] of `UNKNOWN`, what the dedupe cache reads for an impression without a
+/// label (labels disabled), as the official SDKs do.
+pub(crate) const UNKNOWN_LABEL: u64 = name_hash(b"UNKNOWN");
+
 impl<'a> Seen<'a> {
-    /// What the mode reads of an impression being recorded; `flag_name` is its flag's
-    /// interned name, where the engine has one.
-    pub(crate) fn fields(f: &ImpressionFields<'a>, flag_name: Option<Name>) -> Seen<'a> {
+    /// What the mode reads of an impression being recorded; `names` are its flag, treatment
+    /// and label interned, where the engine has them.
+    pub(crate) fn fields(f: &ImpressionFields<'a>, names: Names) -> Seen<'a> {
+        let hash = |name: Option<Name>, text: &str| {
+            name.map_or_else(|| name_hash(text.as_bytes()), Name::hash)
+        };
         Seen {
             key: f.key.as_bytes(),
             key_text: Some(f.key),
             flag: f.flag,
-            flag_name,
-            dedupe_parts: [
-                f.key.as_bytes(),
-                f.flag.as_bytes(),
-                f.treatment.as_bytes(),
-                f.label.unwrap_or("UNKNOWN").as_bytes(),
+            flag_name: names.flag,
+            name_hashes: [
+                hash(names.flag, f.flag),
+                hash(names.treatment, f.treatment),
+                f.label.map_or(UNKNOWN_LABEL, |l| hash(names.label, l)),
             ],
             change_number: f.change_number.unwrap_or(0),
             time: f.time,
@@ -395,7 +404,7 @@ impl Strategy {
         }
         let hash = self
             .observer
-            .hash_parts(imp.dedupe_parts, imp.change_number);
+            .hash_parts(imp.key, imp.name_hashes, imp.change_number);
         let previous_time = self.observer.test_and_set(hash, imp.time);
         if self.mode == ImpressionsMode::Debug {
             return Decision::Queue { previous_time };
@@ -450,7 +459,13 @@ mod tests {
     const H: i64 = 3_600_000;
 
     fn process(s: &Strategy, f: ImpressionFields<'_>, flag: Option<Name>) -> Decision {
-        s.process(&Seen::fields(&f, flag))
+        s.process(&Seen::fields(
+            &f,
+            Names {
+                flag,
+                ..Names::default()
+            },
+        ))
     }
 
     fn strategy(mode: ImpressionsMode) -> Strategy {
@@ -470,6 +485,69 @@ mod tests {
             s.unique_keys.drain(),
             [("f".to_string(), vec!["a".to_string(), "b".to_string()])]
         );
+    }
+
+    /// The dedupe cache reads a name's hash from its entry when the name is interned and
+    /// computes it otherwise: the same impression is the same either way.
+    #[test]
+    fn an_impression_dedupes_alike_with_its_names_interned_or_not() {
+        let s = strategy(ImpressionsMode::Optimized);
+        let names = Names {
+            flag: crate::intern::intern("f"),
+            treatment: crate::intern::intern("on"),
+            label: crate::intern::intern("l"),
+        };
+        assert!(names.flag.is_some() && names.treatment.is_some() && names.label.is_some());
+        let now = 10 * H + 5;
+        let first = s.process(&Seen::fields(&imp("a", "on", now, false), names));
+        assert!(matches!(
+            first,
+            Decision::Queue {
+                previous_time: None
+            }
+        ));
+        let again = s.process(&Seen::fields(
+            &imp("a", "on", now + 1, false),
+            Names::default(),
+        ));
+        assert!(matches!(again, Decision::Deduplicated));
+        // Without a label, interned names or not: `UNKNOWN`, one impression.
+        let unlabelled = ImpressionFields {
+            label: None,
+            ..imp("b", "on", now, false)
+        };
+        assert!(matches!(
+            s.process(&Seen::fields(&unlabelled, names)),
+            Decision::Queue {
+                previous_time: None
+            }
+        ));
+        assert!(matches!(
+            s.process(&Seen::fields(&unlabelled, Names::default())),
+            Decision::Deduplicated
+        ));
+        // A different treatment or label is another impression.
+        for (t, l) in [
+            ("off", Some("l")),
+            ("on", Some("m")),
+            ("on", Some("UNKNOWN")),
+        ] {
+            let other = ImpressionFields {
+                treatment: t,
+                label: l,
+                ..imp("a", "on", now + 2, false)
+            };
+            let d = s.process(&Seen::fields(&other, Names::default()));
+            assert!(
+                matches!(
+                    d,
+                    Decision::Queue {
+                        previous_time: None
+                    }
+                ),
+                "{t} {l:?}"
+            );
+        }
     }
 
     #[test]
