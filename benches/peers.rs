@@ -143,57 +143,43 @@ fn peers(c: &mut Criterion) {
     const BURST: usize = 4_096;
     const ROUNDS: usize = 301;
     let names = ["splitkit", "unleash_yggdrasil", "launchdarkly"];
-    let stats = interleaved::bursts(
-        3,
-        ROUNDS,
-        BURST,
-        |v, i| {
-            let i = i % KEYS;
-            match v {
-                0 => {
-                    black_box(snapshot.evaluate(&keys[i], None, FLAG, &attrs[i]).treatment);
+    for (contexts, per_call) in [("built beforehand", false), ("built per call", true)] {
+        let stats = interleaved::bursts(
+            3,
+            ROUNDS,
+            BURST,
+            |v, i| {
+                let i = i % KEYS;
+                match (v, per_call) {
+                    (0, false) => {
+                        black_box(snapshot.evaluate(&keys[i], None, FLAG, &attrs[i]).treatment);
+                    }
+                    (0, true) => {
+                        let attrs = [("plan", plans[i].into())];
+                        black_box(snapshot.evaluate(&keys[i], None, FLAG, &attrs).treatment);
+                    }
+                    (1, false) => {
+                        black_box(unleash.evaluate(FLAG, i));
+                    }
+                    (1, true) => {
+                        black_box(unleash.evaluate_per_call(FLAG, &keys[i], plans[i]));
+                    }
+                    (_, false) => {
+                        black_box(launchdarkly.evaluate(FLAG, i));
+                    }
+                    (_, true) => {
+                        black_box(launchdarkly.evaluate_per_call(FLAG, &keys[i], plans[i]));
+                    }
                 }
-                1 => {
-                    black_box(unleash.evaluate(FLAG, i));
-                }
-                _ => {
-                    black_box(launchdarkly.evaluate(FLAG, i));
-                }
-            }
-        },
-        |_| {},
-    );
-    report(
-        &format!("built beforehand: interleaved bursts of {BURST} ({ROUNDS} per engine)"),
-        &names,
-        &stats,
-    );
-    let stats = interleaved::bursts(
-        3,
-        ROUNDS,
-        BURST,
-        |v, i| {
-            let i = i % KEYS;
-            match v {
-                0 => {
-                    let attrs = [("plan", plans[i].into())];
-                    black_box(snapshot.evaluate(&keys[i], None, FLAG, &attrs).treatment);
-                }
-                1 => {
-                    black_box(unleash.evaluate_per_call(FLAG, &keys[i], plans[i]));
-                }
-                _ => {
-                    black_box(launchdarkly.evaluate_per_call(FLAG, &keys[i], plans[i]));
-                }
-            }
-        },
-        |_| {},
-    );
-    report(
-        &format!("built per call: interleaved bursts of {BURST} ({ROUNDS} per engine)"),
-        &names,
-        &stats,
-    );
+            },
+            |_| {},
+        );
+        report(
+            &format!("{contexts}: interleaved bursts of {BURST} ({ROUNDS} per engine)"),
+            &names,
+            &stats,
+        );
+    }
 }
 
 /// Prints the bursts' figures and each peer's time as a multiple of splitkit's.
