@@ -233,7 +233,7 @@ impl Client {
         if self.inner.config.impression_listeners.is_empty() {
             None
         } else {
-            attributes.to_owned().map(Arc::new)
+            attributes.to_attributes().map(Arc::new)
         }
     }
 

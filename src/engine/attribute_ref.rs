@@ -161,7 +161,7 @@ impl<'a> AttributesRef<'a> {
 
     /// The attributes as an owned set, `None` when none were given (an empty set when an
     /// empty one was).
-    pub(crate) fn to_owned(self) -> Option<Attributes> {
+    pub(crate) fn to_attributes(self) -> Option<Attributes> {
         match self.source {
             Source::Owned(a) if std::ptr::eq(a, &NO_ATTRIBUTES) => None,
             Source::Owned(a) => Some(a.clone()),
@@ -286,7 +286,9 @@ mod tests {
             assert_eq!(find(&pairs, other), None, "{other}");
         }
         // The owned set of the same pairs agrees, name by name.
-        let owned = AttributesRef::from(&pairs).to_owned().unwrap_or_default();
+        let owned = AttributesRef::from(&pairs)
+            .to_attributes()
+            .unwrap_or_default();
         assert_eq!(owned.len(), 3);
         assert_eq!(owned.get("plan"), Some(&AttributeValue::from("pro")));
         assert_eq!(owned.get(long), Some(&AttributeValue::Int(1)));
@@ -321,19 +323,19 @@ mod tests {
     #[test]
     fn no_attributes_differ_from_an_empty_set() {
         let empty = Attributes::new();
-        assert!(AttributesRef::NONE.to_owned().is_none());
+        assert!(AttributesRef::NONE.to_attributes().is_none());
         assert!(
             AttributesRef::from(None::<&Attributes>)
-                .to_owned()
+                .to_attributes()
                 .is_none()
         );
         assert_eq!(
-            AttributesRef::from(&empty).to_owned(),
+            AttributesRef::from(&empty).to_attributes(),
             Some(Attributes::new())
         );
         let no_pairs: &[(&str, AttributeRef<'_>)] = &[];
         assert_eq!(
-            AttributesRef::from(no_pairs).to_owned(),
+            AttributesRef::from(no_pairs).to_attributes(),
             Some(Attributes::new())
         );
         assert_eq!(format!("{:?}", AttributesRef::NONE), "None");
