@@ -206,24 +206,21 @@ pub(crate) fn to_str(v: View<'_>) -> Option<Text<'_>> {
         View::Float(f) => Text::js_number(f),
         View::DateTime(ms) => Text::display(ms),
         // Only the string items show, joined by commas.
-        View::List(items) => {
-            let mut all = items.iter();
-            match (all.next(), items.len()) {
-                (None, _) => return None,
-                (Some(View::Str(s)), 1) => Text::Borrowed(s),
-                (Some(_), 1) => return None,
-                _ => {
-                    let parts: Vec<&str> = items
-                        .iter()
-                        .map(|i| match i {
-                            View::Str(s) => s,
-                            _ => "",
-                        })
-                        .collect();
-                    Text::Owned(parts.join(","))
-                }
+        View::List(items) => match (items.iter().next(), items.len()) {
+            (None, _) => return None,
+            (Some(View::Str(s)), 1) => Text::Borrowed(s),
+            (Some(_), 1) => return None,
+            _ => {
+                let parts: Vec<&str> = items
+                    .iter()
+                    .map(|i| match i {
+                        View::Str(s) => s,
+                        _ => "",
+                    })
+                    .collect();
+                Text::Owned(parts.join(","))
             }
-        }
+        },
         View::Object(obj) => match obj.get("matchingKey") {
             Some(inner @ AttributeValue::String(_)) => return to_str(View::of(inner)),
             _ => return None,

@@ -51,7 +51,7 @@ impl WireCache {
     /// Writes a previous time (`pt`): near the batch's times, so usually the last time's
     /// text with its last digits replaced. It leaves the cache as it is.
     #[inline]
-    pub(crate) fn write_previous_time(&mut self, out: &mut Vec<u8>, value: i64) {
+    pub(crate) fn write_previous_time(&self, out: &mut Vec<u8>, value: i64) {
         match &self.time {
             Some(d) if near(d, value) => {
                 write_digits(out, d.digits());
