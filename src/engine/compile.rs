@@ -10,6 +10,7 @@ use super::attributes::AttributeKey;
 use super::bucket::{HashAlgo, seed_of};
 use super::evaluator::{CONTROL, CONTROL_NAME};
 use super::labels::Label;
+use super::landing::Landing;
 use super::pattern;
 use super::semver::OwnedSemver;
 use super::{FastHasher, FastSet, head16};
@@ -353,20 +354,8 @@ pub(crate) struct CompiledPartition {
     pub(crate) treatment: Arc<str>,
     /// The treatment, interned (`None` when the table of names is full).
     pub(crate) treatment_name: Option<Name>,
-    /// The cumulative size reached at the end of this partition.
-    pub(crate) cumulative: i64,
     /// The treatment's configuration, if the flag defines one.
     pub(crate) config: Option<Arc<str>>,
-}
-
-/// The partition a key of `bucket` (1 to 100) lands in: the first whose cumulative size
-/// reaches it; `None` when the sizes do not add up that far.
-#[inline]
-pub(crate) fn partition_at(
-    partitions: &[CompiledPartition],
-    bucket: i64,
-) -> Option<&CompiledPartition> {
-    partitions.iter().find(|p| bucket <= p.cumulative)
 }
 
 /// A compiled targeting rule.
@@ -374,13 +363,15 @@ pub(crate) fn partition_at(
 pub(crate) struct CompiledCondition {
     pub(crate) rollout: bool,
     pub(crate) matchers: Vec<CompiledMatcher>,
+    /// The partitions that take at least one bucket, in the definition's order.
     pub(crate) partitions: Vec<CompiledPartition>,
-    /// Whether the partitions give keys different treatments depending on their bucket
-    /// ([`splits_by_bucket`]).
+    /// Which of them each bucket lands in.
+    pub(crate) landing: Landing,
+    /// Whether the partitions give keys different treatments depending on their bucket: a
+    /// percentage split such as 50/50, or a share under 100 that leaves some buckets
+    /// `control`. A rule whose buckets all land on one treatment (`on` 100, or `on` 50 +
+    /// `on` 50) does not split.
     pub(crate) percentage_split: bool,
-    /// The partition every bucket lands in, when there is one (`on` 100, or `on` 100 and
-    /// `off` 0): the key need not be hashed.
-    pub(crate) every_bucket: Option<usize>,
     pub(crate) label: Label,
     /// The label, interned (`None` when the table of names is full).
     pub(crate) label_name: Option<Name>,
@@ -808,28 +799,6 @@ fn describe_matcher(m: &MatcherDef) -> String {
     }
 }
 
-/// Whether a rule's partitions give keys of different buckets different treatments: a
-/// percentage split such as 50/50, or a share under 100 that leaves some buckets `control`.
-/// A rule whose buckets all land on one treatment (`on` 100, or `on` 50 + `on` 50) does not
-/// split. Buckets are walked as the evaluator picks partitions, once per compile.
-fn splits_by_bucket(partitions: &[CompiledPartition]) -> bool {
-    let treatment_of = |b: i64| -> &str {
-        match partition_at(partitions, b) {
-            Some(p) => &p.treatment,
-            None => CONTROL,
-        }
-    };
-    let first = treatment_of(1);
-    (2..=100).any(|b| treatment_of(b) != first)
-}
-
-/// The index of the partition that [`partition_at`] gives for every bucket from 1 to 100, if
-/// one partition takes them all: the first that reaches bucket 1 reaches 100 too.
-fn every_bucket(partitions: &[CompiledPartition]) -> Option<usize> {
-    let first = partitions.iter().position(|p| p.cumulative >= 1)?;
-    (partitions.get(first)?.cumulative >= 100).then_some(first)
-}
-
 /// The configurations of a flag: treatment to JSON text (`null` means none; a JSON value
 /// that is not a string is taken as its text).
 fn configurations(f: &FeatureFlag) -> HashMap<Box<str>, Arc<str>> {
@@ -895,9 +864,7 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
                 break;
             }
         };
-        let mut cumulative = 0i64;
         let parts = c.partitions.as_deref().unwrap_or(&[]);
-        let mut partitions = Vec::with_capacity(parts.len());
         for (j, p) in parts.iter().enumerate() {
             if !(0..=100).contains(&p.size) {
                 problems.push(Error::InvalidDefinition {
@@ -906,15 +873,22 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
                     message: format!("must be between 0 and 100, got {}", p.size),
                 });
             }
-            cumulative = cumulative.saturating_add(p.size);
             note(&p.treatment);
-            partitions.push(CompiledPartition {
+        }
+        let (landing, taking) = Landing::new(parts.iter().map(|p| p.size));
+        let partitions: Vec<CompiledPartition> = taking
+            .iter()
+            .filter_map(|&j| parts.get(j))
+            .map(|p| CompiledPartition {
                 treatment: intern(&p.treatment),
                 treatment_name: crate::intern::intern(&p.treatment),
-                cumulative,
                 config: config_of(&p.treatment),
-            });
-        }
+            })
+            .collect();
+        let percentage_split = landing.splits(|i| {
+            i.and_then(|i| partitions.get(i))
+                .map_or(CONTROL, |p| &p.treatment)
+        });
         let label: Arc<str> = match &c.label {
             Some(l) => l.as_str().into(),
             None => generated_label(c).into(),
@@ -922,9 +896,9 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
         conditions.push(CompiledCondition {
             rollout: c.condition_type.as_deref() == Some("ROLLOUT"),
             matchers,
-            percentage_split: splits_by_bucket(&partitions),
-            every_bucket: every_bucket(&partitions),
             partitions,
+            landing,
+            percentage_split,
             label_name: crate::intern::intern(&label),
             label: Label::Rule(label),
         });
@@ -941,11 +915,10 @@ pub(crate) fn compile_flag(f: &FeatureFlag) -> (CompiledFlag, Vec<Error>) {
             partitions: vec![CompiledPartition {
                 treatment: Arc::from("control"),
                 treatment_name: Some(CONTROL_NAME),
-                cumulative: 100,
                 config: config_of("control"),
             }],
+            landing: Landing::new([100]).0,
             percentage_split: false,
-            every_bucket: Some(0),
             label: Label::Unsupported,
             label_name: Label::Unsupported.static_name(),
         }];
@@ -1188,49 +1161,6 @@ mod tests {
         // Many duplicates of few strings: a list.
         let few: Vec<String> = (0..100).map(|i| format!("k{}", i % 3)).collect();
         assert!(matches!(StrSet::new(&few), StrSet::Small(s) if s.len() == 3));
-    }
-
-    /// `every_bucket` names a partition only where `partition_at` gives it for every bucket.
-    #[test]
-    fn a_partition_taking_every_bucket_is_found_without_hashing() {
-        let parts = |sizes: &[i64]| -> Vec<CompiledPartition> {
-            let mut cumulative = 0;
-            sizes
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    cumulative += s;
-                    CompiledPartition {
-                        treatment: format!("t{i}").into(),
-                        treatment_name: None,
-                        cumulative,
-                        config: None,
-                    }
-                })
-                .collect()
-        };
-        let cases: &[(&[i64], Option<usize>)] = &[
-            (&[100], Some(0)),
-            (&[100, 0], Some(0)),
-            (&[0, 100], Some(1)),
-            (&[0, 0, 100, 0], Some(2)),
-            (&[150], Some(0)),
-            (&[50, 50], None),
-            (&[99, 1], None),
-            (&[0, 99], None),
-            (&[60], None),
-            (&[], None),
-            (&[0], None),
-        ];
-        for (sizes, expected) in cases {
-            let p = parts(sizes);
-            assert_eq!(every_bucket(&p), *expected, "{sizes:?}");
-            if let Some(i) = expected {
-                for b in 1..=100 {
-                    assert!(std::ptr::eq(partition_at(&p, b).unwrap(), &p[*i]));
-                }
-            }
-        }
     }
 
     proptest::proptest! {

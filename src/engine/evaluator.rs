@@ -8,9 +8,7 @@ use super::attribute_ref::{AttributesRef, Lookup, Source};
 use super::attributes::Attributes;
 use super::bucket::bucket;
 use super::coerce::{Items, Text, View, set_item, set_items, to_bool, to_number, to_str};
-use super::compile::{
-    CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, StrSet, Truncate, partition_at,
-};
+use super::compile::{CompiledFlag, CompiledMatcher, ExcludedKind, MatcherKind, StrSet, Truncate};
 use super::labels::Label;
 use super::semver::Semver;
 use crate::intern::{Name, static_name};
@@ -419,13 +417,11 @@ impl Snapshot {
                 continue;
             }
             // The key is hashed only when the bucket decides.
-            let partition = match c.every_bucket {
-                Some(i) => c.partitions.get(i),
-                None => {
-                    let b = i64::from(bucket(ctx.bucketing_key, f.seed, f.algo));
-                    partition_at(&c.partitions, b)
-                }
+            let landed = match c.landing.every() {
+                Some(every) => every,
+                None => c.landing.at(bucket(ctx.bucketing_key, f.seed, f.algo)),
             };
+            let partition = landed.and_then(|i| c.partitions.get(i));
             return Ok(Decision::Rule(c, partition));
         }
         Ok(Decision::Default(&NO_RULE_MATCHED))

@@ -11,6 +11,7 @@ pub(crate) mod coerce;
 pub(crate) mod compile;
 pub(crate) mod evaluator;
 pub(crate) mod labels;
+pub(crate) mod landing;
 pub(crate) mod pattern;
 pub(crate) mod semver;
 
