@@ -209,11 +209,11 @@ impl Client {
             Ok(g) => g,
             Err(w) => {
                 log::warn!("{w}");
-                return shape(&self.fallback(flag, Outcome::INVALID));
+                return shape(&self.invalid(flag));
             }
         };
         let Some(name) = check_flag_name(op, flag, &mut |w| log::warn!("{w}")) else {
-            return shape(&self.fallback(flag, Outcome::INVALID));
+            return shape(&self.invalid(flag));
         };
         let flag = name;
         let shared = self.listener_attributes(attributes);
@@ -222,8 +222,8 @@ impl Client {
             return shape(&o);
         }
         let snapshot = self.inner.store.load();
-        let o = evaluate_guarded(op, &snapshot, key, flag, attributes, Snapshot::evaluate_key);
-        let o = self.fallback(flag, o);
+        let mut o = evaluate_guarded(op, &snapshot, key, flag, attributes, Snapshot::evaluate_key);
+        self.fallback(flag, &mut o);
         self.record(properties, key, flag, &o, shared.as_ref(), now_ms());
         shape(&o)
     }
@@ -237,22 +237,31 @@ impl Client {
         }
     }
 
-    /// The outcome with the fallback treatment of `flag` in place of `control`, if there is
-    /// one: one branch when no fallback is configured, the rest out of line.
+    /// The outcome of invalid input or a destroyed client for `flag`: `control`, or its
+    /// fallback treatment.
+    fn invalid<'a>(&'a self, flag: &str) -> Outcome<'a> {
+        let mut o = Outcome::INVALID;
+        self.fallback(flag, &mut o);
+        o
+    }
+
+    /// Puts the fallback treatment of `flag` in place of `control` in `o`, if there is one:
+    /// one branch when no fallback is configured, the rest out of line. (In place: returned,
+    /// the outcome was copied once more on every call, 16 instructions of `get_treatment`.)
     #[inline(always)]
-    fn fallback<'a>(&'a self, flag: &str, o: Outcome<'a>) -> Outcome<'a> {
+    fn fallback<'a>(&'a self, flag: &str, o: &mut Outcome<'a>) {
         if self.inner.fallbacks.is_empty() || o.treatment != CONTROL {
-            return o;
+            return;
         }
-        self.with_fallback(flag, o)
+        self.with_fallback(flag, o);
     }
 
     #[cold]
     #[inline(never)]
-    fn with_fallback<'a>(&'a self, flag: &str, o: Outcome<'a>) -> Outcome<'a> {
+    fn with_fallback<'a>(&'a self, flag: &str, o: &mut Outcome<'a>) {
         let fallbacks = &self.inner.fallbacks;
         let Some(f) = fallbacks.for_flag(flag) else {
-            return o;
+            return;
         };
         let (label, label_name) = match o.label.as_deref() {
             Some(l) => {
@@ -261,18 +270,12 @@ impl Client {
             }
             None => (None, None),
         };
-        Outcome {
-            treatment: &f.treatment,
-            label,
-            config: f.config.as_deref(),
-            percentage_split: false,
-            names: Names {
-                flag: o.names.flag,
-                treatment: f.name,
-                label: label_name,
-            },
-            ..o
-        }
+        o.treatment = &f.treatment;
+        o.label = label;
+        o.config = f.config.as_deref();
+        o.percentage_split = false;
+        o.names.treatment = f.name;
+        o.names.label = label_name;
     }
 
     fn not_ready(
@@ -286,7 +289,8 @@ impl Client {
         log::warn!(
             "{op}: the SDK is not ready, results may be incorrect for feature flag {flag}. Make sure to wait for SDK readiness before using this method"
         );
-        let o = self.fallback(flag, Outcome::control(&NOT_READY, None));
+        let mut o = Outcome::control(&NOT_READY, None);
+        self.fallback(flag, &mut o);
         self.record(properties, key, flag, &o, attributes, now_ms());
         o
     }
@@ -359,7 +363,7 @@ impl Client {
                 log::warn!("{w}");
                 return names
                     .into_iter()
-                    .map(|n| (n.to_string(), shape(&self.fallback(n, Outcome::INVALID))))
+                    .map(|n| (n.to_string(), shape(&self.invalid(n))))
                     .collect();
             }
         };
@@ -378,8 +382,9 @@ impl Client {
         names
             .into_iter()
             .map(|n| {
-                let o = evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_key);
-                let o = self.fallback(n, o);
+                let mut o =
+                    evaluate_guarded(op, &snapshot, key, n, attributes, Snapshot::evaluate_key);
+                self.fallback(n, &mut o);
                 self.record(properties, key, n, &o, shared.as_ref(), now);
                 (n.to_string(), shape(&o))
             })
