@@ -10,8 +10,9 @@
 //!
 //! Scenarios (the workload of `benches/evaluate.rs`: a flag with 10 whitelisted keys, a
 //! `plan in [enterprise, pro]` rule and a 50/50 rollout, 4096 UUID keys):
-//! - `unavoidable`: the work no engine can skip: the flag looked up by name, the key in a
-//!   10-key hash set, the plan in a 2-item list, murmur3 of the key.
+//! - `unavoidable`: the work no engine can skip (`benches/support/floor.rs`): the flag
+//!   looked up by name, the key in a 10-key hash set, the plan in a 2-item list, murmur3 of
+//!   the key.
 //! - `engine`: `Snapshot::evaluate` with attributes built beforehand (one `plan`).
 //! - `engine_attrs4`: the same with a typical set of four attributes built beforehand...
 //! - `engine_attrs4_built`: ...and built in the loop, per evaluation.
@@ -25,10 +26,8 @@
 //!   the attributes or context built for each call from the key and plan, as an application
 //!   serving a request does (splitkit's lent as borrowed pairs).
 
-use std::collections::HashSet;
 use std::hint::black_box;
 
-use splitkit::bucketing::murmur3_hash;
 use splitkit::{Attributes, Client, ImpressionsMode, Snapshot};
 use workload::{PLANS, attrs4, attrs4_borrowed};
 
@@ -40,6 +39,9 @@ mod sink;
 
 #[path = "support/peers.rs"]
 mod peers;
+
+#[path = "support/floor.rs"]
+mod floor;
 
 const KEYS: usize = 4096;
 const FLAG: &str = "checkout_v2";
@@ -86,23 +88,14 @@ fn main() {
     let mut acc = 0usize;
     match scenario {
         "unavoidable" => {
-            let mut flags: foldhash::HashMap<String, usize> = Default::default();
-            flags.insert(FLAG.to_string(), 1);
-            let set: HashSet<&str, foldhash::fast::RandomState> =
-                whitelist.iter().copied().collect();
-            let list = ["enterprise", "pro"];
+            let floor = floor::Floor::new(FLAG, &whitelist);
             for j in 0..n {
                 let i = j % KEYS;
-                let key = black_box(keys[i].as_str());
-                let f = flags.get(black_box(FLAG)).copied().unwrap_or(0);
-                acc += f;
-                acc += if set.contains(key) {
-                    1
-                } else if list.contains(&black_box(plans[i])) {
-                    2
-                } else {
-                    murmur3_hash(key, 1_314_229_456) as usize % 100
-                };
+                acc += floor.evaluate(
+                    black_box(FLAG),
+                    black_box(keys[i].as_str()),
+                    black_box(plans[i]),
+                );
             }
         }
         "engine" | "engine_attrs4" => {

@@ -9,8 +9,9 @@
 //! way their APIs ask).
 //!
 //! Run: `cargo bench --bench peers -- --warm-up-time 1 --measurement-time 3`. After
-//! criterion's figures it prints the paired comparisons: bursts of the three taken in turn,
-//! their medians, and the peers' time as a multiple of splitkit's. The instruction counts of
+//! criterion's figures it prints the paired comparisons: bursts of the three engines and of
+//! the unavoidable work (`benches/support/floor.rs`) taken in turn, their medians, the
+//! peers' time as a multiple of splitkit's, and each engine's as a multiple of the floor's. The instruction counts of
 //! the same are `benches/instr.sh engine unleash launchdarkly engine_per_call
 //! unleash_per_call launchdarkly_per_call`.
 
@@ -27,6 +28,9 @@ mod peers;
 
 #[path = "support/interleaved.rs"]
 mod interleaved;
+
+#[path = "support/floor.rs"]
+mod floor;
 
 const KEYS: usize = 4096;
 const FLAG: &str = "checkout_v2";
@@ -47,6 +51,7 @@ fn peers(c: &mut Criterion) {
         .collect();
     let unleash = peers::Unleash::new(FLAG, &whitelist, &keys, &plans);
     let launchdarkly = peers::LaunchDarkly::new(FLAG, &whitelist, &keys, &plans);
+    let floor = floor::Floor::new(FLAG, &whitelist);
 
     // The three engines agree on which keys the rules select: the whitelisted keys and the
     // enterprise and pro plans are on everywhere, and about half of the rest (each engine
@@ -142,10 +147,15 @@ fn peers(c: &mut Criterion) {
     }
     const BURST: usize = 4_096;
     const ROUNDS: usize = 301;
-    let names = ["splitkit", "unleash_yggdrasil", "launchdarkly"];
+    let names = [
+        "splitkit",
+        "unleash_yggdrasil",
+        "launchdarkly",
+        "unavoidable work",
+    ];
     for (contexts, per_call) in [("built beforehand", false), ("built per call", true)] {
         let stats = interleaved::bursts(
-            3,
+            names.len(),
             ROUNDS,
             BURST,
             |v, i| {
@@ -164,11 +174,15 @@ fn peers(c: &mut Criterion) {
                     (1, true) => {
                         black_box(unleash.evaluate_per_call(FLAG, &keys[i], plans[i]));
                     }
-                    (_, false) => {
+                    (2, false) => {
                         black_box(launchdarkly.evaluate(FLAG, i));
                     }
-                    (_, true) => {
+                    (2, true) => {
                         black_box(launchdarkly.evaluate_per_call(FLAG, &keys[i], plans[i]));
+                    }
+                    // Nothing to build: the floor is the same either way.
+                    _ => {
+                        black_box(floor.evaluate(black_box(FLAG), &keys[i], plans[i]));
                     }
                 }
             },
@@ -182,15 +196,24 @@ fn peers(c: &mut Criterion) {
     }
 }
 
-/// Prints the bursts' figures and each peer's time as a multiple of splitkit's.
+/// Prints the bursts' figures, each peer's time as a multiple of splitkit's, and each
+/// engine's as a multiple of the unavoidable work's (the last variant): a peer at `m` times
+/// the floor can be beaten `r` times only by an engine at `m / r` times it.
 fn report(title: &str, names: &[&str], stats: &[interleaved::Stat]) {
     interleaved::print(title, names, stats);
-    for (name, s) in names.iter().zip(stats).skip(1) {
+    let ratio = |name: &str, a: &interleaved::Stat, b: &interleaved::Stat, of: &str| {
         eprintln!(
-            "  {name} / splitkit: {:.1}x median, {:.1}x fastest tenth",
-            s.median / stats[0].median,
-            s.fastest_tenth / stats[0].fastest_tenth
+            "  {name} / {of}: {:.1}x median, {:.1}x fastest tenth",
+            a.median / b.median,
+            a.fastest_tenth / b.fastest_tenth
         );
+    };
+    let (floor, engines) = stats.split_last().expect("variants");
+    for (name, s) in names.iter().zip(engines).skip(1) {
+        ratio(name, s, &stats[0], names[0]);
+    }
+    for (name, s) in names.iter().zip(engines) {
+        ratio(name, s, floor, "unavoidable work");
     }
 }
 

@@ -17,8 +17,10 @@ impl Sink {
         let s = server.clone();
         let thread = std::thread::spawn(move || {
             for mut request in s.incoming_requests() {
-                let mut body = Vec::new();
-                let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
+                // Read through and dropped: `io::copy` reuses one stack buffer, where
+                // `read_to_end` would zero every byte of a growing `Vec` (about 200
+                // instructions a delivered impression, on the cores the benches measure).
+                let _ = std::io::copy(request.as_reader(), &mut std::io::sink());
                 let _ = request.respond(tiny_http::Response::empty(200));
             }
         });
