@@ -11,9 +11,9 @@
 //! Run: `cargo bench --bench peers -- --warm-up-time 1 --measurement-time 3`. After
 //! criterion's figures it prints the paired comparisons: bursts of the three engines and of
 //! the unavoidable work (`benches/support/floor.rs`) taken in turn, their medians, the
-//! peers' time as a multiple of splitkit's, and each engine's as a multiple of the floor's. The instruction counts of
-//! the same are `benches/instr.sh engine unleash launchdarkly engine_per_call
-//! unleash_per_call launchdarkly_per_call`.
+//! peers' time as a multiple of splitkit's, and each engine's as a multiple of the floor's.
+//! The instruction counts of the same are `benches/instr.sh unavoidable engine unleash
+//! launchdarkly engine_per_call unleash_per_call launchdarkly_per_call`.
 
 use std::hint::black_box;
 
