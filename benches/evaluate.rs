@@ -143,7 +143,7 @@ fn evaluate_single(c: &mut Criterion) {
     g.bench_function("murmur3_bucket_only", |b| {
         b.iter(|| {
             i = (i + 1) % KEYS;
-            black_box(bucket(&w.keys[i], 1_314_229_456, HashAlgo::Murmur3))
+            black_box(bucket(&w.keys[i], workload::SEED, HashAlgo::Murmur3))
         })
     });
     g.finish();
@@ -224,7 +224,7 @@ fn run_threads(w: &Workload, threads: usize, per_thread: u64, mode: Mode) -> Dur
                     i = (i + 1) % KEYS;
                     acc += match mode {
                         Mode::BucketOnly => {
-                            usize::from(bucket(&keys[i], 1_314_229_456, HashAlgo::Murmur3))
+                            usize::from(bucket(&keys[i], workload::SEED, HashAlgo::Murmur3))
                         }
                         Mode::Snapshot => snapshot
                             .evaluate(&keys[i], None, FLAG, &attrs[i])

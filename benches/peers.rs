@@ -39,7 +39,7 @@ fn peers(c: &mut Criterion) {
     let keys = workload::uuid_keys(KEYS);
     let whitelist = workload::ten_of(&keys);
     let plans: Vec<&str> = (0..KEYS)
-        .map(|i| ["enterprise", "pro", "free", "team"][i % 4])
+        .map(|i| workload::PLANS[i % workload::PLANS.len()])
         .collect();
     let doc = serde_json::json!({"ff": {"d": [workload::flag(FLAG, &whitelist, 100, false)],
                                         "s": -1, "t": 1}});

@@ -95,7 +95,7 @@ fn evaluation_does_not_allocate() {
     let (snapshot, problems) = Snapshot::from_json(&doc.to_string(), "alloc").expect("parses");
     assert!(problems.is_empty(), "{problems:?}");
     let store = Store::new(snapshot);
-    let plans = ["enterprise", "pro", "free", "team"];
+    let plans = workload::PLANS;
     let attrs: Vec<Attributes> = (0..KEYS)
         .map(|i| Attributes::new().with("plan", plans[i % plans.len()]))
         .collect();

@@ -8,14 +8,12 @@ use std::collections::{HashMap, HashSet};
 use foldhash::fast::RandomState;
 use splitkit::bucketing::murmur3_hash;
 
-/// The seed of the workload flag (`tests/support/workload.rs`).
-const SEED: i32 = 1_314_229_456;
+use crate::workload::{RULE_PLANS, SEED};
 
-/// The flag table, the whitelist and the rule's list.
+/// The flag table and the whitelist (the rule's list is `RULE_PLANS`).
 pub(crate) struct Floor<'a> {
     flags: HashMap<String, usize, RandomState>,
     whitelist: HashSet<&'a str, RandomState>,
-    plans: [&'static str; 2],
 }
 
 impl<'a> Floor<'a> {
@@ -26,7 +24,6 @@ impl<'a> Floor<'a> {
         Floor {
             flags,
             whitelist: whitelist.iter().copied().collect(),
-            plans: ["enterprise", "pro"],
         }
     }
 
@@ -37,7 +34,7 @@ impl<'a> Floor<'a> {
         let f = self.flags.get(flag).copied().unwrap_or(0);
         f + if self.whitelist.contains(key) {
             1
-        } else if self.plans.contains(&plan) {
+        } else if RULE_PLANS.contains(&plan) {
             2
         } else {
             murmur3_hash(key, SEED) as usize % 100

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 
 use launchdarkly_server_sdk_evaluation as ld;
 use serde_json::json;
+
+use crate::workload::RULE_PLANS;
 use unleash_yggdrasil as unleash;
 
 /// Unleash: the engine and one context per key.
@@ -34,7 +36,7 @@ impl Unleash {
                     {"name": "default", "constraints": [
                         {"contextName": "userId", "operator": "IN", "values": whitelist}]},
                     {"name": "default", "constraints": [
-                        {"contextName": "plan", "operator": "IN", "values": ["enterprise", "pro"]}]},
+                        {"contextName": "plan", "operator": "IN", "values": RULE_PLANS}]},
                     {"name": "flexibleRollout", "parameters":
                         {"rollout": "50", "stickiness": "userId", "groupId": flag}}
                 ]
@@ -111,7 +113,7 @@ impl LaunchDarkly {
             "contextTargets": [],
             "rules": [{"id": "plan-rule", "variation": 0, "trackEvents": false,
                        "clauses": [{"attribute": "plan", "op": "in",
-                                    "values": ["enterprise", "pro"], "negate": false}]}],
+                                    "values": RULE_PLANS, "negate": false}]}],
             "fallthrough": {"rollout": {"variations": [
                 {"variation": 0, "weight": 50000}, {"variation": 1, "weight": 50000}]}},
             "clientSide": false, "trackEvents": false, "trackEventsFallthrough": false

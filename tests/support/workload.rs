@@ -1,8 +1,14 @@
 //! The evaluation benchmark's keys and flag (the engine issue's workload: a whitelist of keys, a
-//! `plan in list` rule and a 50/50 catch-all), shared by `benches/evaluate.rs` and the
-//! allocation test.
+//! `plan in list` rule and a 50/50 catch-all), shared by the benches, the peers' versions of
+//! the flag (`benches/support/peers.rs`) and the allocation test.
 
 use serde_json::{Value, json};
+
+/// The workload flag's `seed`, which a key's bucket is hashed with.
+pub(crate) const SEED: i32 = 1_314_229_456;
+
+/// The plans the workload flag's rule selects (`plan in [enterprise, pro]`).
+pub(crate) const RULE_PLANS: [&str; 2] = ["enterprise", "pro"];
 
 /// A WHITELIST matcher on the key (`attribute: None`) or on an attribute.
 pub(crate) fn whitelist(attribute: Option<&str>, list: &[&str]) -> Value {
@@ -17,7 +23,7 @@ pub(crate) fn flag(name: &str, keys: &[&str], traffic_allocation: i64, killed: b
     json!({
         "name": name, "trafficTypeName": "user", "killed": killed, "defaultTreatment": "off",
         "changeNumber": 1_700_000_000_000_i64, "algo": 2, "trafficAllocation": traffic_allocation,
-        "trafficAllocationSeed": -1_667_452_163, "seed": 1_314_229_456, "status": "ACTIVE",
+        "trafficAllocationSeed": -1_667_452_163, "seed": SEED, "status": "ACTIVE",
         "configurations": {"on": "{\"color\":\"blue\"}", "off": "{\"color\":\"grey\"}"},
         "conditions": [
             {"conditionType": "WHITELIST",
@@ -25,7 +31,7 @@ pub(crate) fn flag(name: &str, keys: &[&str], traffic_allocation: i64, killed: b
              "partitions": [{"treatment": "on", "size": 100}], "label": "whitelisted"},
             {"conditionType": "ROLLOUT",
              "matcherGroup": {"combiner": "AND",
-                              "matchers": [whitelist(Some("plan"), &["enterprise", "pro"])]},
+                              "matchers": [whitelist(Some("plan"), &RULE_PLANS)]},
              "partitions": [{"treatment": "on", "size": 100}, {"treatment": "off", "size": 0}],
              "label": "plan rule"},
             {"conditionType": "ROLLOUT",
